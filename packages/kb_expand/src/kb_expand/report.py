@@ -1,0 +1,155 @@
+"""Reading builds back for people: list, show, diff and export (JSON, CSV, Markdown). Plain functions
+returning data or text; the CLI only prints what they return."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from . import __version__
+from .store import Store
+
+
+def list_builds(db: str | Path | None = None, source: str | None = None) -> list[dict]:
+    with Store.open(db, create=False) as store:
+        return store.builds(source)
+
+
+def show_build(spec: str, db: str | Path | None = None, label: str | None = None) -> dict:
+    """{"build": build row, "labels": [label rows], "words": [word rows]} for a build id or source name."""
+    with Store.open(db, create=False) as store:
+        build = store.resolve_build(spec)
+        labels = store.labels_of(build["id"])
+        if label is not None and label not in {row["label"] for row in labels}:
+            from .errors import KbxError
+
+            raise KbxError(f"build {build['id']} has no label {label!r} (labels: {', '.join(r['label'] for r in labels)})")  # fmt: skip
+        return {"build": build, "labels": labels, "words": store.word_rows(build["id"], label)}
+
+
+def diff_builds(a: str, b: str, db: str | Path | None = None) -> dict:
+    """Per label: words only in A, only in B, and common words with (rank in A, rank in B)."""
+    with Store.open(db, create=False) as store:
+        ba, bb = store.resolve_build(a), store.resolve_build(b)
+        la, _ = store.label_words(ba["id"])
+        lb, _ = store.label_words(bb["id"])
+    out = {"a": ba["id"], "b": bb["id"], "labels": {}}
+    for label in list(dict.fromkeys([*la, *lb])):
+        wa, wb = la.get(label, []), lb.get(label, [])
+        out["labels"][label] = {
+            "only_a": [w for w in wa if w not in wb],
+            "only_b": [w for w in wb if w not in wa],
+            "common": {w: [wa.index(w) + 1, wb.index(w) + 1] for w in wa if w in wb},
+        }
+    return out
+
+
+def format_diff(d: dict) -> str:
+    lines = [f"diff build {d['a']} -> build {d['b']}"]
+    for label, x in d["labels"].items():
+        moved = [f"{w} {ra}->{rb}" for w, (ra, rb) in x["common"].items() if ra != rb]
+        lines.append(
+            f"{label}: -[{', '.join(x['only_a'])}] +[{', '.join(x['only_b'])}] "
+            f"common {len(x['common'])}" + (f" moved: {', '.join(moved)}" if moved else "")
+        )
+    return "\n".join(lines)
+
+
+def _collect(specs: list[str], db) -> list[dict]:
+    with Store.open(db, create=False) as store:
+        if not specs:
+            latest = {}
+            for b in store.builds():
+                latest[b["source"]] = b
+            builds = list(latest.values())
+        else:
+            builds = [store.resolve_build(s) for s in specs]
+        return [
+            {"build": b, "labels": store.labels_of(b["id"]), "words": store.word_rows(b["id"])}
+            for b in builds
+        ]
+
+
+def export_builds(
+    specs: list[str], fmt: str = "json", db: str | Path | None = None, command: str = ""
+) -> str:
+    """Text of the builds named by `specs` (ids or source names; empty = latest build of every source)."""
+    data = _collect(specs, db)
+    if fmt == "json":
+        out = []
+        for d in data:
+            b = d["build"]
+            words: dict[str, list] = {r["label"]: [] for r in d["labels"]}
+            for w in d["words"]:
+                words[w["label"]].append({k: w[k] for k in ("rank", "word", "score", "source", "evidence")})
+            out.append({
+                "build_id": b["id"], "source": b["source"], "scheme": b["scheme"], "created_at": b["created_at"],
+                "tool_version": b["tool_version"], "checksum": b["checksum"], "params": b["params"],
+                "inputs": b["inputs"], "missing": b["missing"],
+                "labels": {r["label"]: [w["word"] for w in words[r["label"]]] for r in d["labels"]},
+                "entity_types": {r["label"]: r["entity_type"] for r in d["labels"]},
+                "words": words,
+            })  # fmt: skip
+        return json.dumps(out[0] if len(out) == 1 else out, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["build_id", "source", "label", "entity_type", "rank", "word", "score", "evidence"])
+        for d in data:
+            for r in d["words"]:
+                w.writerow([d["build"]["id"], d["build"]["source"], r["label"], r["entity_type"], r["rank"], r["word"],
+                            f"{r['score']:.6g}", json.dumps(r["evidence"], sort_keys=True, ensure_ascii=False)])  # fmt: skip
+        return buf.getvalue()
+    if fmt == "markdown":
+        return _markdown(data, command)
+    from .errors import KbxError
+
+    raise KbxError(f"unknown export format {fmt!r}: choose json, csv or markdown")
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return f"`{text[:12]}`"
+    return text
+
+
+def _short_evidence(source: str, ev: dict) -> str:
+    if source == "visualgenome":
+        if ev.get("role") == "seed":
+            return f"seed, cos {ev['cosine']:.2f}"
+        return f"{ev['cooccurrences']} rel. to seeds"
+    if source == "textual":
+        return "+".join(ev.get("sources", []))
+    return ""
+
+
+def _markdown(data: list[dict], command: str) -> str:
+    lines = ["# Published label words", ""]
+    lines.append(f"Generated by `{command}` (kb-expand {__version__}); do not edit by hand." if command else
+                 f"Generated by `kbx export --format markdown` (kb-expand {__version__}).")  # fmt: skip
+    lines.append("")
+    for d in data:
+        b = d["build"]
+        lines += [
+            f"## `{b['source']}` (build {b['id']}, scheme `{b['scheme']}`, checksum `{b['checksum'][:12]}`)",
+            "",
+        ]
+        params = {k: v for k, v in b["params"].items() if k not in ("http", "sources")}
+        lines.append("Parameters: " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in params.items()))
+        lines.append("")
+        lines.append("Inputs (sha256): " + ", ".join(f"`{k}` {_short(v)}" for k, v in b["inputs"].items()))
+        if b["missing"]:
+            lines.append("")
+            lines.append("Missing sources: " + "; ".join(f"`{k}`: {v}" for k, v in b["missing"].items()))
+        lines += ["", "| label | type | words (rank order; evidence) |", "|---|---|---|"]
+        by_label: dict[str, list[str]] = {r["label"]: [] for r in d["labels"]}
+        for w in d["words"]:
+            ev = _short_evidence(b["source"], w["evidence"])
+            by_label[w["label"]].append(f"{w['word']} ({ev})" if ev else w["word"])
+        for r in d["labels"]:
+            lines.append(f"| {r['label']} | {r['entity_type']} | {', '.join(by_label[r['label']])} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,293 @@
+"""Visual Genome (the paper's multimodal KB): streaming reader, object co-occurrence graph, `visualgenome` source.
+
+Input: VG `relationships.json` ([{image_id, relationships: [{predicate, subject: {name|names}, object: ...}]}])
+or `scene_graphs.json` ([{image_id, objects: [{object_id, names}], relationships: [{subject_id, object_id}]}]),
+plain, .gz or .zip. The top-level array is decoded one image at a time (json.JSONDecoder.raw_decode over
+1 MiB chunks), so memory is bounded by the graph (distinct names and pairs), not by the file (~2.3M relations).
+
+Graph (networkx): nodes = object names (attribute `count`), undirected edges weighted by the number of
+relationships connecting the two names. Per label: seeds = the top-5 object names most similar (cosine of
+word vectors) to the label, then neighbours = the top-5 other names with the most relationships to the seeds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..text import acceptable, dedup_key, excluded_keys, normalize
+from .base import Candidate, Source
+from .embeddings import load_vectors, phrase_vector, vectors_id
+
+CHUNK = 1 << 20
+
+
+class _Progress:
+    """Byte progress of the underlying (compressed) file."""
+
+    def __init__(self, raw, total: int, desc: str, enabled: bool):
+        from tqdm import tqdm
+
+        self.raw = raw
+        self.bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled)
+
+    def tick(self) -> None:
+        try:
+            pos = self.raw.tell()
+        except (OSError, ValueError):
+            return
+        self.bar.update(max(0, pos - self.bar.n))
+
+    def close(self) -> None:
+        self.tick()
+        self.bar.close()
+
+
+def _open(path: Path) -> tuple[io.TextIOBase, object, int]:
+    """(text stream, raw file for progress, total bytes of raw)."""
+    if path.name.endswith(".zip"):
+        zf = zipfile.ZipFile(path)
+        members = [m for m in zf.infolist() if m.filename.endswith(".json")]
+        if not members:
+            raise InputError(path, "zip archive holds no .json member")
+        member = zf.open(members[0])
+        return io.TextIOWrapper(member, encoding="utf-8"), member._fileobj, os.path.getsize(path)  # type: ignore[attr-defined]
+    raw = open(path, "rb")
+    stream = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
+    return io.TextIOWrapper(stream, encoding="utf-8"), raw, os.path.getsize(path)
+
+
+def iter_json_array(path: str | Path, progress: bool = False, chunk: int = CHUNK) -> Iterator[object]:
+    """Yield the elements of a top-level JSON array one at a time, reading `chunk` characters at a time.
+
+    Errors name the file and the line of the element that failed to parse.
+    """
+    p = Path(path)
+    try:
+        text, raw, total = _open(p)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise InputError(p, f"cannot read Visual Genome file: {e}") from e
+    bar = _Progress(raw, total, f"visualgenome {p.name}", progress)
+    decoder = json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+
+    def more() -> bool:
+        nonlocal buf, pos, line, eof
+        if eof:
+            return False
+        try:
+            data = text.read(chunk)
+        except (UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(p, f"unreadable Visual Genome file ({e})", line=line) from e
+        bar.tick()
+        if not data:
+            eof = True
+            return False
+        line += buf.count("\n", 0, pos)
+        buf, pos = buf[pos:] + data, 0
+        return True
+
+    def skip_ws() -> bool:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf):
+                return True
+            if not more():
+                return False
+
+    try:
+        if not skip_ws() or buf[pos] != "[":
+            raise InputError(p, "expected a JSON array of images ('[' ...)", line=line)
+        pos += 1
+        first = True
+        while True:
+            if not skip_ws():
+                raise InputError(p, "truncated JSON: the top-level array is not closed", line=line + buf.count("\n", 0, pos))  # fmt: skip
+            if buf[pos] == "]":
+                return
+            if not first:
+                if buf[pos] != ",":
+                    raise InputError(p, f"expected ',' between array elements, got {buf[pos]!r}", line=line + buf.count("\n", 0, pos))  # fmt: skip
+                pos += 1
+                if not skip_ws():
+                    raise InputError(p, "truncated JSON after ','", line=line + buf.count("\n", 0, pos))
+            first = False
+            while True:
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as e:
+                    if not more():
+                        raise InputError(
+                            p, f"invalid JSON: {e.msg}", line=line + buf.count("\n", 0, e.pos)
+                        ) from e
+            pos = end
+            yield obj
+    finally:
+        bar.close()
+        text.close()
+
+
+def _name(obj: object) -> str | None:
+    if not isinstance(obj, dict):
+        return None
+    name = obj.get("name")
+    if name is None and isinstance(obj.get("names"), list) and obj["names"]:
+        name = obj["names"][0]
+    return normalize(name) if isinstance(name, str) and name.strip() else None
+
+
+def iter_relation_pairs(path: str | Path, progress: bool = False) -> Iterator[tuple[str, str]]:
+    """(subject name, object name) of every relationship, from relationships.json or scene_graphs.json."""
+    for i, image in enumerate(iter_json_array(path, progress)):
+        if not isinstance(image, dict) or not isinstance(image.get("relationships"), list):
+            raise InputError(path, f"array element {i} is not an image with a 'relationships' list")
+        objects = None
+        if isinstance(image.get("objects"), list):  # scene_graphs.json: relationships refer to object ids
+            objects = {o.get("object_id"): _name(o) for o in image["objects"] if isinstance(o, dict)}
+        for rel in image["relationships"]:
+            if not isinstance(rel, dict):
+                continue
+            if "subject" in rel or "object" in rel:
+                s, o = _name(rel.get("subject")), _name(rel.get("object"))
+            elif objects is not None:
+                s, o = objects.get(rel.get("subject_id")), objects.get(rel.get("object_id"))
+            else:
+                raise InputError(
+                    path, f"image {image.get('image_id', i)}: relationship without subject/object"
+                )
+            if s and o:
+                yield s, o
+
+
+def build_graph(path: str | Path, progress: bool = False):
+    """networkx Graph of object names: node attr `count` (objects seen in relationships), edge attr `weight`.
+
+    Returns (graph, number of relationships read)."""
+    import networkx as nx
+
+    names: Counter[str] = Counter()
+    pairs: Counter[tuple[str, str]] = Counter()
+    n = 0
+    intern: dict[str, str] = {}
+    for s, o in iter_relation_pairs(path, progress):
+        s = intern.setdefault(s, s)
+        o = intern.setdefault(o, o)
+        n += 1
+        names[s] += 1
+        names[o] += 1
+        if s != o:
+            pairs[(s, o) if s < o else (o, s)] += 1
+    g = nx.Graph()
+    g.add_nodes_from((name, {"count": c}) for name, c in names.items())
+    g.add_weighted_edges_from((a, b, w) for (a, b), w in pairs.items())
+    return g, n
+
+
+class VisualGenomeSource(Source):
+    name = "visualgenome"
+
+    def __init__(
+        self,
+        vg: str | Path,
+        vectors: str | Path | None = None,
+        n_seeds: int = 5,
+        n_neighbours: int = 5,
+        progress: bool = False,
+    ):
+        self.vg = Path(vg)  # relationships.json / scene_graphs.json (.gz/.zip)
+        self.vectors = vectors  # word vectors for label -> object similarity (None: GloVe 6B-50d)
+        self.n_seeds = n_seeds  # objects most similar to the label
+        self.n_neighbours = n_neighbours  # objects most often connected to those seeds
+        self.progress = progress
+        if not self.vg.is_file():
+            raise InputError(self.vg, "Visual Genome file not found")
+        self.graph = None
+        self.n_relationships = 0
+
+    def params(self) -> dict:
+        return {"vg": str(self.vg), "vectors": vectors_id(self.vectors), "n_seeds": self.n_seeds,
+                "n_neighbours": self.n_neighbours, "relationships": self.n_relationships,
+                "objects": self.graph.number_of_nodes() if self.graph is not None else None}  # fmt: skip
+
+    def inputs(self) -> dict:
+        return {"visualgenome": str(self.vg), "vectors": vectors_id(self.vectors)}
+
+    def prepare(self, labels) -> None:
+        self.graph, self.n_relationships = build_graph(self.vg, self.progress)
+        kv = load_vectors(self.vectors)
+        self._names = []
+        vecs = []
+        for name in self.graph.nodes:
+            if not acceptable(name, 3):
+                continue
+            v = phrase_vector(kv, name)
+            if v is not None:
+                self._names.append(name)
+                vecs.append(v)
+        self._matrix = np.stack(vecs) if vecs else np.zeros((0, kv.vector_size), dtype=np.float32)  # (N, D)
+        self._kv = kv
+
+    def query_vector(self, label: str, seeds: Sequence[str]) -> np.ndarray | None:
+        """Unit vector of (label + mean of the other seed terms): the label's meaning as the scheme states it."""
+        lab = phrase_vector(self._kv, label)
+        others = [v for v in (phrase_vector(self._kv, s) for s in seeds if s != label) if v is not None]
+        parts = ([lab] if lab is not None else []) + ([np.mean(others, axis=0)] if others else [])
+        if not parts:
+            return None
+        q = np.sum(parts, axis=0)
+        return q / float(np.linalg.norm(q))
+
+    def expand(self, label: str, seeds: Sequence[str], k: int) -> list[Candidate]:
+        if self.graph is None:
+            self.prepare([])
+        query = self.query_vector(label, seeds)
+        if query is None:
+            return []
+        sims = self._matrix @ query  # (N,)
+        banned = excluded_keys(label)
+        chosen: dict[str, float] = {}
+        for i in np.argsort(-sims, kind="stable"):
+            name = self._names[i]
+            key = dedup_key(name)
+            if key in banned or any(dedup_key(c) == key for c in chosen):
+                continue
+            chosen[name] = float(sims[i])
+            if len(chosen) >= self.n_seeds:
+                break
+        out = [
+            Candidate(
+                n, round(s, 4), {"role": "seed", "cosine": round(s, 4), "count": self.graph.nodes[n]["count"]}
+            )
+            for n, s in chosen.items()
+        ]
+        taken = {dedup_key(n) for n in chosen} | banned
+        conn: Counter[str] = Counter()
+        via: dict[str, dict[str, int]] = {}
+        for seed in chosen:
+            for nb, attrs in self.graph[seed].items():
+                conn[nb] += attrs["weight"]
+                via.setdefault(nb, {})[seed] = attrs["weight"]
+        neighbours = []
+        for nb, c in sorted(conn.items(), key=lambda kv: (-kv[1], kv[0])):
+            key = dedup_key(nb)
+            if key in taken or not acceptable(nb, 3):
+                continue
+            taken.add(key)
+            neighbours.append(
+                Candidate(nb, float(c), {"role": "neighbour", "cooccurrences": c, "via": via[nb]})
+            )
+            if len(neighbours) >= self.n_neighbours:
+                break
+        return (out + neighbours)[: max(k, 0)] if k else out + neighbours

@@ -1,0 +1,267 @@
+"""WordNet 3.0 through NLTK: locating (or assembling) the data, and the `wordnet` source.
+
+Data: NLTK's normal data path (corpora/wordnet); else a copy assembled from Debian's /usr/share/wordnet
+(or $KBX_WORDNET_DIR) into $CATMNER_HOME/nltk_data/corpora/wordnet with the `lexnames` file Debian lacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import SourceUnavailable
+from ..paths import catmner_home
+from .base import Candidate, Source, finalize
+
+# The 45 lexicographer files, numbered 0-44, as listed in lexnames(5WN); third column = syntactic category.
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
+    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object "
+    "noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
+    "noun.state noun.substance noun.time verb.body verb.change verb.cognition verb.communication "
+    "verb.competition verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception "
+    "verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+_POS_NUMBER = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+WORDNET_FILES = (
+    "cntlist.rev", "index.sense", "index.adj", "index.adv", "index.noun", "index.verb", "data.adj", "data.adv",
+    "data.noun", "data.verb", "adj.exc", "adv.exc", "noun.exc", "verb.exc",
+)  # fmt: skip
+DEBIAN_DIRS = ("/usr/share/wordnet",)
+
+
+def lexnames_text() -> str:
+    return "".join(f"{i:02d}\t{name}\t{_POS_NUMBER[name.split('.')[0]]}\n" for i, name in enumerate(LEXNAMES))
+
+
+def assemble_wordnet(src: str | Path, nltk_home: str | Path) -> Path:
+    """Copy a WordNet 3.0 dict dir (Debian layout) into <nltk_home>/corpora/wordnet with a lexnames file.
+
+    Real copies (NLTK refuses symlinks out of its root); built in a temp dir and renamed into place.
+    """
+    src = Path(src)
+    target = Path(nltk_home) / "corpora" / "wordnet"
+    missing = [f for f in WORDNET_FILES if not (src / f).is_file()]
+    if missing:
+        raise SourceUnavailable(f"{src}: not a WordNet 3.0 directory (missing {', '.join(missing)})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
+    try:
+        for f in WORDNET_FILES:
+            shutil.copyfile(src / f, tmp / f)
+        (tmp / "lexnames").write_text(lexnames_text(), encoding="utf-8")
+        (tmp / "LICENSE").write_text(
+            f"WordNet 3.0 Copyright 2006 by Princeton University (copied from {src})\n"
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _debian_dir() -> Path | None:
+    for d in [os.environ.get("KBX_WORDNET_DIR"), *DEBIAN_DIRS]:
+        if d and (Path(d) / "data.noun").is_file():
+            return Path(d)
+    return None
+
+
+def _index_cache(root, name: str, compute, result):
+    """Pickle of a parsed WordNet index under $CATMNER_HOME/cache, keyed by the data files' sizes and mtimes
+    (NLTK's line-by-line parse of index.* is most of a warm build's start-up)."""
+    import hashlib
+    import pickle
+
+    root = Path(str(root))
+    stamp = "|".join(
+        f"{f}:{(root / f).stat().st_size}:{(root / f).stat().st_mtime_ns}"
+        for f in WORDNET_FILES
+        if (root / f).exists()
+    )
+    key = hashlib.sha256(f"{root}|{stamp}".encode()).hexdigest()[:16]
+    path = catmner_home() / "cache" / f"wordnet-{name}-{key}.pickle"
+    if path.is_file():
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass
+    compute()
+    value = result()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return value
+
+
+def _reader_class():
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class EnglishWordNet(WordNetCorpusReader):
+        """NLTK's reader minus two slow paths we do not need (about 2/3 of a warm build's time):
+        the OMW version map built at start-up (it re-reads index.sense twice; OMW is not used), and a binary
+        search in cntlist.rev for every Lemma.count() (the file is read into a dict once instead)."""
+
+        def map_wn(self, version="wordnet"):
+            return None
+
+        def _scan_satellites(self):
+            cached = _index_cache(
+                self.root, "satellites", super()._scan_satellites, lambda: self.satellite_offsets
+            )
+            self.satellite_offsets = cached
+
+        def _load_lemma_pos_offset_map(self):
+            def parse():
+                super(EnglishWordNet, self)._load_lemma_pos_offset_map()
+
+            cached = _index_cache(
+                self.root, "lemma_pos_offset_map", parse, lambda: dict(self._lemma_pos_offset_map)
+            )
+            self._lemma_pos_offset_map.update(cached)
+
+        def lemma_count(self, lemma):
+            if lemma._lang != "eng":
+                return 0
+            if getattr(self, "_counts", None) is None:
+                counts: dict[str, int] = {}
+                with self.open("cntlist.rev") as fp:
+                    for line in fp:
+                        parts = line.split()
+                        if len(parts) == 3:
+                            counts[parts[0]] = int(parts[2])
+                self._counts = counts
+            return self._counts.get(lemma._key, 0)
+
+    return EnglishWordNet
+
+
+@lru_cache(maxsize=1)
+def load_wordnet():
+    """A WordNetCorpusReader (cached). Raises SourceUnavailable when no WordNet data can be found."""
+    import nltk
+
+    nltk_home = catmner_home() / "nltk_data"
+    if str(nltk_home) not in nltk.data.path:
+        nltk.data.path.append(str(nltk_home))
+    root = None
+    try:
+        root = nltk.data.find("corpora/wordnet")
+    except LookupError:
+        src = _debian_dir()
+        if src is None:
+            raise SourceUnavailable(
+                "WordNet data not found: run `python -m nltk.downloader wordnet`, or install the Debian packages "
+                "wordnet-base wordnet-sense-index (or set KBX_WORDNET_DIR to a WordNet dict directory)"
+            ) from None
+        root = str(assemble_wordnet(src, nltk_home))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _reader_class()(root, None)
+        except (OSError, AssertionError, ValueError) as e:
+            raise SourceUnavailable(f"{root}: unreadable WordNet data ({e})") from e
+
+
+def wordnet_root() -> str:
+    wn = load_wordnet()
+    return str(wn.root)
+
+
+def is_noun(word: str) -> bool:
+    """True when WordNet knows `word` (or its base form) as a noun; multiword as 'police_officer'."""
+    wn = load_wordnet()
+    return bool(wn.synsets(word.replace(" ", "_"), pos="n"))
+
+
+class WordNetSource(Source):
+    """Synonyms, hyponyms (2 levels), hypernyms and derivations of each seed's first noun sense.
+
+    score = relation weight x seed weight x (1 + ln(1 + lemma count)): tagged-corpus lemma counts
+    (cntlist) make common words ("worker", "child") outrank rare ones ("abecedarian").
+    """
+
+    name = "wordnet"
+    RELATION_WEIGHTS = {"synonym": 1.0, "hyponym": 0.9, "hyponym2": 0.6, "hypernym": 0.5, "derivation": 0.3}
+
+    def __init__(self, senses_per_seed: int = 1, multiword_penalty: float = 0.6):
+        self.senses_per_seed = senses_per_seed  # noun senses (most frequent first) taken per seed
+        self.multiword_penalty = multiword_penalty  # score factor for 'police officer'-style compounds
+        self.wn = load_wordnet()
+
+    def params(self) -> dict:
+        return {"senses_per_seed": self.senses_per_seed, "multiword_penalty": self.multiword_penalty}
+
+    def inputs(self) -> dict:
+        return {"wordnet": str(Path(str(self.wn.root)) / "data.noun")}  # checksummed by the build
+
+    def _lemmas(self, synset, relation: str, path: str, seed_weight: float, out: list[Candidate]) -> None:
+        for lemma in synset.lemmas():
+            name = lemma.name()
+            if name[:1].isupper():  # proper nouns (instances) are not label words
+                continue
+            count = lemma.count()
+            score = self.RELATION_WEIGHTS[relation] * seed_weight * (1.0 + math.log1p(count))
+            if "_" in name:
+                score *= self.multiword_penalty
+            out.append(
+                Candidate(
+                    name, score, {"relation": relation, "path": path, "synset": synset.name(), "count": count}
+                )
+            )
+
+    def expand(self, label: str, seeds: Sequence[str], k: int) -> list[Candidate]:
+        out: list[Candidate] = []
+        for j, seed in enumerate(seeds):
+            seed_weight = 1.0 if j == 0 else 0.8
+            for s in self.wn.synsets(seed.replace(" ", "_"), pos="n")[: self.senses_per_seed]:
+                self._lemmas(s, "synonym", s.name(), seed_weight, out)
+                for h in s.hyponyms():
+                    self._lemmas(h, "hyponym", f"{s.name()} > {h.name()}", seed_weight, out)
+                    for h2 in h.hyponyms():
+                        self._lemmas(
+                            h2, "hyponym2", f"{s.name()} > {h.name()} > {h2.name()}", seed_weight, out
+                        )
+                for h in s.hypernyms():
+                    self._lemmas(h, "hypernym", f"{s.name()} < {h.name()}", seed_weight, out)
+                for lemma in s.lemmas():
+                    for d in lemma.derivationally_related_forms():
+                        if d.synset().pos() == "n":
+                            self._lemmas(
+                                d.synset(), "derivation", f"{lemma.name()} ~ {d.name()}", seed_weight, out
+                            )
+        return finalize(out, label, k, max_tokens=2)
+
+
+@lru_cache(maxsize=65536)
+def is_mainly_noun(word: str) -> bool:
+    """True when WordNet's most frequent use of `word` is a noun (tagged lemma counts per part of speech).
+
+    Filters adjectives and verbs that embeddings and ConceptNet return ("young", "using", "know"); a word
+    unknown to WordNet, or a multiword, only needs to be a WordNet noun at all.
+    """
+    wn = load_wordnet()
+    key = word.replace(" ", "_").lower()
+    counts = {}
+    for pos in ("n", "v", "a", "r"):
+        forms = {key, *wn._morphy(key, pos)}  # "using" -> "use" (v); "cars" -> "car" (n)
+        counts[pos] = sum(
+            lemma.count()
+            for syn in wn.synsets(key, pos=pos)
+            for lemma in syn.lemmas()
+            if lemma.name().lower() in forms
+        )
+    if not wn.synsets(key, pos="n"):
+        return False
+    return counts["n"] >= max(counts["v"], counts["a"], counts["r"])

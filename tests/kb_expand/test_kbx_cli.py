@@ -1,0 +1,77 @@
+"""The real `kbx` commands against a tmp_path store (typer CliRunner, and one subprocess for error output)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+from kb_expand import load_label_words
+from kb_expand.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+def _ok(args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res.stdout
+
+
+def test_build_list_show_diff_export(db, data_dir, ckbc):
+    vg = data_dir / "visualgenome" / "relationships_vg150_test5k.json"
+    out = _ok(["build", "--source", "textual", "--conceptnet-dump", str(ckbc), "--db", str(db), "--quiet"])
+    assert out.startswith("build 1: textual, 10 labels, 100 words")
+    _ok(["build", "-s", "visualgenome", "--vg", str(vg), "--db", str(db), "-q"])
+    _ok(["build", "-s", "wordnet", "--top-k", "5", "--db", str(db), "-q"])
+    listing = _ok(["list", "--db", str(db)]).splitlines()
+    assert [line.split()[1] for line in listing[1:]] == ["textual", "visualgenome", "wordnet"]
+    show = _ok(["show", "textual", "--label", "animal", "--db", str(db)])
+    assert "animal (MISC)" in show and " 1. " in show and "person" not in show
+    assert '"sources"' in show  # evidence printed
+    shown = json.loads(_ok(["show", "2", "--json", "--db", str(db)]))
+    assert shown["build"]["source"] == "visualgenome" and len(shown["words"]) == 100
+    d = json.loads(_ok(["diff", "1", "3", "--json", "--db", str(db)]))
+    lw1, lw3 = load_label_words("1", db), load_label_words("3", db)
+    for label in lw1.labels:
+        assert set(d["labels"][label]["only_a"]) == set(lw1.labels[label]) - set(lw3.labels[label])
+    assert "diff build 1 -> build 3" in _ok(["diff", "textual", "wordnet", "--db", str(db)])
+    exported = json.loads(_ok(["export", "textual", "--format", "json", "--db", str(db)]))
+    assert exported["labels"] == lw1.labels and exported["checksum"] == lw1.checksum
+    rows = list(csv.DictReader(io.StringIO(_ok(["export", "1", "2", "--format", "csv", "--db", str(db)]))))
+    assert len(rows) == 200 and {r["source"] for r in rows} == {"textual", "visualgenome"}
+    md = _ok(["export", "--format", "markdown", "--db", str(db)])  # latest of every source
+    assert md.count("\n## `") == 3 and "| animal | MISC |" in md
+
+
+def test_export_to_file_is_atomic(db, tmp_path, data_dir):
+    vg = data_dir / "visualgenome" / "relationships_sample5.json"
+    _ok(["build", "-s", "visualgenome", "--vg", str(vg), "-q"])  # store from $KBX_DB
+    target = tmp_path / "out.md"
+    runner.invoke(app, ["export", "visualgenome", "-f", "markdown", "-o", str(target)])
+    text = target.read_text()
+    assert "kbx export visualgenome --format markdown -o" in text
+    assert not list(tmp_path.glob(".out.md.tmp"))
+
+
+def test_known_failures_are_one_line(db, tmp_path):
+    env = {**os.environ, "KBX_DB": str(db)}
+    env.pop("KBX_DEBUG", None)
+    env.pop("CATMNER_DEBUG", None)
+    cmd = [sys.executable, "-m", "kb_expand.cli"]
+    missing = tmp_path / "nope.json"
+    r = subprocess.run([*cmd, "build", "-s", "visualgenome", "--vg", str(missing), "-q"], env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"kbx: error: {missing}: Visual Genome file not found"
+    ]
+    r = subprocess.run([*cmd, "show", "textual"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no 'textual' build" in r.stderr
+    r = subprocess.run(
+        [*cmd, "--debug", "show", "textual"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 1 and "Traceback" in r.stderr

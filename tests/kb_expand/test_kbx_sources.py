@@ -1,0 +1,188 @@
+"""Every source on real data: WordNet (assembled from Debian's files), GloVe, ConceptNet dumps, Visual Genome."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from kb_expand.errors import InputError
+from kb_expand.scheme import load_scheme, parse_scheme
+from kb_expand.sources.base import Candidate, finalize
+from kb_expand.sources.conceptnet import ConceptNetSource, iter_dump_edges
+from kb_expand.sources.embeddings import EmbeddingSource, load_vectors
+from kb_expand.sources.visualgenome import (
+    VisualGenomeSource,
+    build_graph,
+    iter_json_array,
+    iter_relation_pairs,
+)
+from kb_expand.sources.wordnet import LEXNAMES, WordNetSource, assemble_wordnet, is_mainly_noun, lexnames_text
+from kb_expand.text import dedup_key
+
+
+def test_scheme_default_and_errors(tmp_path):
+    s = load_scheme()
+    assert {spec.entity_type for spec in s.labels} == {"PER", "LOC", "ORG", "MISC"}
+    assert "transportation" in [spec.label for spec in s.labels] and "animal" in [
+        spec.label for spec in s.labels
+    ]
+    assert all(spec.seeds[0] == spec.label for spec in s.labels)
+    with pytest.raises(InputError, match="type must be one of"):
+        parse_scheme({"labels": [{"label": "x", "type": "FOO"}]}, "my.json")
+    bad = tmp_path / "s.json"
+    bad.write_text('{"labels": [\n{"label": }]}')
+    with pytest.raises(InputError, match=r"s\.json:2"):
+        load_scheme(bad)
+
+
+def test_finalize_filters_and_dedups():
+    cands = [Candidate(w, 10 - i) for i, w in enumerate(
+        ["Person", "persons", "the", "cars", "car", "police_officer", "x1", "a b c d", "people", "Car"])]  # fmt: skip
+    words = [c.word for c in finalize(cands, "person", k=10)]
+    assert words == ["cars", "police officer"]  # label, its plural, stop word, duplicates, junk all dropped
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/wordnet/data.noun").is_file(), reason="Debian wordnet-base not installed"
+)
+def test_wordnet_assembled_from_debian(tmp_path, monkeypatch):
+    import nltk
+
+    monkeypatch.setattr(
+        nltk.data, "path", [*nltk.data.path, str(tmp_path / "nltk_data")]
+    )  # NLTK reads only its path
+    target = assemble_wordnet("/usr/share/wordnet", tmp_path / "nltk_data")
+    lex = (target / "lexnames").read_text().splitlines()
+    assert len(lex) == 45 == len(LEXNAMES) and lex[18].split("\t")[1] == "noun.person"
+    assert not any(p.is_symlink() for p in target.iterdir())
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    wn = WordNetCorpusReader(str(target), None)
+    assert (
+        wn.synset("worker.n.01").lexname() == "noun.person"
+        and wn.synset("dog.n.01").lexname() == "noun.animal"
+    )
+    assert lexnames_text().count("\n") == 45
+
+
+def test_wordnet_source_prefers_common_related_words():
+    src = WordNetSource()
+    words = src.expand("person", ["person"], 10)
+    names = [c.word for c in words]
+    assert {"worker", "child", "woman"} & set(names) and "person" not in names
+    assert all(c.evidence["path"].startswith("person.n.01") for c in words)
+    assert words == sorted(words, key=lambda c: -c.score)
+    assert is_mainly_noun("dog") and not is_mainly_noun("using") and not is_mainly_noun("young")
+
+
+def test_embeddings_glove_neighbours():
+    kv = load_vectors()
+    assert kv.vector_size == 50 and len(kv.key_to_index) == 400000
+    assert load_vectors() is kv  # cached in memory; the .kv file is cached on disk
+    src = EmbeddingSource(keep=is_mainly_noun)
+    words = [c.word for c in src.expand("animal", ["animal", "dog", "bird"], 10)]
+    assert {"cat", "pet"} <= set(words) and "animal" not in words and "dogs" not in words
+
+
+def test_conceptnet_ckbc_dump(ckbc, tmp_path):
+    scheme = load_scheme()
+    src = ConceptNetSource(ckbc)
+    src.prepare(scheme.labels)
+    animal = src.expand("animal", ["animal", "dog", "bird"], 10)
+    assert {"pet", "cat"} <= {c.word for c in animal}
+    assert all(e.split(" (line ")[1].rstrip(")").isdigit() for c in animal for e in c.evidence["edges"])
+    # the same dump gzipped gives the same words
+    gz = tmp_path / "dump.csv.gz"
+    gz.write_bytes(gzip.compress(ckbc.read_bytes()))
+    src_gz = ConceptNetSource(gz)
+    src_gz.prepare(scheme.labels)
+    assert [c.word for c in src_gz.expand("animal", ["animal", "dog", "bird"], 10)] == [
+        c.word for c in animal
+    ]
+
+
+def test_conceptnet_official_head_is_english_only(data_dir):
+    head = data_dir / "conceptnet" / "conceptnet-assertions-5.7.0.head.csv"
+    terms = {line.split("\t")[2].split("/")[3] for line in head.read_text().splitlines()}
+    assert list(iter_dump_edges(head, terms)) == []  # every edge there is non-English: all skipped
+
+
+def test_conceptnet_bad_line_names_file_and_line(ckbc, tmp_path):
+    bad = tmp_path / "bad.csv"
+    lines = ckbc.read_text().splitlines()[:3] + ["only\ttwo"]
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"bad\.csv:4: expected 5 tab-separated columns"):
+        list(iter_dump_edges(bad, {"day"}))
+
+
+def test_vg_sample_and_vg150_files(data_dir):
+    sample = data_dir / "visualgenome" / "relationships_sample5.json"
+    g, n = build_graph(sample)
+    assert n == 158 == sum(len(img["relationships"]) for img in json.loads(sample.read_text()))
+    big = data_dir / "visualgenome" / "relationships_vg150_test5k.json"
+    g2, n2 = build_graph(big)
+    assert n2 == 41324 and g2.number_of_nodes() == 150
+    assert sum(d["weight"] for _, _, d in g2.edges(data=True)) <= n2  # self-pairs are not edges
+
+
+def test_vg_streaming_matches_json_load_with_tiny_chunks(data_dir):
+    sample = data_dir / "visualgenome" / "relationships_sample5.json"
+    assert list(iter_json_array(sample, chunk=97)) == json.loads(sample.read_text())
+
+
+def test_vg_gz_zip_and_scene_graphs_agree(data_dir, tmp_path):
+    sample = data_dir / "visualgenome" / "relationships_sample5.json"
+    pairs = list(iter_relation_pairs(sample))
+    gz = tmp_path / "rel.json.gz"
+    gz.write_bytes(gzip.compress(sample.read_bytes()))
+    zp = tmp_path / "rel.zip"
+    with zipfile.ZipFile(zp, "w") as z:
+        z.write(sample, "relationships.json")
+    # scene_graphs.json layout: objects with ids, relationships by subject_id/object_id
+    graphs = []
+    for img in json.loads(sample.read_text()):
+        objects, rels = [], []
+        for r in img["relationships"]:
+            ids = []
+            for role in ("subject", "object"):  # fresh ids: real VG reuses an object_id under different names
+                o = r[role]
+                objects.append({"object_id": len(objects) + 1, "names": [o.get("name") or o["names"][0]]})
+                ids.append(len(objects))
+            rels.append({"predicate": r["predicate"], "subject_id": ids[0], "object_id": ids[1]})
+        graphs.append({"image_id": img["image_id"], "objects": objects, "relationships": rels})
+    sg = tmp_path / "scene_graphs.json"
+    sg.write_text(json.dumps(graphs))
+    for other in (gz, zp, sg):
+        assert list(iter_relation_pairs(other)) == pairs
+
+
+def test_vg_truncated_file_error(data_dir, tmp_path):
+    text = (data_dir / "visualgenome" / "relationships_sample5.json").read_text()
+    cut = tmp_path / "cut.json"
+    cut.write_text(text[: len(text) // 2])
+    with pytest.raises(InputError, match=r"cut\.json:\d+: invalid JSON"):
+        list(iter_json_array(cut))
+    notarray = tmp_path / "obj.json"
+    notarray.write_text('{"a": 1}')
+    with pytest.raises(InputError, match="expected a JSON array"):
+        list(iter_json_array(notarray))
+
+
+def test_vg_source_seeds_then_neighbours(data_dir):
+    src = VisualGenomeSource(data_dir / "visualgenome" / "relationships_vg150_test5k.json")
+    src.prepare(load_scheme().labels)
+    words = src.expand("person", ["person", "people", "man", "woman"], 10)
+    roles = [c.evidence["role"] for c in words]
+    assert roles == ["seed"] * 5 + ["neighbour"] * 5
+    seeds = [c.word for c in words[:5]]
+    assert {"man", "woman"} <= set(seeds) and "person" not in seeds
+    # neighbours: the most connected objects to the seeds, by the graph's edge weights
+    g = src.graph
+    expected = sorted(
+        ((sum(g[s][n]["weight"] for s in seeds if g.has_edge(s, n)), n) for n in g.nodes if n not in seeds
+         and dedup_key(n) != "person"), key=lambda t: (-t[0], t[1]))[:5]  # fmt: skip
+    assert [(c.score, c.word) for c in words[5:]] == [(float(w), n) for w, n in expected]
+    assert {"shirt", "hair"} & {c.word for c in words[5:]}
