@@ -1,0 +1,204 @@
+"""The `catmner-bench` command line: `run EXPERIMENT` and `report DIR`.
+
+Commands only parse options and call plain functions (`run_experiment`, `write_report`). Known failures are one
+line on stderr and exit code 1; ``--debug`` or ``CATMNER_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Reproduce the CAT-MNER paper's tables and figures; report them beside the paper's numbers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from catmner_model.data import DataError
+
+    from catmner_bench.records import RecordError
+    from catmner_bench.runner import BenchError
+
+    errors: list[type[BaseException]] = [
+        BenchError,
+        RecordError,
+        DataError,
+        FileNotFoundError,
+        PermissionError,
+    ]
+    for mod, name in (
+        ("catmner_model.train", "TrainError"),
+        ("catmner_model.modeling", "ModelFormatError"),
+        ("kb_expand.errors", "KbxError"),
+    ):
+        try:
+            errors.append(getattr(__import__(mod, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug or os.environ.get("CATMNER_DEBUG", "") not in ("", "0"):
+        raise exc
+    typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+    raise typer.Exit(1)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command("run")
+def run_cli(
+    experiment: Annotated[str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4")],
+    profile: Annotated[
+        str, typer.Option(help="smoke (tests) | quick (CPU) | paper (GPU, Sec. 4.1)")
+    ] = "quick",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Benchmark output folder (records/, runs/).")
+    ] = Path("runs/bench"),
+    text_encoder: Annotated[str | None, typer.Option(help="HF name/path, 'minilm' or 'tiny'.")] = None,
+    image_encoder: Annotated[
+        str | None, typer.Option(help="efficientnet-lite0 | open_clip:<model>:<tag|ckpt> | tiny.")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the profile's).")] = None,
+    systems: Annotated[
+        str | None, typer.Option(help="Comma-separated systems (default: all of the experiment).")
+    ] = None,
+    datasets: Annotated[str | None, typer.Option(help="Comma-separated: twitter2015,twitter2017.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the profile's span-model epochs.")] = None,
+    max_train: Annotated[
+        int | None, typer.Option(help="Use this many training tweets (default: the profile's).")
+    ] = None,
+    max_eval: Annotated[
+        int | None, typer.Option(help="Use this many valid/test tweets (default: the profile's).")
+    ] = None,
+    labels_textual: Annotated[
+        str | None, typer.Option(help="Textual-KB label words: kb source, build id or JSON.")
+    ] = None,
+    labels_multimodal: Annotated[
+        str | None, typer.Option(help="Multimodal-KB label words: source, id or JSON.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with twitter2015/ and twitter2017/.")] = None,
+    image_dir: Annotated[Path | None, typer.Option(help="Folder with <dataset>_images/.")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="kb store (default: $KBX_DB / $CATMNER_HOME/kb.sqlite).")
+    ] = None,
+    feature_cache: Annotated[Path | None, typer.Option(help="Grid-feature cache folder.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Run one experiment's runs (finished runs of the same command are skipped) and print a summary."""
+    try:
+        result = run(
+            experiment,
+            profile=profile,
+            output=output,
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+            seeds=tuple(int(s) for s in _csv(seeds) or ()) or None,
+            systems=_csv(systems),
+            datasets=_csv(datasets),
+            epochs=epochs,
+            max_train=max_train,
+            max_eval=max_eval,
+            labels_textual=labels_textual,
+            labels_multimodal=labels_multimodal,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            db=db,
+            feature_cache=feature_cache,
+            quiet=quiet,
+        )
+    except ValueError as exc:  # BenchError, DataError, TrainError ... are ValueErrors with a user message
+        _fail(exc, debug)
+    except _known_errors() as exc:
+        _fail(exc, debug)
+    typer.echo(
+        f"{experiment}: {result['ran']} run(s) done, {result['skipped']} skipped (finished before); "
+        f"records in {Path(result['output']) / 'records' / experiment}"
+    )
+
+
+def command_line(experiment: str, profile: str, output: Path, options: dict) -> str:
+    """The `catmner-bench run` command equivalent to these arguments (stored in every record)."""
+    argv = ["catmner-bench", "run", experiment, "--profile", profile, "--output", str(output)]
+    for name, value in options.items():
+        if value is None or value == () or value == []:
+            continue
+        if isinstance(value, list | tuple):
+            value = ",".join(str(v) for v in value)
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(argv)
+
+
+def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **options: object) -> dict:
+    """Resolve the profile and run the experiment (the plain function behind `catmner-bench run`)."""
+    from catmner_bench.experiments import run_experiment
+    from catmner_bench.profiles import resolve_profile
+    from catmner_bench.runner import BenchError, RunContext
+
+    try:
+        prof = resolve_profile(
+            profile,
+            text_encoder=options.get("text_encoder"),
+            image_encoder=options.get("image_encoder"),
+            labels_textual=options.get("labels_textual"),
+            labels_multimodal=options.get("labels_multimodal"),
+            epochs=options.get("epochs"),
+            seeds=options.get("seeds"),
+            n_train=options.get("max_train"),
+            n_eval=options.get("max_eval"),
+        )
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
+    ctx = RunContext(
+        output=Path(output),
+        profile=prof,
+        data_dir=options.get("data_dir"),
+        image_dir=options.get("image_dir"),
+        db=options.get("db"),
+        feature_cache=options.get("feature_cache"),
+        quiet=quiet,
+        command=command_line(experiment, profile, output, options),
+    )
+    return run_experiment(experiment, ctx, options.get("systems"), options.get("datasets"))
+
+
+@app.command("report")
+def report_cli(
+    directory: Annotated[Path, typer.Argument(help="A benchmark output folder (or its records/ folder).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where results.md and the PNGs go (default DIR/report).")
+    ] = None,
+    title: Annotated[str, typer.Option(help="Title of the Markdown report.")] = "CAT-MNER benchmark results",
+    debug: DebugOpt = False,
+) -> None:
+    """Render Markdown tables (ours beside the paper's) and PNG plots from the run records in DIR."""
+    from catmner_bench.report import write_report
+
+    try:
+        result = write_report(directory, out, title=title)
+    except _known_errors() as exc:
+        _fail(exc, debug)
+    except ValueError as exc:
+        _fail(exc, debug)
+    typer.echo(
+        f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
+    )
+
+
+def main() -> None:
+    """Entry point of the `catmner-bench` script."""
+    app()

@@ -1,0 +1,186 @@
+"""The paper's artefacts as benchmark experiments: which runs each one needs, and running them.
+
+This module owns the experiment definitions: Table 1 (every runnable system on both datasets), Table 2
+(cross-dataset generalisation), Table 3 (ablations), Figure 3 (data efficiency over random samplings) and
+Figure 4 (attention of entity spans over the 4x4 image grid, refined vs unrefined). `plan` lists the RunSpecs
+of an experiment; `run_experiment` runs them (skipping finished ones) and returns their records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from catmner_model.data import DATASETS, Tweet, image_path, resolve_image_dir
+
+from catmner_bench.records import RunSpec, sha256_file
+from catmner_bench.runner import (
+    SYSTEMS,
+    BenchError,
+    RunContext,
+    model_config,
+    read_split,
+    run_spec,
+    system_config,
+)
+
+EXPERIMENTS = ("table1", "table2", "table3", "fig3", "fig4")
+DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
+    "table1": ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
+    "table2": ("lm-span", "cat-textual"),
+    "table3": ("cat-textual", "mm", "t2i", "i2t", "lm-span", "cat-visualgenome"),
+    "fig3": ("lm-span", "mm", "cat-textual"),
+    "fig4": ("cat-textual", "mm"),
+}
+CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
+
+
+def plan(
+    experiment: str,
+    ctx: RunContext,
+    systems: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> list[RunSpec]:
+    """The runs of an experiment under the context's profile, in execution order."""
+    if experiment not in EXPERIMENTS:
+        raise BenchError(f"unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}")
+    systems = tuple(systems) if systems else DEFAULT_SYSTEMS[experiment]
+    for s in systems:
+        if s not in SYSTEMS:
+            raise BenchError(f"unknown system {s!r}: choose from {', '.join(SYSTEMS)}")
+        if experiment in ("table2", "fig3", "fig4") and SYSTEMS[s].kind != "span":
+            raise BenchError(f"{experiment} runs span models only; {s!r} is a CRF baseline")
+    if experiment == "fig4":
+        bad = [s for s in systems if SYSTEMS[s].variant == "text"]
+        if bad:
+            raise BenchError(f"fig4 needs models that see the image; {', '.join(bad)} does not")
+    datasets = tuple(datasets) if datasets else DATASETS
+    for d in datasets:
+        if d not in DATASETS:
+            raise BenchError(f"unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
+    p = ctx.profile
+    specs: list[RunSpec] = []
+    if experiment == "table2":
+        for train_ds, test_ds in CROSS:
+            if train_ds not in datasets and test_ds not in datasets:
+                continue
+            for s in systems:
+                for seed in p.seeds:
+                    specs.append(RunSpec(experiment, s, train_ds, test_ds, seed, system_config(s, p)))
+    elif experiment == "fig3":
+        for d in datasets:
+            for alpha in p.fig3_alphas:
+                for index in range(p.fig3_samplings):
+                    for s in systems:
+                        # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
+                        seed = p.seeds[0] + index
+                        cfg = system_config(s, p, epochs=p.fig3_epochs)
+                        specs.append(
+                            RunSpec(experiment, s, d, d, seed, cfg, {"alpha": alpha, "index": index})
+                        )
+    else:
+        for d in datasets:
+            for s in systems:
+                for seed in p.seeds:
+                    specs.append(RunSpec(experiment, s, d, d, seed, system_config(s, p)))
+    return specs
+
+
+def run_experiment(
+    experiment: str,
+    ctx: RunContext,
+    systems: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run (or skip, when finished) every run of an experiment. Returns {"records", "ran", "skipped"}."""
+    specs = plan(experiment, ctx, systems, datasets)
+    records, ran, skipped = [], 0, 0
+    for spec in specs:
+        hook = (
+            (lambda model_dir, data, spec=spec: fig4_attention(ctx, spec, model_dir))
+            if experiment == "fig4"
+            else None
+        )
+        rec, now = run_spec(ctx, spec, after_train=hook)
+        records.append(rec)
+        ran += now
+        skipped += not now
+    return {
+        "experiment": experiment,
+        "records": records,
+        "ran": ran,
+        "skipped": skipped,
+        "output": str(ctx.output),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- Figure 4
+def image_tweets(ctx: RunContext, dataset: str) -> list[tuple[str, Tweet, Path]]:
+    """(split, tweet, image) for every tweet of ``dataset`` whose image file exists, in split/file order."""
+    images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
+    if images is None:
+        raise BenchError("fig4 needs tweet images: pass --image-dir (or --data-dir holding tweet_images/)")
+    out = []
+    for split in ("train", "valid", "test"):
+        for t in read_split(dataset, split, ctx.data_dir):
+            p = image_path(dataset, t.imgid, images)
+            if p is not None:
+                out.append((split, t, p))
+    if not out:
+        raise BenchError(f"no image of {dataset} found under {images}/{dataset}_images")
+    return out
+
+
+def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str, Any]:
+    """Attention of every gold entity span of the image tweets over the 4x4 grid, for one trained model.
+
+    For each entity: the text->visual attention probabilities (B, L, H, T, I) of the last layer, averaged over
+    heads and over the first word pieces of the span's words, renormalised over the I = 16 grid cells (row-major,
+    cell 0 top-left). Returns {"attention": {"layer", "cases": [...]}} for the run record.
+    """
+    import torch
+    from catmner_model.batching import Collator
+    from catmner_model.data import catmner_home
+    from catmner_model.modeling import CatMner
+    from catmner_model.train import TweetImages, build_extractor, make_examples
+    from catmner_model.vision import FeatureCache
+
+    model = CatMner.from_pretrained(model_dir).eval()
+    encoder = spec.config["image_encoder"]
+    cache = FeatureCache(ctx.feature_cache or catmner_home() / "features", build_extractor(encoder))
+    images = TweetImages(spec.train_dataset, resolve_image_dir(ctx.image_dir, ctx.data_dir), cache)
+    collate = Collator(getattr(model, "tokenizer", None), model_config(model))
+    cases = []
+    for split, tweet, path in image_tweets(ctx, spec.train_dataset):
+        if not tweet.entities:
+            continue
+        example = make_examples([tweet], images)[0]
+        if example.image_features is None:
+            continue  # unreadable image: nothing to draw
+        batch = collate([example])
+        with torch.inference_mode():
+            out = model(batch, output_attentions=True)
+        if out.attentions is None:
+            raise BenchError(f"{model_dir}: the model returned no text->visual attention")
+        att = out.attentions[0, -1].mean(0)  # (T, I) last layer, mean over heads
+        n_words = int(batch.word_mask[0].sum())
+        for ent in tweet.entities:
+            if ent.end > n_words:
+                continue  # truncated away
+            pos = batch.word_index[0, ent.start : ent.end]  # first word piece of each word of the span
+            grid = att[pos].mean(0)  # (I,)
+            grid = grid / grid.sum().clamp_min(1e-12)
+            cases.append(
+                {
+                    "dataset": spec.train_dataset,
+                    "split": split,
+                    "imgid": tweet.imgid,
+                    "tokens": tweet.tokens,
+                    "entity": {"start": ent.start, "end": ent.end, "type": ent.type},
+                    "image": str(path),
+                    "image_sha256": sha256_file(path),
+                    "grid": [round(float(x), 6) for x in grid],
+                }
+            )
+    return {"attention": {"layer": "last", "grid": [4, 4], "cases": cases}}

@@ -1,0 +1,160 @@
+"""Benchmark profiles: how big a run is (encoders, epochs, data) for the smoke tests, a CPU, or the paper's GPU.
+
+This module owns the three named profiles and their resolution against command-line overrides; every value
+that reaches a run ends up in the run's resolved config (and therefore in its run key).
+
+- ``smoke``: tiny random-init encoders on a few real tweets (images included); seconds per run; the test suite.
+- ``quick``: the offline defaults (all-MiniLM-L6-v2, EfficientNet-Lite0) on the full splits, few epochs (CPU).
+- ``paper``: Section 4.1 of the paper (AdamW, lr 5e-4 with linear warm-up, batch 10; RoBERTa-large and a CLIP
+  ViT, which must be available to transformers / open_clip on the machine); for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+
+def bundled_label_words(name: str) -> str:
+    """Path of a small label-word JSON shipped for the smoke profile ("textual" or "visualgenome")."""
+    return str(resources.files("catmner_bench") / "data" / f"smoke_labels_{name}.json")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One benchmark size. Span models go through catmner_model.train; CRF baselines through baselines.py."""
+
+    name: str  # "smoke", "quick" or "paper"
+    text_encoder: str  # HF name/path, "minilm" (offline default) or "tiny" (random, tests)
+    image_encoder: str  # "efficientnet-lite0", "open_clip:<model>:<tag|ckpt>" or "tiny"
+    labels_textual: str  # label words of CAT-MNER (textual KB): kb source name, build id or JSON file
+    labels_multimodal: str  # label words from the multimodal KB (Visual Genome)
+    epochs: int  # span models: passes over the training split
+    batch_size: int  # span models: tweets per step (paper: 10)
+    lr: float  # span models: peak lr of new layers (paper: 5e-4)
+    encoder_lr: float  # span models: peak lr of the pretrained text encoder
+    n_train: int | None  # training tweets (None: the whole split); smoke keeps the tweets with images first
+    n_eval: int | None  # validation/test tweets (None: the whole split)
+    seeds: tuple[int, ...]  # default seeds (mean ± std over them)
+    baseline_epochs: int  # CRF baselines: epochs
+    baseline_lr: float  # BiLSTM baselines: Adam lr
+    baseline_batch_size: int  # CRF baselines: tweets per step
+    lstm_hidden: int  # BiLSTM hidden size per direction
+    lm_crf_lr: float  # LM-CRF: lr of the linear + CRF layers
+    fig3_alphas: tuple[int, ...]  # Figure 3: training-set sizes
+    fig3_samplings: int  # Figure 3: random samplings per alpha (paper: 8)
+    fig3_epochs: int  # Figure 3: epochs per run (small training sets need more passes)
+    num_threads: int | None  # torch CPU threads (None: torch's default)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        text_encoder="tiny",
+        image_encoder="tiny",
+        labels_textual=bundled_label_words("textual"),
+        labels_multimodal=bundled_label_words("visualgenome"),
+        epochs=1,
+        batch_size=8,
+        lr=5e-4,
+        encoder_lr=5e-4,
+        n_train=16,
+        n_eval=12,
+        seeds=(1,),
+        baseline_epochs=1,
+        baseline_lr=1e-3,
+        baseline_batch_size=8,
+        lstm_hidden=16,
+        lm_crf_lr=1e-3,
+        fig3_alphas=(4, 8),
+        fig3_samplings=2,
+        fig3_epochs=1,
+        num_threads=1,
+    ),
+    "quick": Profile(
+        name="quick",
+        text_encoder="minilm",
+        image_encoder="efficientnet-lite0",
+        labels_textual="textual",
+        labels_multimodal="visualgenome",
+        epochs=3,
+        batch_size=16,
+        lr=5e-4,
+        encoder_lr=5e-5,
+        n_train=None,
+        n_eval=None,
+        seeds=(1,),
+        baseline_epochs=10,
+        baseline_lr=1e-3,
+        baseline_batch_size=16,
+        lstm_hidden=200,
+        lm_crf_lr=5e-4,
+        fig3_alphas=(50, 100, 200, 400),
+        fig3_samplings=3,
+        fig3_epochs=10,
+        num_threads=None,
+    ),
+    "paper": Profile(
+        name="paper",
+        text_encoder="roberta-large",
+        image_encoder="open_clip:ViT-B-32:openai",
+        labels_textual="textual",
+        labels_multimodal="visualgenome",
+        epochs=20,
+        batch_size=10,
+        lr=5e-4,
+        encoder_lr=2e-5,
+        n_train=None,
+        n_eval=None,
+        seeds=(1, 2, 3),
+        baseline_epochs=50,
+        baseline_lr=1e-3,
+        baseline_batch_size=10,
+        lstm_hidden=200,
+        lm_crf_lr=5e-4,
+        fig3_alphas=(50, 100, 200, 400),
+        fig3_samplings=8,
+        fig3_epochs=30,
+        num_threads=None,
+    ),
+}
+
+
+def resolve_profile(
+    name: str,
+    *,
+    text_encoder: str | None = None,
+    image_encoder: str | None = None,
+    labels_textual: str | None = None,
+    labels_multimodal: str | None = None,
+    epochs: int | None = None,
+    seeds: tuple[int, ...] | None = None,
+    n_train: int | None = None,
+    n_eval: int | None = None,
+) -> Profile:
+    """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
+    changes = {
+        k: v
+        for k, v in dict(
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+            labels_textual=labels_textual,
+            labels_multimodal=labels_multimodal,
+            epochs=epochs,
+            seeds=tuple(seeds) if seeds else None,
+            n_train=n_train,
+            n_eval=n_eval,
+        ).items()
+        if v is not None
+    }
+    return dataclasses.replace(PROFILES[name], **changes)

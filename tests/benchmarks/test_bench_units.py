@@ -1,0 +1,122 @@
+"""Unit checks of the benchmark's own pieces: the CRF against brute force, the paper transcription against
+itself, run keys and atomic records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+from catmner_bench import paper
+from catmner_bench.crf import CRF
+from catmner_bench.records import RecordError, RunSpec, atomic_write_json, finished, read_record
+
+
+def _brute_force(crf: CRF, em: torch.Tensor, n: int) -> tuple[float, list[int]]:
+    scores = {}
+    for path in itertools.product(range(crf.num_tags), repeat=n):
+        s = crf.start[path[0]] + crf.end[path[-1]]
+        s = (
+            s
+            + sum(em[i, path[i]] for i in range(n))
+            + sum(crf.transitions[path[i - 1], path[i]] for i in range(1, n))
+        )
+        scores[path] = float(s)
+    logz = float(torch.logsumexp(torch.tensor(list(scores.values())), 0))
+    return logz, list(max(scores, key=scores.get))
+
+
+@torch.no_grad()
+def test_crf_matches_brute_force_with_padding() -> None:
+    torch.manual_seed(3)
+    crf = CRF(3)
+    for p in crf.parameters():
+        p.normal_()
+    em = torch.randn(3, 5, 3)
+    lengths = [5, 2, 1]
+    mask = torch.tensor([[i < n for i in range(5)] for n in lengths])
+    logz = crf.log_partition(em, mask)
+    paths = crf.decode(em, mask)
+    for b, n in enumerate(lengths):
+        ref_z, ref_path = _brute_force(crf, em[b], n)
+        assert logz[b].item() == pytest.approx(ref_z, abs=1e-4)
+        assert paths[b] == ref_path
+    tags = torch.tensor([p + [0] * (5 - len(p)) for p in paths])
+    nll = crf(em, tags, mask)
+    assert nll.item() > 0  # probability of the best path < 1
+
+
+def test_crf_learns_a_tiny_sequence() -> None:
+    torch.manual_seed(0)
+    crf = CRF(4)
+    em = torch.zeros(2, 4, 4, requires_grad=True)
+    tags = torch.tensor([[1, 2, 2, 0], [3, 0, 0, 0]])
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    opt = torch.optim.Adam([em, *crf.parameters()], lr=0.1)
+    for _ in range(100):
+        loss = crf(em, tags, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert crf.decode(em, mask) == [[1, 2, 2, 0], [3, 0]]
+
+
+def test_paper_table1_f1_is_the_harmonic_mean_of_p_and_r() -> None:
+    # a transcription check: F1 = 2PR/(P+R) to the printed precision, except where the paper itself disagrees
+    off = {}
+    for row in paper.TABLE1:
+        for ds, sc in row.scores.items():
+            if sc.precision is not None:
+                f1 = 2 * sc.precision * sc.recall / (sc.precision + sc.recall)
+                if abs(f1 - sc.f1) > 0.015:
+                    off[(row.key, ds)] = round(f1 - sc.f1, 2)
+    assert off == paper.KNOWN_INCONSISTENCIES["table1"]
+
+
+def test_paper_table2_and_3_consistency() -> None:
+    off = {}
+    for key, vals in paper.TABLE2.items():
+        for direction, (p, r, f) in vals.items():
+            if abs(2 * p * r / (p + r) - f) > 0.015:
+                off[(key, direction)] = round(2 * p * r / (p + r) - f, 2)
+    assert off == paper.KNOWN_INCONSISTENCIES["table2"]
+    drops15 = {"mm": 1.09, "t2i": 0.88, "i2t": 0.64, "text": 1.27, "cat-visualgenome": 0.50}  # printed (↓ x)
+    drops17 = {"mm": 1.24, "t2i": 1.03, "i2t": 0.70, "text": 1.41, "cat-visualgenome": 0.34}
+    _, cat15, cat17 = paper.TABLE3["cat"]
+    for key, d in drops15.items():
+        assert round(cat15 - paper.TABLE3[key][1], 2) == d
+        assert round(cat17 - paper.TABLE3[key][2], 2) == drops17[key]
+    # the textual baseline of Table 3 is Table 1's RoBERTa-large-SPAN
+    rob = paper.table1_row("roberta-large-span")
+    assert (paper.TABLE3["text"][1], paper.TABLE3["text"][2]) == (
+        rob.scores["twitter2015"].f1,
+        rob.scores["twitter2017"].f1,
+    )
+    assert paper.TABLE3["cat"][1] == paper.table1_row("cat-mner-roberta-large").scores["twitter2015"].f1
+
+
+def test_reference_rows() -> None:
+    assert paper.reference_row_for("lm-span", "roberta-large") == "roberta-large-span"
+    assert paper.reference_row_for("lm-span", "minilm") == "bert-base-span"
+    assert paper.reference_row_for("cat-textual", "bert-large-cased") == "cat-mner-bert-large"
+    assert paper.reference_row_for("mm", "minilm") is None
+
+
+def test_run_key_and_atomic_record(tmp_path) -> None:
+    a = RunSpec("table1", "lm-span", "twitter2015", "twitter2015", 1, {"epochs": 3, "lr": 5e-4})
+    b = RunSpec("table1", "lm-span", "twitter2015", "twitter2015", 1, {"lr": 5e-4, "epochs": 3})
+    c = RunSpec("table1", "lm-span", "twitter2015", "twitter2015", 2, {"lr": 5e-4, "epochs": 3})
+    assert a.key == b.key != c.key
+    assert finished(tmp_path, a) is None
+    path = tmp_path / "records" / "table1" / f"{a.run_id}.json"
+    atomic_write_json(path, {"schema_version": 1, "run_key": a.key, "spec": a.to_json(), "metrics": {}})
+    assert finished(tmp_path, a)["run_key"] == a.key
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left behind
+    path.write_text("{broken")
+    assert finished(tmp_path, a) is None  # a damaged record is redone, not trusted
+    with pytest.raises(RecordError, match=str(path)):
+        read_record(path)
+    path.write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(RecordError, match="schema version"):
+        read_record(path)
