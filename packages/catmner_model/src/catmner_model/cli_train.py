@@ -1,0 +1,268 @@
+"""`catmner train | evaluate | predict | bench-speed`: option parsing only; the work is in train.py,
+evaluate.py, predict.py and bench.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catmner_model.cli_common import (
+    DataDirOpt,
+    ImageDirOpt,
+    JsonOpt,
+    QuietOpt,
+    UserError,
+    debug_enabled,
+    friendly_errors,
+    print_json,
+)
+
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also CATMNER_DEBUG=1).")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="twitter2015 or twitter2017")]
+ModelDirArg = Annotated[Path, typer.Argument(help="A model directory (e.g. RUN/model).")]
+
+
+@contextlib.contextmanager
+def user_errors(debug: bool) -> Iterator[None]:
+    """Turn this module's known failures (training, prediction, model loading) into one-line UserErrors."""
+    import os
+
+    if debug:
+        os.environ["CATMNER_DEBUG"] = "1"
+    from catmner_model.predict import PredictError
+    from catmner_model.train import TrainError
+
+    known: list[type[BaseException]] = [TrainError, PredictError]
+    with contextlib.suppress(ImportError):
+        from catmner_model import modeling
+
+        known.extend(
+            e
+            for e in vars(modeling).values()
+            if isinstance(e, type) and issubclass(e, Exception) and e.__module__ == modeling.__name__
+        )
+    with contextlib.suppress(ImportError):
+        from kb_expand.errors import KbxError  # type: ignore[import-not-found]
+
+        known.append(KbxError)
+    try:
+        yield
+    except tuple(known) as exc:
+        if debug_enabled():
+            raise
+        raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+@friendly_errors
+def train_cli(
+    dataset: DatasetOpt = "twitter2015",
+    labels: Annotated[
+        str | None, typer.Option(help="Label words: kb source name (textual, ...), build id, or JSON file.")
+    ] = "textual",
+    db: Annotated[Path | None, typer.Option(help="kb store for --labels (default $KBX_DB).")] = None,
+    text_encoder: Annotated[
+        str | None, typer.Option(help="HF name/path or named config (default: offline all-MiniLM-L6-v2).")
+    ] = None,
+    image_encoder: Annotated[
+        str, typer.Option(help="efficientnet-lite0 | open_clip:<model>:<tag or ckpt> | tiny | none")
+    ] = "efficientnet-lite0",
+    variant: Annotated[
+        str, typer.Option(help="cat | mm (no refinement) | i2t | t2i | text (no image)")
+    ] = "cat",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
+    encoder_lr: Annotated[
+        float, typer.Option(help="Peak learning rate of the pretrained text encoder.")
+    ] = 5e-5,
+    batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    max_train: Annotated[int | None, typer.Option(help="Train on a random subset of N tweets.")] = None,
+    max_eval: Annotated[int | None, typer.Option(help="Validate/test on the first N tweets only.")] = None,
+    data_dir: DataDirOpt = None,
+    image_dir: ImageDirOpt = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run directory (rerun the same command to resume).")
+    ] = None,
+    model_config: Annotated[
+        str | None, typer.Option(help="Extra model config fields as JSON, e.g. '{\"max_span_len\": 6}'.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a CAT-MNER model; writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
+    from catmner_model.train import TrainConfig, train
+
+    with user_errors(debug):
+        overrides = {}
+        if model_config:
+            try:
+                overrides = json.loads(model_config)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"--model-config: not JSON ({exc.msg})") from None
+            if not isinstance(overrides, dict):
+                raise UserError("--model-config: expected a JSON object")
+        config = TrainConfig(
+            dataset=dataset,
+            labels=labels or None,
+            db=str(db) if db else None,
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+            variant=variant,
+            epochs=epochs,
+            lr=lr,
+            encoder_lr=encoder_lr,
+            batch_size=batch_size,
+            seed=seed,
+            max_train=max_train,
+            max_eval=max_eval,
+            data_dir=str(data_dir) if data_dir else None,
+            image_dir=str(image_dir) if image_dir else None,
+            output=str(output) if output else None,
+            model_overrides=overrides,
+            num_threads=threads,
+            quiet=quiet,
+        )
+        record = train(config)
+    if as_json:
+        print_json(record)
+    else:
+        m = record["metrics"]
+        typer.echo(
+            f"model: {record['model_dir']}\n"
+            f"best epoch {record['best_epoch']}: valid F1 {m['valid']['lenient']['f1']:.2f} "
+            f"(strict {m['valid']['strict']['f1']:.2f}), test F1 {m['test']['lenient']['f1']:.2f} "
+            f"(strict {m['test']['strict']['f1']:.2f})"
+        )
+
+
+@friendly_errors
+def evaluate_cli(
+    model_dir: ModelDirArg,
+    dataset: DatasetOpt = "twitter2015",
+    split: Annotated[str, typer.Option(help="train | valid | test")] = "test",
+    data_dir: DataDirOpt = None,
+    image_dir: ImageDirOpt = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Write predictions as CoNLL (token, gold, pred) to this file.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 64,
+    max_tweets: Annotated[int | None, typer.Option(help="Only the first N tweets.")] = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score a model directory on a benchmark split: lenient and strict F1, overall and per type."""
+    from catmner_model.evaluate import evaluate_model, format_report
+
+    with user_errors(debug):
+        result = evaluate_model(
+            model_dir,
+            dataset,
+            split,
+            data_dir=data_dir,
+            image_dir=image_dir,
+            predictions=predictions,
+            batch_size=batch_size,
+            max_tweets=max_tweets,
+            progress=not quiet,
+        )
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(format_report(result))
+        if predictions:
+            typer.echo(f"predictions: {predictions}")
+
+
+@friendly_errors
+def predict_cli(
+    model_dir: ModelDirArg,
+    text: Annotated[str | None, typer.Option(help="One tweet as raw text.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Image of the --text tweet.")] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help='JSONL: {"text": ..., "image": optional path} or {"tokens": [...]}'
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 64,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Predict entities: one tweet (--text) as a JSON list, or a JSONL file (--input) as JSON lines."""
+    from catmner_model.predict import Predictor
+
+    if (text is None) == (input is None):
+        raise UserError("give exactly one of --text or --input")
+    with user_errors(debug):
+        predictor = Predictor(model_dir)
+        if text is not None:
+            print_json(predictor.predict_text(text, str(image) if image else None))
+            return
+        if image is not None:
+            raise UserError("--image goes with --text; in --input files give an 'image' field per line")
+        rows = predictor.predict_jsonl(input, batch_size=batch_size, progress=not quiet)
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@friendly_errors
+def bench_speed_cli(
+    dataset: DatasetOpt = "twitter2015",
+    labels: Annotated[
+        str | None, typer.Option(help="Label words (source, build id or JSON file).")
+    ] = "textual",
+    db: Annotated[Path | None, typer.Option(help="kb store for --labels.")] = None,
+    text_encoder: Annotated[str | None, typer.Option(help="Text encoder (default offline MiniLM).")] = None,
+    image_encoder: Annotated[str, typer.Option(help="Image encoder.")] = "efficientnet-lite0",
+    variants: Annotated[str, typer.Option(help="Comma-separated variants to time.")] = "text,cat",
+    max_train: Annotated[int, typer.Option(help="Training tweets timed per variant (extrapolated).")] = 400,
+    n_predict: Annotated[int, typer.Option(help="Tweets for the prediction timings.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
+    data_dir: DataDirOpt = None,
+    image_dir: ImageDirOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON record here.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Time one training epoch (text vs cat, extrapolated from a subset), prediction latency and throughput,
+    peak memory; print and optionally write a JSON record."""
+    from catmner_model.bench import BenchConfig, bench_speed, format_bench
+
+    with user_errors(debug):
+        record = bench_speed(
+            BenchConfig(
+                dataset=dataset,
+                labels=labels,
+                db=str(db) if db else None,
+                text_encoder=text_encoder,
+                image_encoder=image_encoder,
+                variants=[v.strip() for v in variants.split(",") if v.strip()],
+                max_train=max_train,
+                n_predict=n_predict,
+                batch_size=batch_size,
+                data_dir=str(data_dir) if data_dir else None,
+                image_dir=str(image_dir) if image_dir else None,
+                output=str(output) if output else None,
+                num_threads=threads,
+                quiet=quiet,
+            )
+        )
+    typer.echo(format_bench(record))
+
+
+def register(app: typer.Typer) -> None:
+    """Add train, evaluate, predict and bench-speed to the `catmner` app."""
+    app.command("train")(train_cli)
+    app.command("evaluate")(evaluate_cli)
+    app.command("predict")(predict_cli)
+    app.command("bench-speed")(bench_speed_cli)

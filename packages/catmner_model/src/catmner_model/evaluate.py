@@ -1,0 +1,93 @@
+"""Evaluation of a saved model on a benchmark split: lenient (conlleval) and strict F1, overall and per type.
+
+`evaluate_model` loads a model directory through `Predictor`, predicts the split (with the split's images
+through the feature cache when the model uses images) and scores with `catmner_model.metrics`; optionally
+it writes the predictions as a CoNLL file (token, gold, predicted tag).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from catmner_model.data import load_split, resolve_image_dir
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike[str],
+    dataset: str,
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    predictions: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    max_tweets: int | None = None,
+    progress: bool = False,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Score ``model_dir`` on ``dataset``/``split``.
+
+    Returns ``{"model_dir", "dataset", "split", "n_tweets", "seconds", "images": {...},
+    "lenient": metrics.score(...), "strict": metrics.score(...)}``; lenient = conlleval chunking of the gold
+    tags (the literature's numbers), strict = IOB2.
+    """
+    from catmner_model.batching import Example
+    from catmner_model.data import image_path
+    from catmner_model.metrics import score_both, write_predictions
+    from catmner_model.predict import Predictor, predict_examples
+
+    tweets = load_split(dataset, split, data_dir)
+    if max_tweets is not None:
+        tweets = tweets[:max_tweets]
+    predictor = Predictor(model_dir, device=device)
+    images = resolve_image_dir(image_dir, data_dir) if predictor.uses_images else None
+    t0 = time.perf_counter()
+    examples, found = [], 0
+    for t in tweets:
+        path = image_path(dataset, t.imgid, images) if images is not None else None
+        feats = predictor.image_features(path) if path is not None else None
+        found += feats is not None
+        examples.append(Example(tweet=t, image_features=feats))
+    preds = predict_examples(
+        predictor.model,
+        examples,
+        predictor.collate,
+        batch_size,
+        predictor.device,
+        desc=split,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    both = score_both(tweets, preds)
+    if predictions is not None:
+        write_predictions(Path(predictions), tweets, preds)
+    return {
+        "model_dir": str(model_dir),
+        "dataset": dataset,
+        "split": split,
+        "n_tweets": len(tweets),
+        "seconds": round(seconds, 3),
+        "images": {"with_features": found, "without": len(tweets) - found},
+        "lenient": both["conlleval"],
+        "strict": both["strict"],
+        "predictions": str(predictions) if predictions is not None else None,
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """Plain-text table of an `evaluate_model` result."""
+    from catmner_model.data import ENTITY_TYPES
+
+    lines = [
+        f"{result['dataset']} {result['split']}: {result['n_tweets']} tweets, {result['seconds']:.1f}s",
+        f"{'':10}{'P':>8}{'R':>8}{'F1':>8}" + "".join(f"{t:>8}" for t in ENTITY_TYPES),
+    ]
+    for mode in ("lenient", "strict"):
+        m = result[mode]
+        per = "".join(f"{m['per_type'].get(t, {}).get('f1', 0.0):8.2f}" for t in ENTITY_TYPES)
+        lines.append(f"{mode:10}{m['precision']:8.2f}{m['recall']:8.2f}{m['f1']:8.2f}{per}")
+    lines.append("(per-type columns are F1; lenient = conlleval chunking, strict = IOB2)")
+    return "\n".join(lines)

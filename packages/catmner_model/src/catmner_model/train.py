@@ -1,0 +1,921 @@
+"""Training of CAT-MNER models: the loop, its resumable checkpoints, DDP plumbing and the run record.
+
+`train(TrainConfig(...))` reads a benchmark's splits, resolves the label words through kb_expand, precomputes
+frozen grid features once (FeatureCache), then runs AdamW with linear warm-up/decay over length-bucketed,
+seeded batches, validates each epoch (lenient F1 on the validation split; test is never looked at until the
+end), keeps the best model in ``OUTPUT/model`` and writes an atomic checkpoint after every epoch. Rerunning
+the same config on the same OUTPUT resumes and ends bit-identical to an uninterrupted run (on CPU).
+
+Output directory layout::
+
+    OUTPUT/model/              best model so far (CatMner.save_pretrained; loads with nothing else)
+    OUTPUT/checkpoint.json     pointer to the latest complete checkpoint directory (replaced atomically)
+    OUTPUT/ckpt-epoch-NNNN/    model.safetensors, trainer.pt (optimizer, scheduler, RNG; weights_only), state.json
+    OUTPUT/log.json            one entry per epoch: loss, validation metrics, seconds
+    OUTPUT/run.json            the run record: config, seed, metrics valid/test, timings, checksums, git commit
+
+Under ``torchrun`` every rank runs this same function: a DistributedSampler shards the (identically seeded)
+epoch permutation, gradients are averaged by DDP, validation predictions are gathered on every rank, and
+only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from catmner_model.data import (
+    Tweet,
+    catmner_home,
+    image_path,
+    load_split,
+    resolve_data_dir,
+    resolve_image_dir,
+)
+
+CHECKPOINT_FORMAT = "catmner-train-checkpoint"
+CHECKPOINT_VERSION = 1
+RUN_RECORD_SCHEMA = "catmner-run/1"
+TRAINING_SIDECAR = "training.json"  # in a model directory: image encoder + training config (optional file)
+VARIANTS = ("cat", "mm", "i2t", "t2i", "text")
+# config fields that do not change the result: they may differ between a run and its resumption
+_NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
+
+
+class TrainError(ValueError):
+    """A training run that cannot start or resume; the message is one line for the user."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint and in the run record)."""
+
+    dataset: str = "twitter2015"  # benchmark: twitter2015 | twitter2017
+    labels: str | None = "textual"  # label words: kb source name, build id or JSON file (None: text/mm only)
+    db: str | None = None  # kb store for `labels` (default: kb_expand's $KBX_DB / $CATMNER_HOME/kb.sqlite)
+    text_encoder: str | None = None  # HF name/path or named config ("tiny"); None: offline MiniLM default
+    image_encoder: str = "efficientnet-lite0"  # efficientnet-lite0 | open_clip:<model>:<tag> | tiny | none
+    variant: str = "cat"  # cat (refined I2T+T2I) | mm (no refinement) | i2t | t2i | text (no image)
+    epochs: int = 10  # passes over the training split
+    lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
+    encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
+    weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)
+    warmup_ratio: float = 0.1  # fraction of all optimizer steps spent warming up linearly
+    max_grad_norm: float = 1.0  # gradient clipping (0: off)
+    batch_size: int = 16  # tweets per optimizer step (per process under DDP)
+    eval_batch_size: int = 64  # tweets per forward at validation/test time
+    bucket_size: int = 50  # batches per length bucket (sorted within, shuffled across)
+    seed: int = 42  # seeds init, shuffling, dropout, subsampling
+    max_train: int | None = None  # use a random subset of this many training tweets (quick runs, Figure 3)
+    max_eval: int | None = None  # use the first N validation/test tweets (quick runs, benchmarks)
+    data_dir: str | None = None  # folder with twitter2015/ twitter2017/ (default $CATMNER_DATA)
+    image_dir: str | None = None  # folder with <dataset>_images/ (default $CATMNER_IMAGES, data_dir/...)
+    feature_cache: str | None = None  # grid-feature cache root (default $CATMNER_HOME/features)
+    output: str | None = None  # run directory (default $CATMNER_HOME/runs/<dataset>-<variant>-seed<seed>)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
+    num_threads: int | None = None  # torch CPU threads (None: torch's default)
+    quiet: bool = False  # no progress bars
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small utilities
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temp file + os.replace (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a fully written directory ``tmp`` to ``final``, replacing any previous one."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
+    """The config fields that determine the result (compared on resume)."""
+    d = dataclasses.asdict(config)
+    for name in _NON_RESULT_FIELDS:
+        d.pop(name, None)
+    return d
+
+
+def git_info() -> dict[str, Any]:
+    """Commit and dirty flag of the source checkout, when it is a git repository."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment_info() -> dict[str, Any]:
+    """Package versions and hardware, for run records."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("catmner-model", "kb-expand", "torch", "transformers", "open_clip_torch", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    hw = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return {"packages": versions, "hardware": hw}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All RNG states, in a form torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    random.setstate(_tuplify(state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _pack(obj: Any) -> bytes:
+    """torch.save to bytes (tensors travel through all_gather_object safely as plain bytes)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _unpack(data: bytes) -> Any:
+    import io
+
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+# ----------------------------------------------------------------------------------------------------------
+# distributed plumbing
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits in a torchrun job (world_size 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False  # we called init_process_group and must destroy it
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed() -> DistInfo:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    made = False
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+        made = True
+    return DistInfo(
+        rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, initialised_here=made
+    )
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
+    """Every rank's ``obj``, on every rank (a one-element list without DDP)."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(info: DistInfo, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# batching
+
+
+def epoch_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, info: DistInfo, bucket_size: int = 50
+) -> list[list[int]]:
+    """This rank's batches (lists of example indices) for one epoch.
+
+    The epoch permutation comes from a DistributedSampler seeded with ``seed`` and ``epoch`` (identical on all
+    ranks; each rank takes its shard, padded so that all ranks get the same number of examples). Within a
+    rank, examples are cut into buckets of ``bucket_size`` batches, sorted by length inside a bucket (so a batch
+    pads little) and the batches are shuffled with a generator seeded by (seed, epoch, rank).
+    """
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(
+        range(len(lengths)), num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    chunk = max(1, batch_size * bucket_size)
+    batches: list[list[int]] = []
+    for i in range(0, len(order), chunk):
+        bucket = sorted(order[i : i + chunk], key=lambda j: lengths[j])
+        batches.extend(bucket[k : k + batch_size] for k in range(0, len(bucket), batch_size))
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch * 1009 + info.rank)
+    perm = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[p] for p in perm]
+
+
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over ``warmup`` steps, then linear decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return step / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: (pretrained encoder | new layers) x (decay | no decay on biases, norms, 1-d tensors)."""
+    kinds = {id(p): kind for kind, params in model.parameter_groups().items() for p in params}
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        kind = kinds.get(id(p), "new")
+        no_decay = p.ndim < 2 or name.endswith("bias") or "norm" in name.lower()
+        groups.setdefault((kind, no_decay), []).append(p)
+    return [
+        {
+            "params": params,
+            "lr": config.encoder_lr if kind == "encoder" else config.lr,
+            "weight_decay": 0.0 if no_decay else config.weight_decay,
+            "name": f"{kind}{'-nodecay' if no_decay else ''}",
+        }
+        for (kind, no_decay), params in sorted(groups.items())
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# data, label words and image features
+
+
+def load_label_words(config: TrainConfig) -> Any | None:
+    """The LabelWords of ``config.labels`` (None when the variant needs none and none were given)."""
+    if config.labels is None or config.labels == "":
+        if config.variant in ("cat", "i2t", "t2i"):
+            raise TrainError(f"variant {config.variant!r} refines attention with label words: pass --labels")
+        return None
+    try:
+        from kb_expand import load_label_words as kb_load
+    except ImportError:  # older kb_expand without the top-level re-export
+        from kb_expand.labelwords import load_label_words as kb_load
+
+    lw = kb_load(config.labels, db=config.db)
+    if not lw.words():
+        raise TrainError(f"label-word set {config.labels!r} is empty: build or choose another one (--labels)")
+    return lw
+
+
+def _subsample(tweets: list[Tweet], n: int | None, seed: int) -> list[Tweet]:
+    if n is None or n >= len(tweets):
+        return tweets
+    idx = sorted(random.Random(seed).sample(range(len(tweets)), n))
+    return [tweets[i] for i in idx]
+
+
+def load_splits(config: TrainConfig, data: dict[str, list[Tweet]] | None = None) -> dict[str, list[Tweet]]:
+    """train / valid / test tweets of ``config.dataset`` (or the given ``data``), subsampled as configured."""
+    splits: dict[str, list[Tweet]] = {}
+    for split in ("train", "valid", "test"):
+        tweets = (data or {}).get(split)
+        if tweets is None:
+            tweets = load_split(config.dataset, split, config.data_dir)
+        splits[split] = list(tweets)
+    splits["train"] = _subsample(splits["train"], config.max_train, config.seed)
+    if config.max_eval is not None:
+        splits["valid"] = splits["valid"][: config.max_eval]
+        splits["test"] = splits["test"][: config.max_eval]
+    for split, tweets in splits.items():
+        empty = [t for t in tweets if not t.tokens]
+        if empty:
+            raise TrainError(f"{empty[0].path}:{empty[0].line}: empty tweet in the {split} split")
+    if not splits["train"]:
+        raise TrainError("no training tweets")
+    return splits
+
+
+class TweetImages:
+    """Maps tweets to their cached grid features (Tensor (16, F)) or None (missing/unreadable image)."""
+
+    def __init__(self, dataset: str, image_dir: Path | None, cache: Any | None):
+        self.dataset = dataset
+        self.image_dir = image_dir
+        self.cache = cache  # FeatureCache, or None when images are not used
+
+    def path(self, tweet: Tweet) -> Path | None:
+        if self.cache is None:
+            return None
+        return image_path(self.dataset, tweet.imgid, self.image_dir)
+
+    def get(self, tweet: Tweet) -> torch.Tensor | None:
+        p = self.path(tweet)
+        return None if p is None else self.cache.get(p)
+
+
+def build_extractor(image_encoder: str) -> Any | None:
+    """The frozen grid-feature extractor for ``image_encoder`` (None for "none")."""
+    if image_encoder in ("none", "", None):
+        return None
+    from catmner_model.vision import GridFeatureExtractor, VisionConfig
+
+    return GridFeatureExtractor(VisionConfig(encoder=image_encoder))
+
+
+def prepare_images(
+    config: TrainConfig, splits: dict[str, list[Tweet]], info: DistInfo, progress: bool
+) -> tuple[TweetImages, dict[str, Any], int | None]:
+    """Precompute the frozen grid features of every tweet image once; count missing and unreadable ones.
+
+    Returns the feature lookup, stats for the run log and the feature width F (None without images).
+    """
+    use_images = config.variant != "text" and config.image_encoder not in ("none", "")
+    stats: dict[str, Any] = {"encoder": config.image_encoder if use_images else None}
+    if not use_images:
+        return TweetImages(config.dataset, None, None), stats, None
+    from catmner_model.vision import FeatureCache
+
+    image_dir = resolve_image_dir(config.image_dir, config.data_dir)
+    extractor = build_extractor(config.image_encoder)
+    root = Path(config.feature_cache) if config.feature_cache else catmner_home() / "features"
+    cache = FeatureCache(root, extractor, memory_items=2048)
+    images = TweetImages(config.dataset, image_dir, cache)
+    all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
+    paths = sorted({p for t in all_tweets if (p := images.path(t)) is not None})
+    if info.is_main and paths:
+        stats["precompute"] = cache.precompute(paths, progress=progress)
+    barrier(info)
+    n_missing = sum(1 for t in all_tweets if images.path(t) is None)
+    n_unreadable = sum(1 for p in paths if cache.get(p) is None)
+    stats.update(
+        image_dir=str(image_dir) if image_dir else None,
+        tweets=len(all_tweets),
+        images_found=len(paths),
+        tweets_without_image=n_missing,
+        unreadable_images=n_unreadable,
+    )
+    return images, stats, int(extractor.feature_dim)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# model
+
+
+def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
+    """The CatMnerConfig of a run: a bundled config ("minilm", "tiny") or the minilm defaults with another text
+    encoder (HF name/path), plus variant, image feature width and ``model_overrides``."""
+    from catmner_model.modeling import list_configs, load_config
+
+    name = config.text_encoder or "minilm"
+    overrides: dict[str, Any] = {"variant": config.variant}
+    if name not in list_configs():
+        overrides["text_encoder"] = name
+        name = "minilm"
+    if feature_dim is not None:
+        overrides["image_feature_dim"] = feature_dim
+    overrides.update(config.model_overrides)
+    try:
+        return load_config(name, **overrides)
+    except ValueError as exc:
+        raise TrainError(f"model config: {exc}") from None
+
+
+def make_examples(tweets: Sequence[Tweet], images: TweetImages) -> list[Any]:
+    """Model inputs (batching.Example) for ``tweets``, features looked up from the cache."""
+    from catmner_model.batching import Example
+
+    return [Example(tweet=t, image_features=images.get(t)) for t in tweets]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move a Batch to ``device`` (its own ``.to`` if it has one)."""
+    if device.type == "cpu":
+        return batch
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if dataclasses.is_dataclass(batch):
+        changes = {
+            f.name: getattr(batch, f.name).to(device)
+            for f in dataclasses.fields(batch)
+            if isinstance(getattr(batch, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(batch, **changes)
+    return batch
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _checkpoint_pointer(output: Path) -> Path:
+    return output / "checkpoint.json"
+
+
+def read_checkpoint_state(output: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The latest complete checkpoint of a run directory: (its folder, its state.json), or None."""
+    pointer = _checkpoint_pointer(output)
+    if not pointer.exists():
+        return None
+    try:
+        ref = json.loads(pointer.read_text(encoding="utf-8"))
+        folder = output / ref["dir"]
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainError(f"{pointer}: not a readable catmner checkpoint ({exc})") from None
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainError(f"{folder}: not a catmner training checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise TrainError(
+            f"{folder}: checkpoint version {state.get('version')} is not supported (expected {CHECKPOINT_VERSION})"
+        )
+    if "/" in ref["dir"] or ref["dir"].startswith("."):
+        raise TrainError(f"{pointer}: bad checkpoint directory name {ref['dir']!r}")
+    return folder, state
+
+
+def save_checkpoint(
+    output: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    rng_states: list[dict[str, Any]],
+) -> Path:
+    """Write a complete checkpoint folder, then point checkpoint.json at it (atomic), then drop older ones."""
+    from safetensors.torch import save_model
+
+    name = f"ckpt-epoch-{state['epoch']:04d}"
+    tmp = output / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_model(unwrap(model), str(tmp / "model.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states},
+        tmp / "trainer.pt",
+    )
+    atomic_write_json(tmp / "state.json", state)
+    final = output / name
+    replace_dir(tmp, final)
+    atomic_write_json(_checkpoint_pointer(output), {"format": CHECKPOINT_FORMAT, "dir": name})
+    for old in output.glob("ckpt-epoch-*"):
+        if old.name != name and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> list[dict[str, Any]]:
+    """Load weights, optimizer and scheduler state in place (safe loaders only); returns per-rank RNG states."""
+    from safetensors.torch import load_model
+
+    try:
+        load_model(unwrap(model), str(folder / "model.safetensors"), strict=True)
+        blob = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+    except Exception as exc:  # noqa: BLE001 - anything unloadable here is "not our checkpoint / damaged"
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrainError(
+            f"{folder}: checkpoint does not match this model or is damaged ({msg[:200]})"
+        ) from None
+    return blob["rng"]
+
+
+def save_best_model(model: torch.nn.Module, output: Path, config: TrainConfig) -> None:
+    """Save the model to OUTPUT/model atomically (written beside it, then swapped in), with a small
+    ``training.json`` naming the image encoder whose features it was trained on (Predictor reads it)."""
+    tmp = output / ".model.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    unwrap(model).save_pretrained(tmp)
+    uses_images = config.variant != "text" and config.image_encoder not in ("none", "")
+    atomic_write_json(
+        tmp / TRAINING_SIDECAR,
+        {
+            "image_encoder": config.image_encoder if uses_images else None,
+            "train_config": dataclasses.asdict(config),
+        },
+    )
+    replace_dir(tmp, output / "model")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def default_output(config: TrainConfig) -> Path:
+    labels = Path(str(config.labels)).stem if config.labels else "nolabels"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in labels)
+    return catmner_home() / "runs" / f"{config.dataset}-{config.variant}-{safe}-seed{config.seed}"
+
+
+def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """Validate the run directory: fresh, or holding our checkpoint of the same config. Returns its state."""
+    found = read_checkpoint_state(output) if output.exists() else None
+    if found is None:
+        if output.exists() and any(p for p in output.iterdir() if not p.name.startswith(".")):
+            raise TrainError(
+                f"{output}: exists, is not empty and holds no catmner checkpoint; choose another --output"
+            )
+        return None
+    folder, state = found
+    before = state.get("config_fingerprint", {})
+    now = json.loads(json.dumps(config_fingerprint(config), default=str))
+    if before != now:
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        changes = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
+        raise TrainError(
+            f"{folder}: checkpoint was made with a different config ({changes}); use another --output"
+        )
+    state["_folder"] = str(folder)
+    return state
+
+
+def run_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    examples: Sequence[Any],
+    batches: Sequence[Sequence[int]],
+    collate: Callable[[list[Any]], Any],
+    config: TrainConfig,
+    device: torch.device,
+    desc: str,
+    show: bool,
+) -> float:
+    """One pass of optimizer steps over ``batches``; returns the mean training loss."""
+    model.train()
+    total, n = 0.0, 0
+    bar = tqdm(batches, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
+    for idx in bar:
+        batch = to_device(collate([examples[i] for i in idx]), device)
+        out = model(batch, labels=True)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise TrainError(f"{desc}: loss became {loss.item()}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        total += loss.item()
+        n += 1
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    return total / max(1, n)
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    tweets: Sequence[Tweet],
+    images: TweetImages,
+    collate: Callable[[list[Any]], Any],
+    batch_size: int,
+    device: torch.device,
+    info: DistInfo,
+    desc: str,
+    show: bool,
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """Predict ``tweets`` (sharded over ranks, gathered on all) and score them: ({lenient, strict}, predictions)."""
+    from catmner_model.metrics import score_both
+    from catmner_model.predict import predict_examples
+
+    mine = list(range(info.rank, len(tweets), info.world_size))
+    examples = make_examples([tweets[i] for i in mine], images)
+    preds = predict_examples(unwrap(model), examples, collate, batch_size, device, desc=desc, progress=show)
+    merged: list[list[Any]] = [[] for _ in tweets]
+    for part_idx, part_preds in gather_objects(info, (mine, preds)):
+        for i, p in zip(part_idx, part_preds, strict=True):
+            merged[i] = p
+    both = score_both(tweets, merged)
+    return {"lenient": both["conlleval"], "strict": both["strict"]}, merged
+
+
+def _short(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(metrics[k], 4) for k in ("precision", "recall", "f1")} | {
+        "per_type_f1": {t: round(v["f1"], 4) for t, v in metrics["per_type"].items()}
+    }
+
+
+def train(
+    config: TrainConfig,
+    *,
+    data: dict[str, list[Tweet]] | None = None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a run and return its run record (also written to OUTPUT/run.json).
+
+    ``data`` optionally replaces splits ("train"/"valid"/"test" -> tweets), e.g. for data-efficiency runs or
+    to overfit a handful of tweets. ``on_epoch_end(epoch, log_entry)`` is called on every rank after the
+    epoch's checkpoint is complete (an exception there stops the run, as a kill would).
+    """
+    if config.variant not in VARIANTS:
+        raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise TrainError("--epochs and --batch-size must be at least 1")
+    info = setup_distributed()
+    try:
+        return _train(config, info, data, on_epoch_end)
+    finally:
+        if info.initialised_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    config: TrainConfig,
+    info: DistInfo,
+    data: dict[str, list[Tweet]] | None,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    from catmner_model.modeling import CatMner, create_model
+
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
+    # CPU kernels used here are deterministic for a fixed thread count; torch.use_deterministic_algorithms
+    # is not called because importing it pulls in torch._dynamo (~10 s of start-up on this machine).
+    show = not config.quiet and info.is_main
+    output = Path(config.output) if config.output else default_output(config)
+    output = output.expanduser()
+    checked: tuple[str, Any] = ("ok", None)
+    if info.is_main:
+        try:
+            checked = ("ok", _check_output(output, config))
+        except TrainError as exc:
+            checked = ("error", str(exc))
+    status, prior = broadcast_object(info, checked)  # every rank fails together instead of hanging
+    if status == "error":
+        raise TrainError(prior)
+    if info.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+
+    label_words = load_label_words(config)
+    splits = load_splits(config, data)
+    images, image_stats, feature_dim = prepare_images(config, splits, info, show)
+
+    seed_everything(config.seed)
+    model_cfg = build_model_config(config, feature_dim)
+    model = create_model(model_cfg, label_words if label_words is not None else ())
+    model.to(device)
+    collate = model.collator()
+
+    examples = make_examples(splits["train"], images)
+    lengths = [len(t.tokens) for t in splits["train"]]
+    steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0, info, config.bucket_size))
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
+    scheduler = linear_schedule(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    seed_everything(config.seed + info.rank)  # dropout differs by rank; init above is the same everywhere
+
+    start_epoch, best_f1, best_epoch, log = 0, -1.0, 0, []
+    if prior is not None:
+        rng = load_checkpoint(Path(prior["_folder"]), model, optimizer, scheduler)
+        start_epoch, best_f1, best_epoch, log = (
+            prior["epoch"],
+            prior["best_f1"],
+            prior["best_epoch"],
+            prior["log"],
+        )
+        set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
+        if show:
+            tqdm.write(f"resuming {output} after epoch {start_epoch} (best valid F1 {best_f1:.2f})")
+
+    net: torch.nn.Module = model
+    if info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    for epoch in range(start_epoch, config.epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        batches = epoch_batches(lengths, config.batch_size, config.seed, epoch, info, config.bucket_size)
+        desc = f"epoch {epoch + 1}/{config.epochs}"
+        loss = run_epoch(net, optimizer, scheduler, examples, batches, collate, config, device, desc, show)
+        t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+        valid, _ = evaluate_split(
+            net, splits["valid"], images, collate, config.eval_batch_size, device, info, "valid", show
+        )
+        t_total = time.perf_counter() - t0
+        f1 = valid["lenient"]["f1"]
+        improved = f1 > best_f1
+        if improved:
+            best_f1, best_epoch = f1, epoch + 1
+        entry = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "valid_lenient": _short(valid["lenient"]),
+            "valid_strict": _short(valid["strict"]),
+            "best_epoch": best_epoch,
+            "train_seconds": round(t_train, 3),
+            "train_cpu_seconds": round(
+                c_train, 3
+            ),  # process CPU time (all threads): robust to a busy machine
+            "seconds": round(t_total, 3),
+            "steps": len(batches),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
+        }
+        log.append(entry)
+        rngs = [_unpack(b) for b in gather_objects(info, _pack(rng_state()))]
+        if info.is_main:
+            if improved:
+                save_best_model(model, output, config)
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "epoch": epoch + 1,
+                "best_f1": best_f1,
+                "best_epoch": best_epoch,
+                "log": log,
+                "config_fingerprint": json.loads(json.dumps(config_fingerprint(config), default=str)),
+                "world_size": info.world_size,
+            }
+            save_checkpoint(output, model, optimizer, scheduler, state, rngs)
+            atomic_write_json(output / "log.json", {"image_stats": image_stats, "epochs": log})
+            if show:
+                tqdm.write(
+                    f"{desc}: loss {loss:.4f}  valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})"
+                    f"{'  *best*' if improved else ''}  {t_total:.1f}s"
+                )
+        barrier(info)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, entry)
+
+    # final: reload the best model from disk and score it on valid and test
+    barrier(info)
+    best = CatMner.from_pretrained(output / "model", map_location=device)
+    final_collate = best.collator()
+    metrics = {}
+    for split in ("valid", "test"):
+        m, _ = evaluate_split(
+            best, splits[split], images, final_collate, config.eval_batch_size, device, info, split, show
+        )
+        metrics[split] = m
+    record = {
+        "schema": RUN_RECORD_SCHEMA,
+        "config": dataclasses.asdict(config),
+        "model_config": dataclasses.asdict(best.cfg),
+        "seed": config.seed,
+        "dataset": config.dataset,
+        "variant": config.variant,
+        "n_tweets": {k: len(v) for k, v in splits.items()},
+        "best_epoch": best_epoch,
+        "metrics": metrics,
+        "epochs": log,
+        "seconds_per_epoch": [e["seconds"] for e in log],
+        "train_seconds_per_epoch": [e["train_seconds"] for e in log],
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "image_stats": image_stats,
+        "label_words": _label_words_info(label_words),
+        "data_checksums": _data_checksums(config, data),
+        "git": git_info(),
+        "world_size": info.world_size,
+        "model_dir": str(output / "model"),
+        **environment_info(),
+    }
+    if info.is_main:
+        atomic_write_json(output / "run.json", record)
+        if show:
+            tqdm.write(
+                f"best epoch {best_epoch}: valid F1 {metrics['valid']['lenient']['f1']:.2f}, "
+                f"test F1 {metrics['test']['lenient']['f1']:.2f} (strict {metrics['test']['strict']['f1']:.2f})"
+            )
+    barrier(info)
+    return record
+
+
+def _label_words_info(lw: Any | None) -> dict[str, Any] | None:
+    if lw is None:
+        return None
+    return {
+        "source": getattr(lw, "source", None),
+        "build_id": getattr(lw, "build_id", None),
+        "checksum": getattr(lw, "checksum", None),
+        "n_labels": len(lw.labels),
+        "n_words": len(lw.words()),
+    }
+
+
+def _data_checksums(config: TrainConfig, data: dict[str, list[Tweet]] | None) -> dict[str, str | None]:
+    """sha256 of each split file used (None for splits passed in memory)."""
+    out: dict[str, str | None] = {}
+    for split in ("train", "valid", "test"):
+        if data and split in data:
+            out[split] = None
+            continue
+        path = resolve_data_dir(config.data_dir) / config.dataset / f"{split}.txt"
+        out[split] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+    return out

@@ -1,0 +1,254 @@
+"""Training loop: overfitting real tweets, exact resume, refusal of foreign checkpoints, batching, optimizer set-up.
+
+Tiny random-init models (hidden 32, 2 layers) and the deterministic tiny image encoder; real tweets and real
+tweet images from the shared data; CATMNER_HOME points at tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from catmner_model.data import Tweet, load_split
+from catmner_model.train import (
+    DistInfo,
+    TrainConfig,
+    TrainError,
+    epoch_batches,
+    linear_schedule,
+    param_groups,
+    train,
+)
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
+LABEL_WORDS = {
+    "labels": {
+        "person": ["person", "singer", "player", "president"],
+        "location": ["city", "country", "street"],
+        "organization": ["team", "company", "party"],
+        "event": ["festival", "game"],
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CATMNER_DATA", str(DATA))
+    monkeypatch.delenv("CATMNER_IMAGES", raising=False)
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tweets() -> list[Tweet]:
+    """Real Twitter-2015 training tweets with entities: the first 4 whose image is in the shared data, then others."""
+    images = {p.stem for p in (DATA / "tweet_images" / "twitter2015_images").glob("*.jpg")}
+    train = load_split("twitter2015", "train", DATA)
+    with_image = [t for t in train if t.imgid in images and t.entities][:4]
+    without = [t for t in train if t.imgid not in images and t.entities and len(t.tokens) <= 25][:8]
+    assert len(with_image) == 4 and len(without) == 8
+    return with_image + without
+
+
+@pytest.fixture()
+def labels_file(tmp_path) -> str:
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(LABEL_WORDS), encoding="utf-8")
+    return str(path)
+
+
+def tiny_config(output: Path, labels: str, **kw) -> TrainConfig:
+    base = dict(
+        dataset="twitter2015",
+        labels=labels,
+        text_encoder="tiny",
+        image_encoder="tiny",
+        variant="cat",
+        epochs=2,
+        lr=5e-3,
+        encoder_lr=5e-3,
+        warmup_ratio=0.0,
+        batch_size=3,
+        seed=7,
+        output=str(output),
+        quiet=True,
+        num_threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_model_overfits_real_tweets_and_reloads(tmp_path, tweets, labels_file):
+    from catmner_model.predict import Predictor
+
+    few = tweets[:2] + tweets[4:8]  # 2 with images, 4 without
+    out = tmp_path / "run"
+    config = tiny_config(out, labels_file, epochs=60, lr=1e-2, encoder_lr=3e-3, batch_size=2)
+    record = train(config, data={"train": few, "valid": few, "test": few})
+    assert record["metrics"]["valid"]["lenient"]["f1"] == 100.0
+    assert record["metrics"]["test"]["lenient"]["f1"] == 100.0
+    assert record["image_stats"]["images_found"] == 2 and record["image_stats"]["tweets_without_image"] == 4
+    assert record["label_words"]["n_words"] == 12 and len(record["label_words"]["checksum"]) == 64
+    assert len(record["seconds_per_epoch"]) == 60
+    on_disk = json.loads((out / "run.json").read_text())
+    assert on_disk["metrics"] == json.loads(json.dumps(record["metrics"]))
+    log = json.loads((out / "log.json").read_text())["epochs"]
+    assert [e["epoch"] for e in log] == list(range(1, 61))
+    # the saved best model, loaded with nothing else, predicts the gold entities (images through the cache)
+    predictor = Predictor(out / "model")
+    image_dir = DATA / "tweet_images" / "twitter2015_images"
+    for t in few:
+        img = image_dir / f"{t.imgid}.jpg"
+        got = predictor.predict_tokens(t.tokens, str(img) if img.exists() else None)
+        assert {(e["start"], e["end"], e["type"]) for e in got} == {e.key for e in t.entities}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_result(tmp_path, tweets, labels_file):
+    data = {"train": tweets[:8], "valid": tweets[8:], "test": tweets[8:]}
+    a = tmp_path / "a"
+    rec_a = train(tiny_config(a, labels_file), data=data)
+
+    b = tmp_path / "b"
+
+    def kill_after_first(epoch, entry):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tiny_config(b, labels_file), data=data, on_epoch_end=kill_after_first)
+    pointer = json.loads((b / "checkpoint.json").read_text())
+    assert pointer["dir"] == "ckpt-epoch-0001" and not (b / "run.json").exists()
+    rec_b = train(tiny_config(b, labels_file), data=data)  # the same command again
+
+    for sub in ("ckpt-epoch-0002/model.safetensors", "model/model.safetensors"):
+        wa, wb = load_file(str(a / sub)), load_file(str(b / sub))
+        assert wa.keys() == wb.keys()
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), sub
+
+    def strip(log):
+        return [{k: v for k, v in e.items() if "seconds" not in k and k != "peak_rss_mib"} for e in log]
+
+    assert strip(rec_a["epochs"]) == strip(rec_b["epochs"])
+    assert rec_a["metrics"] == rec_b["metrics"]
+    assert rec_a["epochs"][0]["loss"] != rec_a["epochs"][1]["loss"]  # it did train
+
+    # a finished run rerun: nothing retrained, the same record
+    again = train(tiny_config(a, labels_file), data=data)
+    assert again["metrics"] == rec_a["metrics"] and strip(again["epochs"]) == strip(rec_a["epochs"])
+
+    # another config on the same output: refused with one clear line
+    with pytest.raises(TrainError, match=r"different config \(lr: 0\.005 -> 0\.001"):
+        train(tiny_config(b, labels_file, lr=1e-3), data=data)
+
+
+def test_foreign_or_damaged_checkpoints_are_refused(tmp_path, tweets, labels_file):
+    data = {"train": tweets[4:7], "valid": tweets[4:7], "test": tweets[4:7]}
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(TrainError, match="holds no catmner checkpoint"):
+        train(tiny_config(busy, labels_file), data=data)
+
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "checkpoint.json").write_text("{not json")
+    with pytest.raises(TrainError, match="not a readable catmner checkpoint"):
+        train(tiny_config(garbage, labels_file), data=data)
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(
+            tiny_config(run, labels_file),
+            data=data,
+            on_epoch_end=lambda e, _: (_ for _ in ()).throw(Killed()),
+        )
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"optimizer": Evil()}, run / "ckpt-epoch-0001" / "trainer.pt")
+    with pytest.raises(TrainError, match="checkpoint does not match this model or is damaged"):
+        train(tiny_config(run, labels_file), data=data)
+
+    state = json.loads((run / "ckpt-epoch-0001" / "state.json").read_text())
+    state["format"] = "someone-elses"
+    (run / "ckpt-epoch-0001" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(TrainError, match="not a catmner training checkpoint"):
+        train(tiny_config(run, labels_file), data=data)
+
+
+def test_bad_inputs_fail_clearly(tmp_path, tweets, labels_file):
+    data = {"train": tweets[4:6], "valid": tweets[4:6], "test": tweets[4:6]}
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"labels": {"person": []}}))
+    with pytest.raises(TrainError, match="label-word set .* is empty"):
+        train(tiny_config(tmp_path / "r1", str(empty)), data=data)
+    with pytest.raises(TrainError, match="refines attention with label words"):
+        train(tiny_config(tmp_path / "r2", None), data=data)
+    from kb_expand.errors import KbxError
+
+    with pytest.raises(KbxError, match="missing.json"):
+        train(tiny_config(tmp_path / "r3", str(tmp_path / "missing.json")), data=data)
+    blank = Tweet(imgid="1", tokens=[], tags=[], entities=[], path="x.txt", line=3)
+    with pytest.raises(TrainError, match=r"x.txt:3: empty tweet"):
+        train(tiny_config(tmp_path / "r4", labels_file), data={**data, "valid": [blank]})
+    with pytest.raises(TrainError, match="unknown variant"):
+        train(tiny_config(tmp_path / "r5", labels_file, variant="nope"), data=data)
+
+
+def test_text_variant_needs_no_label_words_or_images(tmp_path, tweets):
+    data = {"train": tweets[:3], "valid": tweets[:3], "test": tweets[:3]}
+    rec = train(tiny_config(tmp_path / "t", None, variant="text", epochs=1), data=data)
+    assert rec["label_words"] is None and rec["image_stats"]["encoder"] is None
+    assert rec["model_config"]["variant"] == "text"
+
+
+def test_epoch_batches_shard_cover_and_bucket():
+    lengths = [(i * 7919) % 37 + 1 for i in range(103)]
+    one = epoch_batches(lengths, 4, seed=3, epoch=0, info=DistInfo(), bucket_size=5)
+    flat = sorted(i for b in one for i in b)
+    assert flat == list(range(103))
+    assert one == epoch_batches(lengths, 4, seed=3, epoch=0, info=DistInfo(), bucket_size=5)
+    assert one != epoch_batches(lengths, 4, seed=3, epoch=1, info=DistInfo(), bucket_size=5)
+    for b in one:  # batches come from length-sorted buckets
+        assert [lengths[i] for i in b] == sorted(lengths[i] for i in b)
+    shards = [epoch_batches(lengths, 4, 3, 0, DistInfo(rank=r, world_size=2), 5) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1])  # equal step counts: DDP never waits on a missing batch
+    covered = {i for s in shards for b in s for i in b}
+    assert covered == set(range(103))
+
+
+def test_linear_schedule_and_param_groups():
+    from catmner_model.modeling import create_model
+
+    model = create_model("tiny", ["person", "city"])
+    cfg = TrainConfig(lr=1e-3, encoder_lr=1e-4, weight_decay=0.1)
+    groups = param_groups(model, cfg)
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {"encoder", "encoder-nodecay", "new", "new-nodecay"}
+    assert by_name["encoder"]["lr"] == 1e-4 and by_name["new"]["lr"] == 1e-3
+    assert by_name["new-nodecay"]["weight_decay"] == 0.0 and by_name["encoder"]["weight_decay"] == 0.1
+    enc_ids = {id(p) for p in model.encoder.parameters()}
+    assert all(id(p) in enc_ids for p in by_name["encoder"]["params"] + by_name["encoder-nodecay"]["params"])
+    assert all(p.ndim == 1 for p in by_name["encoder-nodecay"]["params"])  # biases and LayerNorm weights
+    n_all = sum(1 for p in model.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in groups) == n_all
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = linear_schedule(opt, warmup=2, total=6)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.5, 0.25])
