@@ -1,2 +1,3 @@
 """catmner_model: the CAT-MNER model, data layer, training and evaluation."""
+
 __version__ = "0.1.0"

@@ -32,7 +32,9 @@ def format_stats(stats: dict) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
     lines = [f"{stats['dataset']}  (entities counted conlleval-style; 'strict' = IOB2)"]
     for r in rows:
-        lines.append("  ".join(str(v).rjust(w) if j else str(v).ljust(w) for j, (v, w) in enumerate(zip(r, widths))))
+        lines.append(
+            "  ".join(str(v).rjust(w) if j else str(v).ljust(w) for j, (v, w) in enumerate(zip(r, widths)))
+        )
     return "\n".join(lines)
 
 

@@ -12,7 +12,15 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from catmner_model.data import ENTITY_TYPES, DataError, Entity, Tweet, entities_to_tags, read_conll, tags_to_entities
+from catmner_model.data import (
+    ENTITY_TYPES,
+    DataError,
+    Entity,
+    Tweet,
+    entities_to_tags,
+    read_conll,
+    tags_to_entities,
+)
 
 METRIC_DEFINITION = (
     "entity-level micro precision/recall/F1 (percent) over exact (start, end, type) matches; "
@@ -53,7 +61,14 @@ def score(
     per_type = {}
     for t, (ttp, tpred, tgold) in counts.items():
         tp_, tr_, tf_ = _prf(ttp, tpred, tgold)
-        per_type[t] = {"precision": tp_, "recall": tr_, "f1": tf_, "support": tgold, "tp": ttp, "n_pred": tpred}
+        per_type[t] = {
+            "precision": tp_,
+            "recall": tr_,
+            "f1": tf_,
+            "support": tgold,
+            "tp": ttp,
+            "n_pred": tpred,
+        }
     return {
         "mode": mode,
         "definition": METRIC_DEFINITION,
@@ -100,7 +115,9 @@ def write_predictions(
     for tweet, pred in zip(tweets, predicted, strict=True):
         pred_tags = entities_to_tags(pred, len(tweet.tokens))
         lines.append(f"IMGID:{tweet.imgid}")
-        lines.extend(f"{tok}\t{g}\t{p}" for tok, g, p in zip(tweet.tokens, tweet.tags, pred_tags, strict=True))
+        lines.extend(
+            f"{tok}\t{g}\t{p}" for tok, g, p in zip(tweet.tokens, tweet.tags, pred_tags, strict=True)
+        )
         lines.append("")
     tmp = out.with_name(out.name + ".part")
     tmp.write_text("\n".join(lines), encoding="utf-8")

