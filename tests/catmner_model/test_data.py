@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from catmner_model.cli import app
 from catmner_model.data import (
     DataError,
@@ -19,6 +17,7 @@ from catmner_model.data import (
     resolve_image_dir,
     tags_to_entities,
 )
+from typer.testing import CliRunner
 
 # Reference counts from shared/data/README.md (conlleval-style, strict IOB2 in brackets).
 REFERENCE = {
@@ -56,7 +55,10 @@ def test_last_tweet_without_blank_line_is_kept(shared_data):
 
 def test_other_is_misc_and_i_opens_entity(tmp_path):
     f = tmp_path / "x.txt"
-    f.write_text("IMGID:1\nSt\tO\n.\tO\nLouis\tI-LOC\nrocks\tB-OTHER\nhard\tI-OTHER\n\nIMGID:2\nhi\tO", encoding="utf-8")
+    f.write_text(
+        "IMGID:1\nSt\tO\n.\tO\nLouis\tI-LOC\nrocks\tB-OTHER\nhard\tI-OTHER\n\nIMGID:2\nhi\tO",
+        encoding="utf-8",
+    )
     tweets = read_conll(f)
     assert [t.imgid for t in tweets] == ["1", "2"]
     assert tweets[0].entities == [Entity(2, 3, "LOC"), Entity(3, 5, "MISC")]
@@ -66,7 +68,13 @@ def test_other_is_misc_and_i_opens_entity(tmp_path):
 
 def test_chunking_hand_counted():
     tags = ["B-PER", "I-PER", "I-LOC", "O", "I-ORG", "I-ORG", "B-ORG", "B-PER", "I-PER"]
-    assert [e.key for e in tags_to_entities(tags)] == [(0, 2, "PER"), (2, 3, "LOC"), (4, 6, "ORG"), (6, 7, "ORG"), (7, 9, "PER")]
+    assert [e.key for e in tags_to_entities(tags)] == [
+        (0, 2, "PER"),
+        (2, 3, "LOC"),
+        (4, 6, "ORG"),
+        (6, 7, "ORG"),
+        (7, 9, "PER"),
+    ]
     assert [e.key for e in tags_to_entities(tags, "strict")] == [(0, 2, "PER"), (6, 7, "ORG"), (7, 9, "PER")]
     ents = tags_to_entities(tags)
     assert tags_to_entities(entities_to_tags(ents, len(tags))) == ents
@@ -137,7 +145,9 @@ def test_cli_stats_prints_reference_counts(shared_data):
     assert result.exit_code == 0, result.output
     test_row = next(line for line in result.output.splitlines() if line.startswith("test"))
     assert test_row.split()[:4] == ["test", "3257", "52822", "5207"]
-    result = CliRunner().invoke(app, ["data", "stats", "twitter2017", "--data-dir", str(shared_data), "--json"])
+    result = CliRunner().invoke(
+        app, ["data", "stats", "twitter2017", "--data-dir", str(shared_data), "--json"]
+    )
     data = json.loads(result.output)
     assert data["splits"]["train"]["tweets"] == 3373 and data["splits"]["train"]["entities"] == 6049
 
@@ -145,7 +155,11 @@ def test_cli_stats_prints_reference_counts(shared_data):
 def test_cli_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(app, ["data", "stats", "twitter2015", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and "error:" in result.output and "train.txt: not found" in result.output
+    assert (
+        result.output.count("\n") == 1
+        and "error:" in result.output
+        and "train.txt: not found" in result.output
+    )
     result = CliRunner().invoke(app, ["data", "stats", "twitter1999", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1 and "unknown dataset 'twitter1999'" in result.output
 
@@ -159,7 +173,16 @@ def test_download_offline_is_one_clear_line(tmp_path):
     port = s.getsockname()[1]
     s.close()
     result = CliRunner().invoke(
-        app, ["data", "download", "twitter2017", "--data-dir", str(tmp_path), "--base-url", f"http://127.0.0.1:{port}"]
+        app,
+        [
+            "data",
+            "download",
+            "twitter2017",
+            "--data-dir",
+            str(tmp_path),
+            "--base-url",
+            f"http://127.0.0.1:{port}",
+        ],
     )
     assert result.exit_code == 1
     assert "download failed (ConnectionError); are you online?" in result.output
@@ -177,7 +200,9 @@ def test_download_from_local_server(tmp_path, shared_data):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        result = CliRunner().invoke(app, ["data", "download", "twitter2017", "--data-dir", str(tmp_path), "--base-url", url])
+        result = CliRunner().invoke(
+            app, ["data", "download", "twitter2017", "--data-dir", str(tmp_path), "--base-url", url]
+        )
     finally:
         server.shutdown()
     assert result.exit_code == 0, result.output

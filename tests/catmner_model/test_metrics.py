@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.scheme import IOB2
-
 from catmner_model.data import Entity, entities_to_tags, load_split, tags_to_entities
 from catmner_model.metrics import read_predictions, score, score_both, score_tags, write_predictions
+from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
 
 
 def test_hand_counted():
@@ -21,7 +20,14 @@ def test_hand_counted():
     assert s["recall"] == pytest.approx(200 / 3)
     assert s["f1"] == pytest.approx(2 * 50 * (200 / 3) / (50 + 200 / 3))
     assert s["per_type"]["PER"]["f1"] == 100.0
-    assert s["per_type"]["LOC"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1, "tp": 0, "n_pred": 0}
+    assert s["per_type"]["LOC"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 1,
+        "tp": 0,
+        "n_pred": 0,
+    }
     assert s["per_type"]["MISC"]["precision"] == 0.0 and s["per_type"]["MISC"]["support"] == 0
     assert s["mode"] == "conlleval"
 
@@ -93,5 +99,7 @@ def test_prediction_file_roundtrip_and_seqeval(shared_data, tmp_path):
         lines = lines[len(t.tokens) :]
         y_true.append([r[1] for r in rows])
         y_pred.append([r[2] for r in rows])
-    assert score(back_tweets and [t.entities for t in tweets], pred)["f1"] / 100 == pytest.approx(f1_score(y_true, y_pred))
-    assert [entities_to_tags(p, len(t.tokens)) for p, t in zip(pred, tweets)] == y_pred
+    assert score([t.entities for t in back_tweets], back_pred)["f1"] / 100 == pytest.approx(
+        f1_score(y_true, y_pred)
+    )
+    assert [entities_to_tags(p, len(t.tokens)) for p, t in zip(pred, tweets, strict=True)] == y_pred

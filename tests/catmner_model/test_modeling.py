@@ -157,6 +157,27 @@ def test_gradients_reach_gates_and_c_transformer(tweets):
     assert model.visual.no_image.grad.abs().sum() > 0
 
 
+def test_inference_label_key_cache_matches_and_follows_weights(tweets):
+    model = tiny("cat", seed=3)
+    with torch.no_grad():  # open the gates so the saliency (and so the label words) matter
+        for g in [*model.gates_i2t, *model.gates_t2i]:
+            g.proj.bias.fill_(0.5)
+    model.eval()
+    batch = model.collator()(examples(tweets[:6]))
+    with torch.enable_grad():
+        uncached = model(batch).logits.detach()  # grad mode: the C-Transformer runs inside the layers
+    with torch.no_grad():
+        cached = model(batch).logits
+        assert model._label_key_cache is not None
+        assert torch.allclose(cached, uncached, atol=1e-5)
+        # a weight change (in place, like an optimizer step) invalidates the cache
+        model.encoder.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+        changed = model(batch).logits
+    with torch.enable_grad():
+        expected = model(batch).logits.detach()
+    assert torch.allclose(changed, expected, atol=1e-5) and not torch.allclose(changed, cached, atol=1e-4)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variants_run(tweets, variant):
     model = tiny(variant).train()

@@ -33,7 +33,10 @@ def format_stats(stats: dict) -> str:
     lines = [f"{stats['dataset']}  (entities counted conlleval-style; 'strict' = IOB2)"]
     for r in rows:
         lines.append(
-            "  ".join(str(v).rjust(w) if j else str(v).ljust(w) for j, (v, w) in enumerate(zip(r, widths)))
+            "  ".join(
+                str(v).rjust(w) if j else str(v).ljust(w)
+                for j, (v, w) in enumerate(zip(r, widths, strict=True))
+            )
         )
     return "\n".join(lines)
 

@@ -409,14 +409,21 @@ class CatMner(nn.Module):
         return x.view(*lead, N, self.n_heads, self.head_dim).transpose(-2, -3)
 
     def _r_layer(
-        self, i: int, x: torch.Tensor, key_mask: torch.Tensor, n_text: int, c: torch.Tensor | None
+        self,
+        i: int,
+        x: torch.Tensor,
+        key_mask: torch.Tensor,
+        n_text: int,
+        c: torch.Tensor | None,
+        k_labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """One R-Transformer layer over [text; visual] x (B, N, D), and the C-Transformer layer of label states
         c (C, D) entering it (their saliency refines this layer).
 
         Returns the new states, the label states entering the next layer (None in the last layer) and the
         attention probabilities (B, H, N_q, N). In the last layer only the text queries are computed (N_q = T,
-        output (B, T, D)): visual states leaving the last layer feed nothing.
+        output (B, T, D)): visual states leaving the last layer feed nothing. ``k_labels`` (H, C, Dh): this
+        layer's label-word keys precomputed by `_label_keys` (inference); then ``c`` is None.
         """
         layer = self.layers[i]
         att = layer.attention.self
@@ -427,8 +434,9 @@ class CatMner(nn.Module):
         )  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
         k, v = self._heads(att.key(x)), self._heads(att.value(x))  # (B, H, N, Dh)
         gate = sal = None
-        if c is not None:  # refined variants: Eq. 4 with Eq. 6 saliency on the enabled cross-modal blocks
-            k_labels = self._heads(att.key(c))  # (H, C, Dh) label-word keys of this layer
+        if c is not None or k_labels is not None:  # refined variants: Eq. 4 with Eq. 6 saliency
+            if k_labels is None:
+                k_labels = self._heads(att.key(c))  # (H, C, Dh) label-word keys of this layer
             scale = self.cfg.saliency_scale
             i2t = self.gates_i2t is not None
             t2i = self.gates_t2i is not None and not last  # the last layer has no visual queries
@@ -470,7 +478,10 @@ class CatMner(nn.Module):
         Returns the final text token states (B, T, D) and, if asked and the variant has visual tokens, the
         text->visual attention probabilities of every layer (B, L, H, T, I).
         """
-        text, c = self.embed(batch.input_ids, self.cfg.uses_label_words)  # (B, T, D), (C, D) or None
+        # Inference reuses the label-word keys of every layer: they do not depend on the batch (see _label_keys)
+        cached = self.cfg.uses_label_words and not self.training and not torch.is_grad_enabled()
+        keys = self._label_keys() if cached else None
+        text, c = self.embed(batch.input_ids, self.cfg.uses_label_words and not cached)  # (B, T, D), (C, D)
         B, T, _ = text.shape
         x, key_mask = text, batch.attention_mask
         if self.visual is not None:
@@ -479,10 +490,32 @@ class CatMner(nn.Module):
             key_mask = torch.cat([key_mask, vis_mask], dim=1)  # (B, N)
         maps = []
         for i in range(len(self.layers)):
-            x, c, probs = self._r_layer(i, x, key_mask, T, c)  # c: label states entering layer i + 1
+            k_labels = keys[i] if keys is not None else None
+            x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels)  # c: label states entering layer i+1
             if output_attentions and self.visual is not None:
                 maps.append(probs[:, :, :T, T:].detach())  # (B, H, T, I)
         return x[:, :T], (torch.stack(maps, dim=1) if maps else None)  # (B, T, D), (B, L, H, T, I)
+
+    def _label_keys(self) -> list[torch.Tensor]:
+        """Every layer's label-word keys (H, C, Dh) from the C-Transformer, cached for inference.
+
+        The label states depend on the weights only, so under ``torch.no_grad`` in eval mode they are computed
+        once and reused until a weight changes (the cache key holds each encoder tensor's storage and in-place
+        version counter, which optimizer steps, ``load_state_dict`` and ``.to()`` all change).
+        """
+        key = tuple((p.data_ptr(), p._version) for p in self.encoder.parameters())
+        cache = getattr(self, "_label_key_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        _, c = self.embed(self.label_ids[:1, :1], True)  # (C, D) label-word embeddings (Eq. 5)
+        keys = []
+        for i, layer in enumerate(self.layers):
+            keys.append(self._heads(layer.attention.self.key(c)))  # (H, C, Dh)
+            if i < len(self.layers) - 1:  # the C-Transformer layer, exactly as in _r_layer
+                c = layer.attention.output.LayerNorm(c)
+                c = layer.output(layer.intermediate(c), c)
+        self._label_key_cache = (key, keys)
+        return keys
 
     def forward(
         self, batch: Batch, labels: bool | torch.Tensor | None = None, output_attentions: bool = False
