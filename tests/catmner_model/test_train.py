@@ -78,6 +78,7 @@ def tiny_config(output: Path, labels: str, **kw) -> TrainConfig:
         output=str(output),
         quiet=True,
         num_threads=1,
+        deterministic=torch.cuda.is_available(),  # CPU runs are deterministic without it
     )
     base.update(kw)
     return TrainConfig(**base)

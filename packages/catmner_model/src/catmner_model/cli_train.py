@@ -93,6 +93,9 @@ def train_cli(
         str | None, typer.Option(help="Extra model config fields as JSON, e.g. '{\"max_span_len\": 6}'.")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    deterministic: Annotated[
+        bool, typer.Option(help="GPU: deterministic kernels (bit-identical reruns and resumes; slower).")
+    ] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -128,6 +131,7 @@ def train_cli(
             output=str(output) if output else None,
             model_overrides=overrides,
             num_threads=threads,
+            deterministic=deterministic,
             quiet=quiet,
         )
         record = train(config)

@@ -91,6 +91,7 @@ class TrainConfig:
     output: str | None = None  # run directory (default $CATMNER_HOME/runs/<dataset>-<variant>-seed<seed>)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
+    deterministic: bool = False  # GPU: deterministic kernels, so runs and resumed runs are bit-identical
     quiet: bool = False  # no progress bars
 
 
@@ -747,7 +748,12 @@ def _train(
         torch.set_num_threads(config.num_threads)
     device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
     # CPU kernels used here are deterministic for a fixed thread count; torch.use_deterministic_algorithms
-    # is not called because importing it pulls in torch._dynamo (~10 s of start-up on this machine).
+    # is not called by default because importing it pulls in torch._dynamo (~10 s of start-up on this
+    # machine). On a GPU, scatter-add kernels (embedding backward) are not: --deterministic makes GPU runs,
+    # and a killed-then-resumed run, bit-identical (checked on an H200), at some speed cost.
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     show = not config.quiet and info.is_main
     output = Path(config.output) if config.output else default_output(config)
     output = output.expanduser()
