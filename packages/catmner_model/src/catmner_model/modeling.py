@@ -172,12 +172,15 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
         encoder = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), **TINY_ENCODER))
     else:
         path = str(minilm_path()) if text_encoder == "minilm" else text_encoder
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load; our commands show their own
         try:
             encoder = AutoModel.from_pretrained(path)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
     _drop_pooler(encoder)
     return encoder, tokenizer
 
