@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,8 @@ def train_cli(
             quiet=quiet,
         )
         record = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
+        return
     if as_json:
         print_json(record)
     else:
