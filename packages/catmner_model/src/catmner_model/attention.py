@@ -39,7 +39,7 @@ def attention(
     """
     scores = q @ k.transpose(-1, -2)  # (B, H, N, N) raw QK^T
     if gate is not None:  # Eq. 4: the ONLY difference between vanilla and refined attention
-        scores = (1.0 - gate) * scores + gate * saliency
+        scores = scores + gate * (saliency - scores)  # = (1 - g) * QK^T + g * s, in fewer full-size passes
     scores = scores / math.sqrt(q.shape[-1])
     scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
     probs = scores.softmax(dim=-1)  # (B, H, N, N)
@@ -65,11 +65,14 @@ def saliency(
     Returns:
         (B, H, N) saliency, zero at masked keys; sums to 1 over keys with scale="paper".
     """
-    scores = (k_labels / math.sqrt(q_keys.shape[-1])) @ q_keys.transpose(-1, -2)  # (B, H, C, N)
-    # finfo.min (not -inf): a masked key gets probability exactly 0 and a row can never become NaN
-    blocked = torch.zeros(key_mask.shape, dtype=scores.dtype, device=scores.device)
-    blocked = blocked.masked_fill(~key_mask, torch.finfo(scores.dtype).min)[:, None, None, :]  # (B, 1, 1, N)
-    s = (scores + blocked).softmax(dim=-1).mean(dim=2)  # (B, H, N) distribution over keys
+    B, H, N, D = q_keys.shape
+    # one (C, D) x (D, B*N) product per head; broadcasting k_labels over the batch would copy it B times
+    q_flat = q_keys.transpose(0, 1).reshape(H, B * N, D)  # (H, B*N, D)
+    scores = torch.bmm(k_labels / math.sqrt(D), q_flat.transpose(1, 2)).view(H, -1, B, N)  # (H, C, B, N)
+    if not bool(key_mask.all()):  # padding: finfo.min (not -inf) gives masked keys exactly 0, never NaN
+        blocked = torch.zeros(key_mask.shape, dtype=scores.dtype, device=scores.device)
+        scores = scores + blocked.masked_fill(~key_mask, torch.finfo(scores.dtype).min)  # (B, N) broadcast
+    s = scores.softmax(dim=-1).mean(dim=1).transpose(0, 1)  # (B, H, N) distribution over keys
     if scale == "paper":
         return s
     if scale == "keys":

@@ -46,7 +46,7 @@ class BenchConfig:
     max_eval: int = 100  # validation/test tweets scored inside the timed runs
     n_predict: int = 200  # test tweets for the prediction timings
     batch_size: int = 16  # training batch size
-    predict_batch_size: int = 64  # batched prediction size
+    predict_batch_size: int = 32  # batched prediction size (predict.PREDICT_BATCH_SIZE)
     seed: int = 42  # seed of the subset and the runs
     data_dir: str | None = None  # data folder (default $CATMNER_DATA)
     image_dir: str | None = None  # image folder (default $CATMNER_IMAGES or data_dir/tweet_images)

@@ -160,7 +160,7 @@ def evaluate_cli(
     predictions: Annotated[
         Path | None, typer.Option(help="Write predictions as CoNLL (token, gold, pred) to this file.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
     max_tweets: Annotated[int | None, typer.Option(help="Only the first N tweets.")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -200,7 +200,7 @@ def predict_cli(
             "--input", "-i", help='JSONL: {"text": ..., "image": optional path} or {"tokens": [...]}'
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model.data import load_split, resolve_image_dir
+from catmner_model.predict import PREDICT_BATCH_SIZE
 
 
 def evaluate_model(
@@ -23,7 +24,7 @@ def evaluate_model(
     data_dir: str | os.PathLike[str] | None = None,
     image_dir: str | os.PathLike[str] | None = None,
     predictions: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
+    batch_size: int = PREDICT_BATCH_SIZE,
     max_tweets: int | None = None,
     progress: bool = False,
     device: str | None = None,
