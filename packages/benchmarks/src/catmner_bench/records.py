@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from catmner_model.atomic import atomic_write_json
+from catmner_model.provenance import git_info, hardware, package_versions
 
 SCHEMA_VERSION = 1
 METRIC_DEFINITION = (
@@ -118,24 +117,6 @@ def record_path(output: str | Path, spec: RunSpec) -> Path:
     return Path(output) / "records" / spec.experiment / f"{spec.run_id}.json"
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON through a temp file in the same directory and os.replace it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def read_record(path: str | Path) -> dict[str, Any]:
     """Load and minimally validate one record; RecordError names the file on any problem."""
     path = Path(path)
@@ -171,65 +152,10 @@ def iter_records(output: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
         yield p, read_record(p)
 
 
-def git_state(start: str | Path | None = None) -> dict[str, Any]:
-    """{"commit": sha or None, "dirty": bool or None} of the repository holding this package (or ``start``)."""
-    cwd = Path(start) if start else Path(__file__).resolve().parent
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        if top.returncode != 0:
-            return {"commit": None, "dirty": None, "note": "not a git checkout"}
-        root = top.stdout.strip()
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        commit = head.stdout.strip() if head.returncode == 0 else None
-        dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
-        if commit is None:
-            return {"commit": None, "dirty": True, "note": "repository has no commits"}
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"commit": None, "dirty": None, "note": f"git unavailable: {e}"}
-
-
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = None
-    return out
-
-
-def hardware() -> dict[str, Any]:
-    import torch
-
-    hw: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
-    if torch.cuda.is_available():
-        hw["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return hw
-
-
 @lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
     """Git state, package versions and hardware, captured once per process."""
-    return {"git": git_state(), "packages": package_versions(), "hardware": hardware()}
+    return {"git": git_info(), "packages": package_versions(PACKAGES), "hardware": hardware()}
 
 
 def build_record(

@@ -10,13 +10,13 @@ Output: ``<out>/results.md`` and ``<out>/figures/*.png`` (matplotlib, Agg backen
 from __future__ import annotations
 
 import math
-import os
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from catmner_model.atomic import atomic_write, atomic_write_text
 
 from catmner_bench import paper
 from catmner_bench.records import METRIC_DEFINITION, RecordError, iter_records, sha256_file
@@ -494,15 +494,7 @@ def plot_fig4(imgid: str, keys: list[tuple], unrefined: dict, refined: dict, png
 
 def save_png(fig: Any, png: Path, dpi: int = 80) -> None:
     """Save a matplotlib figure atomically."""
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{png.stem}.", suffix=".png", dir=png.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, png)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def provenance_section(records: list[dict[str, Any]]) -> str:
@@ -579,10 +571,6 @@ def write_report(
         sections += ["", text]
         figures += figs
     sections += ["", provenance_section(loaded), ""]
-    out.mkdir(parents=True, exist_ok=True)
     md = out / "results.md"
-    fd, tmp = tempfile.mkstemp(prefix=".results.", suffix=".md", dir=out)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(sections))
-    os.replace(tmp, md)
+    atomic_write_text(md, "\n".join(sections))
     return {"markdown": md, "figures": figures, "n_records": len(loaded), "sections": sorted(by_exp)}

@@ -20,6 +20,9 @@ from typing import Any
 
 import torch
 
+from catmner_model.atomic import atomic_write_json
+from catmner_model.provenance import environment_info, git_info
+
 # the targets on a 2-core CPU machine
 TARGETS = {
     "epoch_seconds_max": 240.0,
@@ -61,9 +64,6 @@ def bench_speed(config: BenchConfig) -> dict[str, Any]:
     from catmner_model.predict import Predictor
     from catmner_model.train import (
         TrainConfig,
-        atomic_write_json,
-        environment_info,
-        git_info,
         peak_rss_mib,
         train,
     )

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from catmner_model.atomic import atomic_write_text
 from catmner_model.data import (
     ENTITY_TYPES,
     DataError,
@@ -110,7 +111,6 @@ def write_predictions(
     if len(tweets) != len(predicted):
         raise ValueError(f"{len(tweets)} tweets but {len(predicted)} predictions")
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     for tweet, pred in zip(tweets, predicted, strict=True):
         pred_tags = entities_to_tags(pred, len(tweet.tokens))
@@ -119,9 +119,7 @@ def write_predictions(
             f"{tok}\t{g}\t{p}" for tok, g, p in zip(tweet.tokens, tweet.tags, pred_tags, strict=True)
         )
         lines.append("")
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, "\n".join(lines))
 
 
 def read_predictions(

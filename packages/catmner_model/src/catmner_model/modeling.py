@@ -48,6 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.attention import attention, cross_modal_gate, saliency
 from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
 from catmner_model.data import Entity
@@ -603,7 +604,7 @@ class CatMner(nn.Module):
                 if f.is_file():
                     os.replace(f, out / f.name)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        _atomic_write(
+        atomic_write(
             out / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": FORMAT_NAME})
         )
         words = {
@@ -611,7 +612,7 @@ class CatMner(nn.Module):
             "words": self.label_words,
             "label_words": self.label_words_meta,
         }
-        _atomic_write_text(out / "label_words.json", json.dumps(words, ensure_ascii=False, indent=1))
+        atomic_write_text(out / "label_words.json", json.dumps(words, ensure_ascii=False, indent=1))
         meta = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -620,7 +621,7 @@ class CatMner(nn.Module):
             "encoder_config": self.encoder.config.to_dict(),
             "labels": list(LABELS),
         }
-        _atomic_write_text(out / "config.json", json.dumps(meta, indent=1, default=str))
+        atomic_write_text(out / "config.json", json.dumps(meta, indent=1, default=str))
         return out
 
     @classmethod
@@ -703,21 +704,6 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path}: invalid JSON ({e})") from None
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def count_parameters(params: Iterable[nn.Parameter]) -> int:

@@ -25,10 +25,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +39,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from catmner_model.atomic import atomic_write_json
 from catmner_model.data import (
     Tweet,
     catmner_home,
@@ -49,6 +48,7 @@ from catmner_model.data import (
     resolve_data_dir,
     resolve_image_dir,
 )
+from catmner_model.provenance import environment_info, git_info
 
 CHECKPOINT_FORMAT = "catmner-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -99,17 +99,6 @@ class TrainConfig:
 # small utilities
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temp file + os.replace (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a fully written directory ``tmp`` to ``final``, replacing any previous one."""
     old = final.with_name(f".{final.name}.old")
@@ -128,46 +117,6 @@ def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
     for name in _NON_RESULT_FIELDS:
         d.pop(name, None)
     return d
-
-
-def git_info() -> dict[str, Any]:
-    """Commit and dirty flag of the source checkout, when it is a git repository."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def environment_info() -> dict[str, Any]:
-    """Package versions and hardware, for run records."""
-    from importlib import metadata
-
-    versions = {}
-    for pkg in ("catmner-model", "kb-expand", "torch", "transformers", "open_clip_torch", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    hw = {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    return {"packages": versions, "hardware": hw}
 
 
 def peak_rss_mib() -> float:

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import sqlite3
-import tempfile
 import time
 import warnings
 from collections import Counter, OrderedDict
@@ -40,6 +39,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 from torch.nn import functional as F
+
+from catmner_model.atomic import atomic_write_bytes
 
 # Bump when the pixels fed to an encoder change for the same image (invalidates cached features).
 PREPROCESS_VERSION = 1
@@ -607,21 +608,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CATMNER_HOME") or "~/.catmner").expanduser() / "features"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class _HashIndex:
     """SQLite table path -> (size, mtime_ns, sha256) so unchanged files are not re-hashed; one per cache root."""
 
@@ -725,7 +711,7 @@ class FeatureCache:
         target = self.dir / "encoder.json"
         if not target.exists():
             body = {"encoder_id": self.extractor.encoder_id, "config": self.extractor.config.to_json()}
-            _atomic_write_bytes(target, json.dumps(body, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(target, json.dumps(body, indent=2, sort_keys=True).encode())
 
     def _hash(self, path: str) -> tuple[str | None, CacheFailure | None]:
         """sha256 of a file's bytes, from the index when size and mtime are unchanged."""
@@ -794,7 +780,7 @@ class FeatureCache:
         }
         try:
             self._write_encoder_json()
-            _atomic_write_bytes(self.feature_path(sha), save({"features": t.contiguous()}, metadata=meta))
+            atomic_write_bytes(self.feature_path(sha), save({"features": t.contiguous()}, metadata=meta))
         except OSError as exc:  # a full disk must not stop training: the features are still returned
             self.stats["write_error"] += 1
             self._record(
@@ -816,7 +802,7 @@ class FeatureCache:
     def _mark_failure(self, sha: str, failure: CacheFailure) -> None:
         body = {**asdict(failure), "max_pixels": self.extractor.config.max_pixels}
         with contextlib.suppress(OSError):
-            _atomic_write_bytes(self._fail_path(sha), json.dumps(body).encode())
+            atomic_write_bytes(self._fail_path(sha), json.dumps(body).encode())
 
     def _record(self, failure: CacheFailure) -> None:
         if len(self.failures) < self.max_failures:
