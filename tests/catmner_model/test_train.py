@@ -214,6 +214,68 @@ def test_text_variant_needs_no_label_words_or_images(tmp_path, tweets):
     assert rec["model_config"]["variant"] == "text"
 
 
+def test_finetuning_the_image_encoder(tmp_path, tweets, labels_file):
+    """--finetune-image-encoder: the encoder runs inside the model on real pixels, gets gradients at the
+    encoder learning rate, is saved with the model, and a corrupt image falls back to the no-image token."""
+    import shutil
+
+    from catmner_model.evaluate import evaluate_model
+    from catmner_model.modeling import CatMner
+    from catmner_model.predict import Predictor
+    from catmner_model.vision import build_backend
+
+    few = tweets[:4] + tweets[4:6]  # 4 with images, 2 without
+    images = tmp_path / "images" / "twitter2015_images"
+    images.mkdir(parents=True)
+    for t in few[:3]:
+        shutil.copy(DATA / "tweet_images" / "twitter2015_images" / f"{t.imgid}.jpg", images)
+    (images / f"{few[3].imgid}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    out = tmp_path / "run"
+    config = tiny_config(
+        out, labels_file, finetune_image_encoder=True, image_dir=str(tmp_path / "images"), epochs=3
+    )
+    record = train(config, data={"train": few, "valid": few, "test": few})
+    stats = record["image_stats"]
+    assert stats["finetune"] and stats["images_found"] == 4 and stats["unreadable_images"] == 1
+    assert record["model_config"]["trainable_image_encoder"] == "tiny"
+    assert not (tmp_path / "home" / "features").exists()  # no frozen-feature cache involved
+
+    model = CatMner.from_pretrained(out / "model")
+    assert model.vision is not None
+    before = build_backend("tiny").state_dict()
+    after = model.vision.state_dict()
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoder was trained
+    groups = param_groups(model, config)
+    vision = {id(p) for p in model.vision.parameters()}
+    assert all(g["name"].startswith("encoder") for g in groups if any(id(p) in vision for p in g["params"]))
+
+    # the image matters, and the saved model predicts from image files with nothing else
+    collate = model.collator()
+    from catmner_model.batching import Example
+
+    path = str(images / f"{few[0].imgid}.jpg")
+    with torch.inference_mode():
+        with_image = model(collate([Example(few[0], image_file=path)])).logits
+        without = model(collate([Example(few[0])])).logits
+        corrupt = collate([Example(few[3], image_file=str(images / f"{few[3].imgid}.jpg"))])
+    assert not torch.allclose(with_image, without)
+    assert corrupt.image_pixels is None and not corrupt.image_mask.any()
+    predictor = Predictor(out / "model")
+    assert predictor.uses_images
+    got = predictor.predict_tokens(few[0].tokens, path)
+    with torch.inference_mode():
+        batch = collate([Example(few[0], image_file=path)])
+        direct = model.decode(model(batch), batch)[0]
+    assert [(e["start"], e["end"], e["type"]) for e in got] == [(e.start, e.end, e.type) for e in direct]
+    result = evaluate_model(
+        out / "model", "twitter2015", "train", data_dir=DATA, image_dir=tmp_path / "images", max_tweets=560
+    )
+    first = load_split("twitter2015", "train", DATA)[:560]  # holds few[0] and few[1]
+    on_disk = {p.stem for p in images.iterdir()}
+    assert result["images"]["with_features"] == sum(t.imgid in on_disk for t in first) == 2
+
+
 def test_epoch_batches_shard_cover_and_bucket():
     lengths = [(i * 7919) % 37 + 1 for i in range(103)]
     one = epoch_batches(lengths, 4, seed=3, epoch=0, info=DistInfo(), bucket_size=5)

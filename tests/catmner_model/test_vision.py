@@ -513,3 +513,26 @@ def test_decode_image_bytes_roundtrip(jpeg: Path) -> None:
     Image.open(jpeg).save(buf, "PNG")
     res = vision.decode_image(buf.getvalue(), "mem.png")
     assert res.ok and res.image.size == (600, 800)
+
+
+def test_efficientnet_fine_tunes_inside_the_model(jpeg: Path) -> None:
+    """A model with a trainable EfficientNet-Lite0 reads the real image's pixels; the loss reaches its weights."""
+    from catmner_model.batching import Example
+    from catmner_model.data import Entity, Tweet
+    from catmner_model.modeling import create_model
+
+    model = create_model("tiny", ["person", "city"], trainable_image_encoder="efficientnet-lite0")
+    assert model.cfg.image_feature_dim == 1280 and model.vision is not None
+    tweet = Tweet(
+        imgid="x",
+        tokens=["Obama", "in", "Paris"],
+        tags=["B-PER", "O", "B-LOC"],
+        entities=[Entity(0, 1, "PER"), Entity(2, 3, "LOC")],
+    )
+    batch = model.collator()([Example(tweet, image_file=str(jpeg)), Example(tweet)])
+    assert batch.image_pixels is not None and batch.image_pixels.shape == (2, 16, 3, 224, 224)
+    assert batch.image_mask.tolist() == [True, False]
+    model.train()
+    model(batch, labels=True).loss.backward()
+    grad = model.vision.stem.weight.grad
+    assert grad is not None and grad.abs().sum() > 0

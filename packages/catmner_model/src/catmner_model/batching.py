@@ -20,7 +20,7 @@ has a first subword.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ class Example:
 
     tweet: Tweet  # the words; gold entities when training/evaluating
     image_features: torch.Tensor | None = None  # (I, F) frozen grid features, None = no/unreadable image
+    image_file: str | None = None  # the image file, read at collation by models that fine-tune their encoder
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Batch:
     """A padded batch. Text is padded to the longest tweet of the batch, spans to the most spans of the batch.
 
     ``image_features`` is None when no example of the batch has an image (then the model uses only the
-    learned no-image token, so an image-less batch costs one visual token, not 16).
+    learned no-image token, so an image-less batch costs one visual token, not 16). A model that fine-tunes
+    its image encoder gets ``image_pixels`` (the encoder input of each grid cell) instead of features.
     """
 
     input_ids: torch.Tensor  # (B, T) word-piece ids: [CLS] pieces [SEP] pad...
@@ -66,6 +68,7 @@ class Batch:
     tweets: list[Tweet] = field(default_factory=list)  # the source tweets, in batch order
     n_words: list[int] = field(default_factory=list)  # words kept per tweet after truncation
     stats: dict[str, int] = field(default_factory=dict)  # counters (see module docstring)
+    image_pixels: torch.Tensor | None = None  # (B, I, 3, S, S) grid-cell pixels (fine-tuned image encoder)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -145,11 +148,19 @@ class Collator:
     """(list of Example) -> Batch, padded to the batch's own length.
 
     ``max_length`` (tokens incl. [CLS]/[SEP]) defaults to ``cfg.max_length`` capped by the tokenizer's
-    ``model_max_length``; see the module docstring for the truncation policy.
+    ``model_max_length``; see the module docstring for the truncation policy. With ``image_cells`` (image
+    file -> ``(I, 3, S, S)`` cell pixels or None when unusable) images are read from ``Example.image_file``
+    into ``Batch.image_pixels``, for models that run their own image encoder.
     """
 
-    def __init__(self, tokenizer: Any, cfg: CatMnerConfig):
+    def __init__(
+        self,
+        tokenizer: Any,
+        cfg: CatMnerConfig,
+        image_cells: Callable[[str], torch.Tensor | None] | None = None,
+    ):
         self.cfg = cfg
+        self.image_cells = image_cells
         self.pieces = WordPieces(tokenizer, cfg.max_word_pieces, cfg.max_url_pieces)
         limit = getattr(tokenizer, "model_max_length", None) or 512
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
@@ -210,11 +221,24 @@ class Collator:
                 else:
                     idx = span_index(ent.start, ent.end - 1, n, self.max_span_len)
                     span_labels[b, idx] = LABEL_INDEX[ent.type]
-        image_mask = torch.tensor(
-            [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
-        )
+        image_pixels = None
+        if self.image_cells is not None:
+            cells = [
+                self.image_cells(ex.image_file) if self.use_images and ex.image_file else None for ex in examples
+            ]
+            image_mask = torch.tensor([c is not None for c in cells], dtype=torch.bool)
+            if bool(image_mask.any()):
+                ref = next(c for c in cells if c is not None)
+                image_pixels = torch.zeros((B, *ref.shape), dtype=ref.dtype)  # (B, I, 3, S, S)
+                for b, c in enumerate(cells):
+                    if c is not None:
+                        image_pixels[b] = c
+        else:
+            image_mask = torch.tensor(
+                [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
+            )
         image_features = None
-        if bool(image_mask.any()):
+        if self.image_cells is None and bool(image_mask.any()):
             ref = next(ex.image_features for ex, m in zip(examples, image_mask, strict=True) if m)
             image_features = torch.zeros((B, *ref.shape), dtype=torch.float32)  # (B, I, F)
             for b, ex in enumerate(examples):
@@ -239,6 +263,7 @@ class Collator:
             tweets=[ex.tweet for ex in examples],
             n_words=[len(first) for _, first in encoded],
             stats=stats,
+            image_pixels=image_pixels,
         )
 
 

@@ -73,13 +73,20 @@ def train_cli(
     image_encoder: Annotated[
         str, typer.Option(help="efficientnet-lite0 | open_clip:<model>:<tag or ckpt> | tiny | none")
     ] = "efficientnet-lite0",
+    finetune_image_encoder: Annotated[
+        bool,
+        typer.Option(
+            help="Train the image encoder too (at --encoder-lr; for GPUs): pixels are read at every step "
+            "instead of cached frozen features."
+        ),
+    ] = False,
     variant: Annotated[
         str, typer.Option(help="cat | mm (no refinement) | i2t | t2i | text (no image)")
     ] = "cat",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[
-        float, typer.Option(help="Peak learning rate of the pretrained text encoder.")
+        float, typer.Option(help="Peak learning rate of the pretrained encoders.")
     ] = 5e-5,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
@@ -119,6 +126,7 @@ def train_cli(
             db=str(db) if db else None,
             text_encoder=text_encoder,
             image_encoder=image_encoder,
+            finetune_image_encoder=finetune_image_encoder,
             variant=variant,
             epochs=epochs,
             lr=lr,

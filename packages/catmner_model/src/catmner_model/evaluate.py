@@ -35,7 +35,6 @@ def evaluate_model(
     "lenient": metrics.score(...), "strict": metrics.score(...)}``; lenient = conlleval chunking of the gold
     tags (the literature's numbers), strict = IOB2.
     """
-    from catmner_model.batching import Example
     from catmner_model.data import image_path
     from catmner_model.metrics import score_both, write_predictions
     from catmner_model.predict import Predictor, predict_examples
@@ -49,9 +48,9 @@ def evaluate_model(
     examples, found = [], 0
     for t in tweets:
         path = image_path(dataset, t.imgid, images) if images is not None else None
-        feats = predictor.image_features(path) if path is not None else None
-        found += feats is not None
-        examples.append(Example(tweet=t, image_features=feats))
+        example = predictor.example(t, path)
+        found += example.image_features is not None or example.image_file is not None
+        examples.append(example)
     preds = predict_examples(
         predictor.model,
         examples,

@@ -36,6 +36,7 @@ Letters: B batch, T text tokens, I visual tokens, N = T + I, C label words, S sp
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -86,6 +87,9 @@ class CatMnerConfig:
     gate_init_std: float = 0.0  # std of the gate FFN's output layer at init; 0 => g = 0 => starts vanilla
     span_hidden: int | None = None  # hidden width of the span FFN; None = encoder width D
     dropout: float | None = None  # dropout of new layers; None = the encoder's hidden_dropout_prob
+    # an image encoder spec (efficientnet-lite0 | open_clip:<model>[:<tag>] | tiny) run INSIDE the model on the
+    # grid-cell pixels and fine-tuned with it (GPU users); None: the model reads precomputed frozen features
+    trainable_image_encoder: str | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -94,6 +98,8 @@ class CatMnerConfig:
             raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
         if self.variant != "text" and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
             raise ValueError("image_feature_dim and num_image_tokens must be positive")
+        if self.trainable_image_encoder and math.isqrt(self.num_image_tokens) ** 2 != self.num_image_tokens:
+            raise ValueError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
 
     @property
     def refine_i2t(self) -> bool:
@@ -309,11 +315,20 @@ class CatMner(nn.Module):
         label_words: Sequence[str] | Any = (),
         tokenizer: Any | None = None,
         encoder: nn.Module | None = None,
+        image_encoder_weights: bool = True,
     ):
         """``label_words``: the label-word set C (a list of words, or kb_expand's LabelWords). ``encoder``:
-        an already built HF encoder (else loaded from ``cfg.text_encoder`` with pretrained weights)."""
+        an already built HF encoder (else loaded from ``cfg.text_encoder`` with pretrained weights).
+        ``image_encoder_weights=False`` builds a trainable image encoder without fetching its pretrained
+        weights (its weights are about to be loaded from a model directory)."""
         super().__init__()
         self.cfg = cfg
+        self.vision: nn.Module | None = None  # the trainable image encoder (cfg.trainable_image_encoder)
+        if cfg.trainable_image_encoder and cfg.uses_image:
+            from catmner_model.vision import build_backend
+
+            self.vision = build_backend(cfg.trainable_image_encoder, pretrained=image_encoder_weights)
+            cfg.image_feature_dim = int(self.vision.feature_dim)
         self.label_words_meta = label_words.to_json() if hasattr(label_words, "to_json") else None
         words = label_words.words() if hasattr(label_words, "words") else label_words
         self.label_words: list[str] = list(dict.fromkeys(str(w) for w in words if str(w).strip()))
@@ -376,16 +391,40 @@ class CatMner(nn.Module):
         return self.span_head.out.weight.device
 
     def collator(self) -> Collator:
-        """A Collator matching this model's tokenizer and config."""
-        return Collator(self.tokenizer, self.cfg)
+        """A Collator matching this model's tokenizer and config (reading image files when the model runs
+        its own image encoder)."""
+        return Collator(self.tokenizer, self.cfg, self.image_cells if self.vision is not None else None)
+
+    def image_cells(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
+        """The trainable image encoder's input for an image file, ``(I, 3, S, S)``; None if unusable."""
+        from catmner_model.vision import image_cells
+
+        if self.vision is None:
+            raise ValueError("this model reads precomputed image features, not image files")
+        return image_cells(path, self.vision, math.isqrt(self.cfg.num_image_tokens))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """{"encoder": pretrained text-encoder parameters, "new": everything added on top} (for optimizers)."""
-        enc = {id(p) for p in self.encoder.parameters()}
+        """{"encoder": pretrained text (and trainable image) encoder parameters, "new": everything added on
+        top} (for optimizers)."""
+        pretrained = list(self.encoder.parameters())
+        if self.vision is not None:
+            pretrained += list(self.vision.parameters())
+        enc = {id(p) for p in pretrained}
         return {
-            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
+            "encoder": [p for p in pretrained if p.requires_grad],
             "new": [p for p in self.parameters() if id(p) not in enc and p.requires_grad],
         }
+
+    def image_features(self, batch: Batch) -> torch.Tensor | None:
+        """(B, I, F) grid features of the batch: precomputed, or from the trainable image encoder's pixels."""
+        if self.vision is None or batch.image_pixels is None:
+            return batch.image_features
+        pixels = batch.image_pixels  # (B, I, 3, S, S)
+        B, n_cells = pixels.shape[:2]
+        has = batch.image_mask.nonzero().flatten()  # encode only the examples that have an image
+        feats = self.vision.encode(pixels[has].flatten(0, 1)).view(len(has), n_cells, -1)  # (n, I, F)
+        out = feats.new_zeros((B, n_cells, feats.shape[-1]))
+        return out.index_copy(0, has, feats)  # (B, I, F)
 
     def embed(self, input_ids: torch.Tensor, with_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Text embeddings (B, T, D) and, if asked, label-word embeddings (C, D) (Eq. 5 input: the LM's
@@ -489,7 +528,7 @@ class CatMner(nn.Module):
         B, T, _ = text.shape
         x, key_mask = text, batch.attention_mask
         if self.visual is not None:
-            vis, vis_mask = self.visual(batch.image_features, batch.image_mask, B)  # (B, I, D), (B, I)
+            vis, vis_mask = self.visual(self.image_features(batch), batch.image_mask, B)  # (B, I, D), (B, I)
             x = torch.cat([text, vis], dim=1)  # (B, N, D)
             key_mask = torch.cat([key_mask, vis_mask], dim=1)  # (B, N)
         maps = []
@@ -659,7 +698,7 @@ class CatMner(nn.Module):
             raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
         encoder = AutoModel.from_config(enc_config)
         _drop_pooler(encoder)
-        model = cls(cfg, words["words"], tokenizer=tokenizer, encoder=encoder)
+        model = cls(cfg, words["words"], tokenizer=tokenizer, encoder=encoder, image_encoder_weights=False)
         model.label_words_meta = words.get("label_words")
         try:
             state = load_file(str(d / "model.safetensors"), device=str(map_location))

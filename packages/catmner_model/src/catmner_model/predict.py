@@ -194,12 +194,26 @@ class Predictor:
 
     @property
     def uses_images(self) -> bool:
-        """Whether the model reads images and we know the encoder its features came from."""
+        """Whether the model reads images: it runs its own (fine-tuned) image encoder, or we know the frozen
+        encoder its features came from."""
+        if getattr(self.model, "vision", None) is not None:
+            return True
         return getattr(self.config, "variant", "cat") != "text" and self._image_encoder not in (
             None,
             "",
             "none",
         )
+
+    def example(self, tweet: Tweet, image: str | os.PathLike[str] | None) -> Any:
+        """The model input of a tweet and its optional image file: cached frozen features, or (model with a
+        fine-tuned image encoder) the file itself, read at collation. Missing files are None."""
+        from catmner_model.batching import Example
+
+        if getattr(self.model, "vision", None) is not None:
+            if image is not None and not Path(image).is_file():
+                raise PredictError(f"{image}: image not found")
+            return Example(tweet=tweet, image_file=None if image is None else str(image))
+        return Example(tweet=tweet, image_features=self.image_features(image))
 
     def image_features(self, image: str | os.PathLike[str] | None) -> torch.Tensor | None:
         """Grid features (16, F) of an image file through the on-disk cache; None when absent or unusable."""
@@ -225,13 +239,11 @@ class Predictor:
         self, inputs: Iterable[PredictInput], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
     ) -> list[list[dict]]:
         """Entities (JSON dicts) for each input, in order."""
-        from catmner_model.batching import Example
-
         items = list(inputs)
         examples = []
         for i, item in enumerate(items):
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
-            examples.append(Example(tweet=tweet, image_features=self.image_features(item.image)))
+            examples.append(self.example(tweet, item.image))
         preds = predict_examples(
             self.model, examples, self.collate, batch_size, self.device, progress=progress
         )

@@ -73,6 +73,9 @@ class TrainConfig:
     text_encoder: str | None = None  # HF name/path or named config ("tiny"); None: offline MiniLM default
     image_encoder: str = "efficientnet-lite0"  # efficientnet-lite0 | open_clip:<model>:<tag> | tiny | none
     variant: str = "cat"  # cat (refined I2T+T2I) | mm (no refinement) | i2t | t2i | text (no image)
+    # train the image encoder with the model (at encoder_lr; meant for GPUs): the model reads the grid-cell
+    # pixels of every image at each step instead of cached frozen features
+    finetune_image_encoder: bool = False
     epochs: int = 10  # passes over the training split
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
@@ -354,21 +357,28 @@ def load_splits(config: TrainConfig, data: dict[str, list[Tweet]] | None = None)
 
 
 class TweetImages:
-    """Maps tweets to their cached grid features (Tensor (16, F)) or None (missing/unreadable image)."""
+    """Maps tweets to their cached grid features (Tensor (16, F)) or None (missing/unreadable image), or, for
+    a model that fine-tunes its image encoder (``files=True``), to their image files."""
 
-    def __init__(self, dataset: str, image_dir: Path | None, cache: Any | None):
+    def __init__(self, dataset: str, image_dir: Path | None, cache: Any | None, files: bool = False):
         self.dataset = dataset
         self.image_dir = image_dir
-        self.cache = cache  # FeatureCache, or None when images are not used
+        self.cache = cache  # FeatureCache, or None when images are not used or read as files
+        self.files = files
 
     def path(self, tweet: Tweet) -> Path | None:
-        if self.cache is None:
+        if self.cache is None and not self.files:
             return None
         return image_path(self.dataset, tweet.imgid, self.image_dir)
 
     def get(self, tweet: Tweet) -> torch.Tensor | None:
         p = self.path(tweet)
-        return None if p is None else self.cache.get(p)
+        return None if p is None or self.cache is None else self.cache.get(p)
+
+    def file(self, tweet: Tweet) -> str | None:
+        """The image file of a tweet when images are read as files (fine-tuning), else None."""
+        p = self.path(tweet) if self.files else None
+        return None if p is None else str(p)
 
 
 def build_extractor(image_encoder: str) -> Any | None:
@@ -391,9 +401,23 @@ def prepare_images(
     stats: dict[str, Any] = {"encoder": config.image_encoder if use_images else None}
     if not use_images:
         return TweetImages(config.dataset, None, None), stats, None
-    from catmner_model.vision import FeatureCache
+    from catmner_model.vision import FeatureCache, load_image_safely
 
     image_dir = resolve_image_dir(config.image_dir, config.data_dir)
+    if config.finetune_image_encoder:  # no cache: the model encodes pixels itself at every step
+        images = TweetImages(config.dataset, image_dir, None, files=True)
+        all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
+        paths = sorted({p for t in all_tweets if (p := images.path(t)) is not None})
+        unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
+        stats.update(
+            finetune=True,
+            image_dir=str(image_dir) if image_dir else None,
+            tweets=len(all_tweets),
+            images_found=len(paths),
+            tweets_without_image=sum(1 for t in all_tweets if images.path(t) is None),
+            unreadable_images=unreadable,
+        )
+        return images, stats, None
     extractor = build_extractor(config.image_encoder)
     root = Path(config.feature_cache) if config.feature_cache else catmner_home() / "features"
     cache = FeatureCache(root, extractor, memory_items=2048)
@@ -431,6 +455,8 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
         name = "minilm"
     if feature_dim is not None:
         overrides["image_feature_dim"] = feature_dim
+    if config.finetune_image_encoder and config.variant != "text":
+        overrides["trainable_image_encoder"] = config.image_encoder
     overrides.update(config.model_overrides)
     try:
         return load_config(name, **overrides)
@@ -442,7 +468,7 @@ def make_examples(tweets: Sequence[Tweet], images: TweetImages) -> list[Any]:
     """Model inputs (batching.Example) for ``tweets``, features looked up from the cache."""
     from catmner_model.batching import Example
 
-    return [Example(tweet=t, image_features=images.get(t)) for t in tweets]
+    return [Example(tweet=t, image_features=images.get(t), image_file=images.file(t)) for t in tweets]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -675,6 +701,8 @@ def train(
     """
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
+    if config.finetune_image_encoder and (config.variant == "text" or config.image_encoder in ("none", "")):
+        raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
     info = setup_distributed()

@@ -550,6 +550,35 @@ def parse_encoder(spec: str) -> tuple[str, str, str | None]:
     )
 
 
+def build_backend(config: VisionConfig | str, *, pretrained: bool = True) -> _Backend:
+    """The vision encoder module of ``config`` (an nn.Module with ``cells(image, grid)`` and ``encode(x)``).
+
+    ``pretrained=False`` builds the architecture without fetching open_clip weights (random init), for models
+    that carry their own fine-tuned encoder weights; EfficientNet-Lite0 always starts from its offline file.
+    """
+    if isinstance(config, str):
+        config = VisionConfig(encoder=config)
+    kind, model, weights = parse_encoder(config.encoder)
+    if kind == EFFICIENTNET_LITE0:
+        return _EfficientNetLite0(channels_last=config.channels_last, cell_size=config.cell_size)
+    if kind == "tiny":
+        return _Tiny(int(model))
+    return _OpenClip(
+        model, weights if pretrained else None, config.open_clip_cache_dir, config.open_clip_image_size
+    )
+
+
+def image_cells(
+    path: str | os.PathLike[str], backend: _Backend, grid: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor | None:
+    """The encoder input of an image file's grid cells, ``(grid*grid, 3, S, S)``; None if it is unusable."""
+    loaded = load_image_safely(path, max_pixels=max_pixels)
+    if not loaded.ok:
+        return None
+    assert loaded.image is not None
+    return backend.cells(loaded.image, grid)
+
+
 class GridFeatureExtractor:
     """Frozen vision encoder applied to each cell of a grid over the image.
 
@@ -567,15 +596,7 @@ class GridFeatureExtractor:
         self.config = config
         if config.num_threads:
             torch.set_num_threads(int(config.num_threads))
-        kind, model, weights = parse_encoder(config.encoder)
-        if kind == EFFICIENTNET_LITE0:
-            backend: _Backend = _EfficientNetLite0(
-                channels_last=config.channels_last, cell_size=config.cell_size
-            )
-        elif kind == "tiny":
-            backend = _Tiny(int(model))
-        else:
-            backend = _OpenClip(model, weights, config.open_clip_cache_dir, config.open_clip_image_size)
+        backend = build_backend(config)
         try:
             self.device = torch.device(config.device)
             self.backend = backend.to(self.device).eval()
@@ -1117,10 +1138,12 @@ __all__ = [
     "VisionError",
     "as_extractor",
     "bench_extraction",
+    "build_backend",
     "decode_image",
     "default_cache_dir",
     "grid_boxes",
     "grid_crops",
+    "image_cells",
     "load_image_safely",
     "parse_encoder",
     "precompute_dataset",
