@@ -1,7 +1,8 @@
 """Training of CAT-MNER models: the loop, its resumable checkpoints, DDP plumbing and the run record.
 
 `train(TrainConfig(...))` reads a benchmark's splits, resolves the label words through kb_expand, precomputes
-frozen grid features once (FeatureCache), then runs AdamW with linear warm-up/decay over length-bucketed,
+frozen grid features once (FeatureCache; with ``finetune_image_encoder`` the model instead runs its image
+encoder on each batch's pixels and trains it at ``encoder_lr``), then runs AdamW with linear warm-up/decay over length-bucketed,
 seeded batches, validates each epoch (lenient F1 on the validation split; test is never looked at until the
 end), keeps the best model in ``OUTPUT/model`` and writes an atomic checkpoint after every epoch. Rerunning
 the same config on the same OUTPUT resumes and ends bit-identical to an uninterrupted run (on CPU).
