@@ -19,8 +19,10 @@ has a first subword.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +163,7 @@ class Collator:
     ):
         self.cfg = cfg
         self.image_cells = image_cells
+        self._pool: ThreadPoolExecutor | None = None  # image-reading threads (created on first use)
         self.pieces = WordPieces(tokenizer, cfg.max_word_pieces, cfg.max_url_pieces)
         limit = getattr(tokenizer, "model_max_length", None) or 512
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
@@ -169,6 +172,22 @@ class Collator:
             raise ValueError(f"max_length must be at least 3 tokens, got {self.max_length}")
         self.max_span_len = cfg.max_span_len
         self.use_images = cfg.variant != "text"
+
+    def _read_images(self, examples: Sequence[Example]) -> list[torch.Tensor | None]:
+        """Cell pixels of each example's image file (None: no or unusable image), decoded in threads (PIL
+        releases the GIL while decoding and resizing), so a GPU step does not wait on one core."""
+        files = [ex.image_file if self.use_images else None for ex in examples]
+        todo = [i for i, f in enumerate(files) if f]
+        out: list[torch.Tensor | None] = [None] * len(files)
+        if len(todo) > 1 and (os.cpu_count() or 1) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+            results = list(self._pool.map(self.image_cells, [files[i] for i in todo]))
+        else:
+            results = [self.image_cells(files[i]) for i in todo]
+        for i, r in zip(todo, results, strict=True):
+            out[i] = r
+        return out
 
     def encode_words(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
         """Token ids ([CLS] pieces [SEP]) and the first-subword position of each KEPT word (truncation)."""
@@ -223,9 +242,7 @@ class Collator:
                     span_labels[b, idx] = LABEL_INDEX[ent.type]
         image_pixels = None
         if self.image_cells is not None:
-            cells = [
-                self.image_cells(ex.image_file) if self.use_images and ex.image_file else None for ex in examples
-            ]
+            cells = self._read_images(examples)
             image_mask = torch.tensor([c is not None for c in cells], dtype=torch.bool)
             if bool(image_mask.any()):
                 ref = next(c for c in cells if c is not None)

@@ -85,9 +85,7 @@ def train_cli(
     ] = "cat",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
-    encoder_lr: Annotated[
-        float, typer.Option(help="Peak learning rate of the pretrained encoders.")
-    ] = 5e-5,
+    encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_train: Annotated[int | None, typer.Option(help="Train on a random subset of N tweets.")] = None,
