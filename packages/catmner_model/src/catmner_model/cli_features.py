@@ -105,7 +105,7 @@ def format_bench(stats: dict) -> str:
         f"grid {stats['grid']}x{stats['grid']}, F={stats['feature_dim']}, {stats['cells_per_pass']} cells per pass):\n"
         f"  one image at a time: {stats['seconds_per_image']:.3f} s/image "
         f"(decode {stats['seconds_decode_per_image']:.3f}, preprocess {stats['seconds_preprocess_per_image']:.3f})\n"
-        f"  batched ({stats['batch_images']} images at a time): {stats['seconds_per_image_batched']:.3f} s/image"
+        f"  batched (--batch-images {stats['batch_images']}): {stats['seconds_per_image_batched']:.3f} s/image"
     )
 
 
