@@ -102,7 +102,8 @@ class Group:
 
     @property
     def source(self) -> str:
-        return f"ours ({self.profile}, n={self.n})"
+        epochs = self.config.get("epochs")
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}, n={self.n})"
 
 
 def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
