@@ -248,7 +248,9 @@ def test_finetuning_the_image_encoder(tmp_path, tweets, labels_file):
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoder was trained
     groups = param_groups(model, config)
     vision = {id(p) for p in model.vision.parameters()}
-    assert all(g["name"].startswith("encoder") for g in groups if any(id(p) in vision for p in g["params"]))
+    in_encoder_groups = {id(p) for g in groups if g["name"].startswith("encoder") for p in g["params"]}
+    assert vision and vision <= in_encoder_groups  # trained at --encoder-lr
+    assert all(g["lr"] == config.encoder_lr for g in groups if g["name"].startswith("encoder"))
 
     # the image matters, and the saved model predicts from image files with nothing else
     collate = model.collator()

@@ -19,6 +19,7 @@ has a first subword.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -146,6 +147,12 @@ class WordPieces:
         return [self._cache[w] for w in words]
 
 
+@functools.lru_cache(maxsize=1)
+def _image_pool() -> ThreadPoolExecutor:
+    """The image-reading threads shared by all collators (created on first use)."""
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="catmner-images")
+
+
 class Collator:
     """(list of Example) -> Batch, padded to the batch's own length.
 
@@ -163,7 +170,6 @@ class Collator:
     ):
         self.cfg = cfg
         self.image_cells = image_cells
-        self._pool: ThreadPoolExecutor | None = None  # image-reading threads (created on first use)
         self.pieces = WordPieces(tokenizer, cfg.max_word_pieces, cfg.max_url_pieces)
         limit = getattr(tokenizer, "model_max_length", None) or 512
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
@@ -180,9 +186,7 @@ class Collator:
         todo = [i for i, f in enumerate(files) if f]
         out: list[torch.Tensor | None] = [None] * len(files)
         if len(todo) > 1 and (os.cpu_count() or 1) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-            results = list(self._pool.map(self.image_cells, [files[i] for i in todo]))
+            results = list(_image_pool().map(self.image_cells, [files[i] for i in todo]))
         else:
             results = [self.image_cells(files[i]) for i in todo]
         for i, r in zip(todo, results, strict=True):

@@ -395,8 +395,9 @@ def prepare_images(
     config: TrainConfig, splits: dict[str, list[Tweet]], info: DistInfo, progress: bool
 ) -> tuple[TweetImages, dict[str, Any], int | None]:
     """Precompute the frozen grid features of every tweet image once; count missing and unreadable ones.
+    With ``finetune_image_encoder`` there is no cache: the model encodes each batch's pixels itself.
 
-    Returns the feature lookup, stats for the run log and the feature width F (None without images).
+    Returns the image lookup, stats for the run log and the feature width F (None without a frozen encoder).
     """
     use_images = config.variant != "text" and config.image_encoder not in ("none", "")
     stats: dict[str, Any] = {"encoder": config.image_encoder if use_images else None}
@@ -405,39 +406,29 @@ def prepare_images(
     from catmner_model.vision import FeatureCache, load_image_safely
 
     image_dir = resolve_image_dir(config.image_dir, config.data_dir)
-    if config.finetune_image_encoder:  # no cache: the model encodes pixels itself at every step
-        images = TweetImages(config.dataset, image_dir, None, files=True)
-        all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
-        paths = sorted({p for t in all_tweets if (p := images.path(t)) is not None})
-        unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
-        stats.update(
-            finetune=True,
-            image_dir=str(image_dir) if image_dir else None,
-            tweets=len(all_tweets),
-            images_found=len(paths),
-            tweets_without_image=sum(1 for t in all_tweets if images.path(t) is None),
-            unreadable_images=unreadable,
-        )
-        return images, stats, None
-    extractor = build_extractor(config.image_encoder)
+    finetune = config.finetune_image_encoder
+    extractor = None if finetune else build_extractor(config.image_encoder)
     root = Path(config.feature_cache) if config.feature_cache else catmner_home() / "features"
-    cache = FeatureCache(root, extractor, memory_items=2048)
-    images = TweetImages(config.dataset, image_dir, cache)
+    cache = None if extractor is None else FeatureCache(root, extractor, memory_items=2048)
+    images = TweetImages(config.dataset, image_dir, cache, files=finetune)
     all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
     paths = sorted({p for t in all_tweets if (p := images.path(t)) is not None})
-    if info.is_main and paths:
-        stats["precompute"] = cache.precompute(paths, progress=progress)
-    barrier(info)
-    n_missing = sum(1 for t in all_tweets if images.path(t) is None)
-    n_unreadable = sum(1 for p in paths if cache.get(p) is None)
+    if cache is None:  # fine-tuning: decode each image once here, only to count the unusable ones
+        n_unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
+    else:
+        if info.is_main and paths:
+            stats["precompute"] = cache.precompute(paths, progress=progress)
+        barrier(info)
+        n_unreadable = sum(1 for p in paths if cache.get(p) is None)
     stats.update(
+        finetune=finetune,
         image_dir=str(image_dir) if image_dir else None,
         tweets=len(all_tweets),
         images_found=len(paths),
-        tweets_without_image=n_missing,
+        tweets_without_image=sum(1 for t in all_tweets if images.path(t) is None),
         unreadable_images=n_unreadable,
     )
-    return images, stats, int(extractor.feature_dim)
+    return images, stats, None if extractor is None else int(extractor.feature_dim)
 
 
 # ----------------------------------------------------------------------------------------------------------
