@@ -131,7 +131,7 @@ def test_predictor_batched_equals_one_at_a_time_and_uses_images(trained, tmp_pat
             assert e["text"] == " ".join(t.tokens[e["start"] : e["end"]]) and 0.0 < e["score"] <= 1.0
     # the image is read through the feature cache (computed once, then hit)
     predictor.predict_text("Obama visits Paris today", str(img))
-    assert predictor._cache.stats["hit"] >= 1
+    assert predictor.source().grid_cache().stats["hit"] >= 1
     with pytest.raises(PredictError, match="image not found"):
         predictor.predict_text("Obama", str(tmp_path / "none.jpg"))
 

@@ -96,6 +96,15 @@ def run_cli(
         str | None, typer.Option(help="kb store (default: $KBX_DB / $CATMNER_HOME/kb.sqlite).")
     ] = None,
     feature_cache: Annotated[Path | None, typer.Option(help="Grid-feature cache folder.")] = None,
+    visual: Annotated[
+        str | None,
+        typer.Option(
+            help="Span models' visual source: grid | caption | grid+caption (default: the profile's)."
+        ),
+    ] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Caption file or folder (default: DATA_DIR/captions/).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -119,6 +128,8 @@ def run_cli(
             image_dir=image_dir,
             db=db,
             feature_cache=feature_cache,
+            visual=visual,
+            captions=captions,
             quiet=quiet,
         )
     except ValueError as exc:  # BenchError, DataError, TrainError ... are ValueErrors with a user message
@@ -160,6 +171,7 @@ def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **o
             seeds=options.get("seeds"),
             n_train=options.get("max_train"),
             n_eval=options.get("max_eval"),
+            visual=options.get("visual"),
         )
     except ValueError as exc:
         raise BenchError(str(exc)) from None
@@ -170,6 +182,7 @@ def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **o
         image_dir=options.get("image_dir"),
         db=options.get("db"),
         feature_cache=options.get("feature_cache"),
+        captions=options.get("captions"),
         quiet=quiet,
         command=command_line(experiment, profile, output, options),
     )

@@ -83,7 +83,9 @@ def plan(
         for d in datasets:
             for s in systems:
                 for seed in p.seeds:
-                    specs.append(RunSpec(experiment, s, d, d, seed, system_config(s, p)))
+                    # Figure 4 draws attention over the 4x4 grid: its models read grid features
+                    cfg = system_config(s, p, visual="grid" if experiment == "fig4" else None)
+                    specs.append(RunSpec(experiment, s, d, d, seed, cfg))
     return specs
 
 
@@ -140,22 +142,19 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
     cell 0 top-left). Returns {"attention": {"layer", "cases": [...]}} for the run record.
     """
     import torch
-    from catmner_model.batching import Collator
-    from catmner_model.data import catmner_home
-    from catmner_model.modeling import CatMner
-    from catmner_model.train import TweetImages, build_extractor, make_examples
-    from catmner_model.vision import FeatureCache
+    from catmner_model.predict import Predictor
 
-    model = CatMner.from_pretrained(model_dir).eval()
-    encoder = spec.config["image_encoder"]
-    cache = FeatureCache(ctx.feature_cache or catmner_home() / "features", build_extractor(encoder))
-    images = TweetImages(spec.train_dataset, resolve_image_dir(ctx.image_dir, ctx.data_dir), cache)
-    collate = Collator(getattr(model, "tokenizer", None), model_config(model))
+    predictor = Predictor(model_dir, device="cpu", feature_cache=ctx.feature_cache)
+    model, collate = predictor.model.eval(), predictor.collate
+    if not model_config(model).uses_grid:
+        raise BenchError(f"{model_dir}: fig4 draws the 4x4 grid; this model has no grid visual source")
+    source = predictor.source(spec.train_dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir)
+    n_cells = model_config(model).num_image_tokens
     cases = []
     for split, tweet, path in image_tweets(ctx, spec.train_dataset):
         if not tweet.entities:
             continue
-        example = make_examples([tweet], images)[0]
+        example = source.example(tweet)
         if example.image_features is None:
             continue  # unreadable image: nothing to draw
         batch = collate([example])
@@ -163,7 +162,7 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
             out = model(batch, output_attentions=True)
         if out.attentions is None:
             raise BenchError(f"{model_dir}: the model returned no text->visual attention")
-        att = out.attentions[0, -1].mean(0)  # (T, I) last layer, mean over heads
+        att = out.attentions[0, -1].mean(0)[:, :n_cells]  # (T, I) last layer, mean over heads, grid cells
         n_words = int(batch.word_mask[0].sum())
         for ent in tweet.entities:
             if ent.end > n_words:

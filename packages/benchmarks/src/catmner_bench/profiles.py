@@ -49,6 +49,7 @@ class Profile:
     fig3_samplings: int  # Figure 3: random samplings per alpha (paper: 8)
     fig3_epochs: int  # Figure 3: epochs per run (small training sets need more passes)
     num_threads: int | None  # torch CPU threads (None: torch's default)
+    visual: str = "grid"  # span models' visual source: grid | caption | grid+caption (systems may pin one)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
 
     def to_json(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ PROFILES: dict[str, Profile] = {
         fig3_samplings=2,
         fig3_epochs=1,
         num_threads=1,
+        visual="grid+caption",
     ),
     "quick": Profile(
         name="quick",
@@ -101,6 +103,7 @@ PROFILES: dict[str, Profile] = {
         fig3_samplings=3,
         fig3_epochs=10,
         num_threads=None,
+        visual="caption",
     ),
     "paper": Profile(
         name="paper",
@@ -139,6 +142,7 @@ def resolve_profile(
     seeds: tuple[int, ...] | None = None,
     n_train: int | None = None,
     n_eval: int | None = None,
+    visual: str | None = None,
 ) -> Profile:
     """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
     if name not in PROFILES:
@@ -154,6 +158,7 @@ def resolve_profile(
             seeds=tuple(seeds) if seeds else None,
             n_train=n_train,
             n_eval=n_eval,
+            visual=visual,
         ).items()
         if v is not None
     }

@@ -33,6 +33,8 @@ SYSTEM_ORDER = (
     "i2t",
     "cat-textual",
     "cat-visualgenome",
+    "cat-grid",
+    "pgim-span",
 )
 
 

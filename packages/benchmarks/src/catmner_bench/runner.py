@@ -37,6 +37,8 @@ class System:
     kind: str  # "span" (catmner_model.train) or "crf" (baselines.py)
     variant: str | None = None  # span models: CatMnerConfig variant
     labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
+    visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
+    knowledge: str | None = None  # span models: a second text segment ("pgim")
 
 
 SYSTEMS: dict[str, System] = {
@@ -51,6 +53,8 @@ SYSTEMS: dict[str, System] = {
         System("i2t", "CAT-MNER w/o T2I Refine", "span", "i2t", "textual"),
         System("cat-textual", "CAT-MNER (textual KB)", "span", "cat", "textual"),
         System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
+        System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
+        System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
     )
 }
 
@@ -65,6 +69,7 @@ class RunContext:
     image_dir: Path | None = None  # folder with <dataset>_images/ (default: catmner's resolution)
     db: str | None = None  # kb store for label-word names
     feature_cache: Path | None = None  # grid-feature cache (default: $CATMNER_HOME/features)
+    captions: Path | None = None  # caption files (default: catmner's resolution, DATA_DIR/captions/)
     quiet: bool = False  # no progress output
     command: str = ""  # the command line, stored in records
 
@@ -145,7 +150,9 @@ def _data_config(profile: Profile) -> dict[str, Any]:
     return {"n_train": profile.n_train, "n_eval": profile.n_eval}
 
 
-def system_config(system: str, profile: Profile, *, epochs: int | None = None) -> dict[str, Any]:
+def system_config(
+    system: str, profile: Profile, *, epochs: int | None = None, visual: str | None = None
+) -> dict[str, Any]:
     """The resolved config of a system under a profile (what the run key hashes, besides data and seed)."""
     if system not in SYSTEMS:
         raise BenchError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
@@ -173,14 +180,18 @@ def system_config(system: str, profile: Profile, *, epochs: int | None = None) -
         labels = profile.labels_textual
     elif s.labels == "multimodal":
         labels = profile.labels_multimodal
+    visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
+    uses_grid = "grid" in visual.split("+")
     return {
         "kind": "span",
         "profile": profile.name,
         **_data_config(profile),
         "variant": s.variant,
+        "visual": visual,
+        "knowledge": s.knowledge,
         "labels": labels,
         "text_encoder": profile.text_encoder,
-        "image_encoder": "none" if s.variant == "text" else profile.image_encoder,
+        "image_encoder": profile.image_encoder if uses_grid else "none",
         "epochs": epochs or profile.epochs,
         "batch_size": profile.batch_size,
         "lr": profile.lr,
@@ -207,6 +218,9 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
         variant=c["variant"],
+        visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
+        knowledge=c.get("knowledge"),
+        captions=str(ctx.captions) if ctx.captions else None,
         epochs=c["epochs"],
         lr=c["lr"],
         encoder_lr=c["encoder_lr"],
@@ -238,27 +252,25 @@ def model_config(model: Any) -> Any:
 def evaluate_model_dir(
     ctx: RunContext, model_dir: Path, dataset: str, tweets: Sequence[Tweet], image_encoder: str
 ) -> dict[str, Any]:
-    """Score a saved span model on ``tweets`` of ``dataset`` (images looked up in that dataset's folder)."""
-    import torch
-    from catmner_model.batching import Collator
-    from catmner_model.data import catmner_home
+    """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
+    dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
     from catmner_model.metrics import score_both
-    from catmner_model.modeling import CatMner
-    from catmner_model.predict import predict_examples
-    from catmner_model.train import TweetImages, build_extractor, make_examples
+    from catmner_model.predict import Predictor, predict_examples
 
-    model = CatMner.from_pretrained(model_dir)
-    mcfg = model_config(model)
-    cache = None
-    if mcfg.variant != "text" and image_encoder not in ("none", ""):
-        from catmner_model.vision import FeatureCache
+    predictor = Predictor(
+        model_dir,
+        feature_cache=ctx.feature_cache,
+        image_encoder=None if image_encoder in ("none", "") else image_encoder,
+    )
+    source = predictor.source(dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir, captions=ctx.captions)
+    cfg = predictor.config
+    if cfg.text_context == "pgim":
+        from catmner_model.visual import read_pgim, resolve_pgim
 
-        root = ctx.feature_cache or catmner_home() / "features"
-        cache = FeatureCache(root, build_extractor(image_encoder))
-    images = TweetImages(dataset, resolve_image_dir(ctx.image_dir, ctx.data_dir) if cache else None, cache)
-    collate = Collator(getattr(model, "tokenizer", None), mcfg)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    preds = predict_examples(model.to(device), make_examples(tweets, images), collate, 64, device)
+        zpath = resolve_pgim(dataset, ctx.data_dir)
+        source.add_knowledge(tweets, read_pgim(zpath, "test"))
+    examples = source.examples(tweets)
+    preds = predict_examples(predictor.model, examples, predictor.collate, 64, predictor.device)
     return score_both(tweets, preds)
 
 

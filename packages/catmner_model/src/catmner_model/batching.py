@@ -47,6 +47,8 @@ class Example:
     tweet: Tweet  # the words; gold entities when training/evaluating
     image_features: torch.Tensor | None = None  # (I, F) frozen grid features, None = no/unreadable image
     image_file: str | None = None  # the image file, read at collation by models that fine-tune their encoder
+    caption: str | None = None  # the caption of the tweet's image (caption visual source), None = none
+    context: list[str] | None = None  # words of a second text segment after the tweet (PGIM knowledge)
 
 
 @dataclass
@@ -72,6 +74,9 @@ class Batch:
     n_words: list[int] = field(default_factory=list)  # words kept per tweet after truncation
     stats: dict[str, int] = field(default_factory=dict)  # counters (see module docstring)
     image_pixels: torch.Tensor | None = None  # (B, I, 3, S, S) grid-cell pixels (fine-tuned image encoder)
+    caption_ids: torch.Tensor | None = None  # (B, Lc) caption word pieces (caption source), None: no caption
+    caption_mask: torch.Tensor | None = None  # (B, Lc) bool, True for real caption pieces
+    token_type_ids: torch.Tensor | None = None  # (B, T) 1 on the second text segment, None without one
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -177,7 +182,34 @@ class Collator:
         if self.max_length < 3:
             raise ValueError(f"max_length must be at least 3 tokens, got {self.max_length}")
         self.max_span_len = cfg.max_span_len
-        self.use_images = cfg.variant != "text"
+        self.use_images = cfg.uses_grid
+        self.use_captions = cfg.uses_caption
+        self.max_caption_pieces = cfg.max_caption_pieces
+        self.use_context = cfg.text_context is not None
+        self.max_context_pieces = cfg.max_context_pieces
+        self.limit = limit
+        self._caption_cache: dict[str, list[int]] = {}
+
+    def caption_pieces(self, caption: str) -> list[int]:
+        """Word pieces of a caption, capped at ``max_caption_pieces`` - 1, then [SEP] (as segment B of a pair)."""
+        ids = self._caption_cache.get(caption)
+        if ids is None:
+            tok = self.pieces.tokenizer(caption, add_special_tokens=False)["input_ids"]
+            ids = list(tok)[: self.max_caption_pieces - 1] + [self.pieces.sep_id]
+            self._caption_cache[caption] = ids
+        return ids
+
+    def context_pieces(self, words: Sequence[str], room: int) -> list[int]:
+        """Word pieces of a second segment, at most ``min(max_context_pieces, room)`` including a final [SEP]."""
+        budget = min(self.max_context_pieces, room) - 1
+        if budget < 1 or not words:
+            return []
+        out: list[int] = []
+        for word_ids in self.pieces(words):
+            if len(out) + len(word_ids) > budget:
+                break
+            out.extend(word_ids)
+        return out + [self.pieces.sep_id] if out else []
 
     def _read_images(self, examples: Sequence[Example]) -> list[torch.Tensor | None]:
         """Cell pixels of each example's image file (None: no or unusable image), decoded in threads (PIL
@@ -211,6 +243,12 @@ class Collator:
             raise ValueError("cannot collate an empty list of examples")
         B = len(examples)
         encoded = [self.encode_words(ex.tweet.tokens) for ex in examples]
+        n_first = [len(ids) for ids, _ in encoded]  # tokens of the tweet segment ([CLS] pieces [SEP])
+        if self.use_context:
+            encoded = [
+                (ids + self.context_pieces(ex.context or [], self.limit - len(ids)), first)
+                for ex, (ids, first) in zip(examples, encoded, strict=True)
+            ]
         T = max(len(ids) for ids, _ in encoded)
         W = max(1, max(len(first) for _, first in encoded))
         input_ids = torch.full((B, T), self.pieces.pad_id, dtype=torch.long)
@@ -244,6 +282,22 @@ class Collator:
                 else:
                     idx = span_index(ent.start, ent.end - 1, n, self.max_span_len)
                     span_labels[b, idx] = LABEL_INDEX[ent.type]
+        token_type_ids = None
+        if self.use_context:
+            token_type_ids = torch.zeros((B, T), dtype=torch.long)
+            for b, ((ids, _), n0) in enumerate(zip(encoded, n_first, strict=True)):
+                token_type_ids[b, n0 : len(ids)] = 1
+        caption_ids = caption_mask = None
+        if self.use_captions and any(ex.caption for ex in examples):
+            caps = [self.caption_pieces(ex.caption) if ex.caption else [] for ex in examples]
+            Lc = max(len(c) for c in caps)
+            caption_ids = torch.full((B, Lc), self.pieces.pad_id, dtype=torch.long)
+            caption_mask = torch.zeros((B, Lc), dtype=torch.bool)
+            for b, c in enumerate(caps):
+                caption_ids[b, : len(c)] = torch.tensor(c, dtype=torch.long)
+                caption_mask[b, : len(c)] = True
+        if self.use_captions:
+            stats["captions"] = sum(1 for ex in examples if ex.caption)
         image_pixels = None
         if self.image_cells is not None:
             cells = self._read_images(examples)
@@ -285,6 +339,9 @@ class Collator:
             n_words=[len(first) for _, first in encoded],
             stats=stats,
             image_pixels=image_pixels,
+            caption_ids=caption_ids,
+            caption_mask=caption_mask,
+            token_type_ids=token_type_ids,
         )
 
 

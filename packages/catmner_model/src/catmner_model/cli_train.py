@@ -83,6 +83,27 @@ def train_cli(
     variant: Annotated[
         str, typer.Option(help="cat | mm (no refinement) | i2t | t2i | text (no image)")
     ] = "cat",
+    visual: Annotated[
+        str,
+        typer.Option(
+            help="Visual tokens: grid (image encoder over the 4x4 grid) | caption (the image's caption) | "
+            "grid+caption. Recorded in the model: evaluate/predict need no flag."
+        ),
+    ] = "grid",
+    captions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Caption file ('<IMGID>.jpg :<caption>' lines or JSONL {imgid, caption}) or a folder of them "
+            "(default $CATMNER_CAPTIONS, then DATA_DIR/captions/<dataset>_blip2.txt)."
+        ),
+    ] = None,
+    captioner: Annotated[
+        str | None, typer.Option(help="HF image-to-text model (name or path) captioning images without one.")
+    ] = None,
+    knowledge: Annotated[
+        str | None,
+        typer.Option(help="Append auxiliary knowledge as a second text segment: pgim (DATA_DIR/pgim/)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
@@ -126,6 +147,10 @@ def train_cli(
             image_encoder=image_encoder,
             finetune_image_encoder=finetune_image_encoder,
             variant=variant,
+            visual=visual,
+            captions=str(captions) if captions else None,
+            captioner=captioner,
+            knowledge=knowledge or None,
             epochs=epochs,
             lr=lr,
             encoder_lr=encoder_lr,
@@ -168,6 +193,9 @@ def evaluate_cli(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
     max_tweets: Annotated[int | None, typer.Option(help="Only the first N tweets.")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Caption file or folder (caption models; default as in train).")
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -185,6 +213,7 @@ def evaluate_cli(
             predictions=predictions,
             batch_size=batch_size,
             max_tweets=max_tweets,
+            captions=captions,
             progress=not quiet,
         )
     if as_json:
@@ -200,10 +229,18 @@ def predict_cli(
     model_dir: ModelDirArg,
     text: Annotated[str | None, typer.Option(help="One tweet as raw text.")] = None,
     image: Annotated[Path | None, typer.Option(help="Image of the --text tweet.")] = None,
+    caption: Annotated[
+        str | None, typer.Option(help="Caption of the --text tweet's image (models with the caption source).")
+    ] = None,
+    captioner: Annotated[
+        str | None, typer.Option(help="HF image-to-text model captioning given images that have no caption.")
+    ] = None,
     input: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", help='JSONL: {"text": ..., "image": optional path} or {"tokens": [...]}'
+            "--input",
+            "-i",
+            help='JSONL: {"text": ..., "image": optional path, "caption": optional} or {"tokens": [...]}',
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
@@ -216,12 +253,14 @@ def predict_cli(
     if (text is None) == (input is None):
         raise UserError("give exactly one of --text or --input")
     with user_errors(debug):
-        predictor = Predictor(model_dir)
+        predictor = Predictor(model_dir, captioner=captioner)
         if text is not None:
-            print_json(predictor.predict_text(text, str(image) if image else None))
+            print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
             return
-        if image is not None:
-            raise UserError("--image goes with --text; in --input files give an 'image' field per line")
+        if image is not None or caption is not None:
+            raise UserError(
+                "--image/--caption go with --text; in --input files give 'image'/'caption' per line"
+            )
         rows = predictor.predict_jsonl(input, batch_size=batch_size, progress=not quiet)
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -28,6 +28,7 @@ def evaluate_model(
     max_tweets: int | None = None,
     progress: bool = False,
     device: str | None = None,
+    captions: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``model_dir`` on ``dataset``/``split``.
 
@@ -35,7 +36,6 @@ def evaluate_model(
     "lenient": metrics.score(...), "strict": metrics.score(...)}``; lenient = conlleval chunking of the gold
     tags (the literature's numbers), strict = IOB2.
     """
-    from catmner_model.data import image_path
     from catmner_model.metrics import score_both, write_predictions
     from catmner_model.predict import Predictor, predict_examples
 
@@ -44,13 +44,11 @@ def evaluate_model(
         tweets = tweets[:max_tweets]
     predictor = Predictor(model_dir, device=device)
     images = resolve_image_dir(image_dir, data_dir) if predictor.uses_images else None
+    source = predictor.source(dataset, data_dir=data_dir, image_dir=images, captions=captions)
     t0 = time.perf_counter()
-    examples, found = [], 0
-    for t in tweets:
-        path = image_path(dataset, t.imgid, images) if images is not None else None
-        example = predictor.example(t, path)
-        found += example.image_features is not None or example.image_file is not None
-        examples.append(example)
+    examples = source.examples(tweets)
+    found = sum(ex.image_features is not None or ex.image_file is not None for ex in examples)
+    with_caption = sum(ex.caption is not None for ex in examples)
     preds = predict_examples(
         predictor.model,
         examples,
@@ -71,6 +69,9 @@ def evaluate_model(
         "n_tweets": len(tweets),
         "seconds": round(seconds, 3),
         "images": {"with_features": found, "without": len(tweets) - found},
+        "captions": {"with_caption": with_caption, "without": len(tweets) - with_caption}
+        if predictor.uses_captions
+        else None,
         "lenient": both["conlleval"],
         "strict": both["strict"],
         "predictions": str(predictions) if predictions is not None else None,

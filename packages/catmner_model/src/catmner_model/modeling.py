@@ -90,13 +90,31 @@ class CatMnerConfig:
     # an image encoder spec (efficientnet-lite0 | open_clip:<model>[:<tag>] | tiny) run INSIDE the model on the
     # grid-cell pixels and fine-tuned with it (GPU users); None: the model reads precomputed frozen features
     trainable_image_encoder: str | None = None
+    # where the visual tokens come from (visual.py): grid (image encoder over the 4x4 grid), caption (the
+    # image's caption, embedded with the LM's embedding layer), grid+caption, none (= the text variant)
+    visual: str = "grid"
+    image_encoder: str | None = None  # the frozen encoder the grid features come from (recorded for predict)
+    max_caption_pieces: int = 32  # L_I of a caption: its word pieces (incl. a closing [SEP]) are capped here
+    text_context: str | None = None  # a second text segment after the tweet: "pgim" (PGIM's knowledge)
+    max_context_pieces: int = 160  # word pieces of the second segment kept (incl. its closing [SEP])
 
     def __post_init__(self) -> None:
+        from catmner_model.visual import TEXT_CONTEXTS, check_visual
+
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        check_visual(self.visual)
+        if self.visual == "none" and self.variant != "text":
+            raise ValueError(
+                f"visual source 'none' has no visual tokens: variant {self.variant!r} needs some"
+            )
+        if self.text_context is not None and self.text_context not in TEXT_CONTEXTS:
+            raise ValueError(f"unknown text_context {self.text_context!r}: choose {', '.join(TEXT_CONTEXTS)}")
+        if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
+            raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
         if self.max_span_len < 1:
             raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
-        if self.variant != "text" and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
+        if self.uses_grid and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
             raise ValueError("image_feature_dim and num_image_tokens must be positive")
         if self.trainable_image_encoder and math.isqrt(self.num_image_tokens) ** 2 != self.num_image_tokens:
             raise ValueError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
@@ -110,8 +128,22 @@ class CatMnerConfig:
         return self.variant in ("cat", "t2i")
 
     @property
+    def visual_source(self) -> str:
+        """The visual source in effect: "none" for the text variant, else ``visual``."""
+        return "none" if self.variant == "text" else self.visual
+
+    @property
     def uses_image(self) -> bool:
-        return self.variant != "text"
+        """Whether the model has visual tokens at all (any source)."""
+        return self.visual_source != "none"
+
+    @property
+    def uses_grid(self) -> bool:
+        return "grid" in self.visual_source.split("+")
+
+    @property
+    def uses_caption(self) -> bool:
+        return "caption" in self.visual_source.split("+")
 
     @property
     def uses_label_words(self) -> bool:
@@ -272,6 +304,56 @@ class VisualEmbedding(nn.Module):
         return self.dropout(self.norm(tokens)), mask
 
 
+class CaptionEmbedding(nn.Module):
+    """Caption word pieces -> visual tokens: the LM's word embeddings of the pieces (looked up by the model in
+    the same table as the tweet's) + the caption's own learned position and modality embeddings, LayerNorm.
+
+    Initialised from the LM's embedding layer, so that a fresh model reads [tweet ; caption] the way its
+    encoder reads a sentence pair: positions from the LM's first position rows, the modality vector from its
+    second token type (segment B) where it has one, the LayerNorm from its embedding LayerNorm. A tweet without
+    a caption gets the learned no-caption token (its other slots are masked); a batch without any caption
+    carries only that token.
+    """
+
+    def __init__(self, lm_embeddings: nn.Module, n_tokens: int, width: int, eps: float, dropout: float):
+        super().__init__()
+        self.position = nn.Parameter(torch.randn(n_tokens, width) * 0.02)
+        self.modality = nn.Parameter(torch.zeros(width))
+        self.no_caption = nn.Parameter(torch.randn(width) * 0.02)  # the learned "no caption" token
+        self.norm = nn.LayerNorm(width, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        with torch.no_grad():
+            pos = getattr(lm_embeddings, "position_embeddings", None)
+            if isinstance(pos, nn.Embedding) and pos.embedding_dim == width:
+                offset = (pos.padding_idx + 1) if pos.padding_idx is not None else 0  # RoBERTa: from 2
+                rows = pos.weight[offset : offset + n_tokens]
+                self.position[: rows.shape[0]].copy_(rows)
+            types = getattr(lm_embeddings, "token_type_embeddings", None)
+            if isinstance(types, nn.Embedding) and types.embedding_dim == width:
+                self.modality.copy_(types.weight[min(1, types.num_embeddings - 1)])
+            norm = getattr(lm_embeddings, "LayerNorm", None)
+            if isinstance(norm, nn.LayerNorm) and tuple(norm.normalized_shape) == (width,):
+                self.norm.load_state_dict(norm.state_dict())
+
+    def forward(
+        self, vecs: torch.Tensor | None, mask: torch.Tensor | None, has: torch.Tensor, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """vecs (B, L, D) word embeddings of the caption pieces or None, mask (B, L), has (B,) bool ->
+        tokens (B, L', D) and their mask (B, L'); L' = 1 when no example of the batch has a caption."""
+        none = (self.no_caption + self.position[0] + self.modality).expand(batch_size, 1, -1)  # (B, 1, D)
+        if vecs is None:
+            tokens = none
+            out_mask = torch.ones((batch_size, 1), dtype=torch.bool, device=none.device)
+        else:
+            L = vecs.shape[1]
+            tokens = vecs + self.position[:L] + self.modality  # (B, L, D)
+            first = torch.where(has[:, None, None], tokens[:, :1], none)
+            tokens = torch.cat([first, tokens[:, 1:]], dim=1)
+            out_mask = mask.clone()
+            out_mask[:, 0] = True
+        return self.dropout(self.norm(tokens)), out_mask
+
+
 class SpanHead(nn.Module):
     """``logits = FFN([h_start ; h_end])`` with the first Linear split into start and end parts."""
 
@@ -324,7 +406,7 @@ class CatMner(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vision: nn.Module | None = None  # the trainable image encoder (cfg.trainable_image_encoder)
-        if cfg.trainable_image_encoder and cfg.uses_image:
+        if cfg.trainable_image_encoder and cfg.uses_grid:
             from catmner_model.vision import build_backend
 
             self.vision = build_backend(cfg.trainable_image_encoder, pretrained=image_encoder_weights)
@@ -353,7 +435,12 @@ class CatMner(nn.Module):
 
         self.visual = (
             VisualEmbedding(cfg.image_feature_dim, cfg.num_image_tokens, D, eps, dropout)
-            if cfg.uses_image
+            if cfg.uses_grid
+            else None
+        )
+        self.caption = (
+            CaptionEmbedding(encoder.embeddings, cfg.max_caption_pieces, D, eps, dropout)
+            if cfg.uses_caption
             else None
         )
         # gate of visual KEYS, applied to text queries (I2T), one per layer
@@ -426,24 +513,39 @@ class CatMner(nn.Module):
         out = feats.new_zeros((B, n_cells, feats.shape[-1]))
         return out.index_copy(0, has, feats)  # (B, I, F)
 
-    def embed(self, input_ids: torch.Tensor, with_labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Text embeddings (B, T, D) and, if asked, label-word embeddings (C, D) (Eq. 5 input: the LM's
-        embedding layer, mean over word pieces).
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        with_labels: bool,
+        extra_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Text embeddings (B, T, D), label-word embeddings (C, D) if asked (Eq. 5 input: the LM's embedding
+        layer, mean over word pieces) and the plain word embeddings (B, L, D) of ``extra_ids`` (caption pieces).
 
-        One word-embedding lookup serves both, so backward builds one dense vocabulary-sized gradient, not two.
+        One word-embedding lookup serves all three, so backward builds one dense vocabulary-sized gradient.
         """
         emb = self.encoder.embeddings
         B, T = input_ids.shape
-        if not with_labels:
-            return emb(input_ids=input_ids), None
-        C, Lc = self.label_ids.shape
-        vecs = emb.word_embeddings(
-            torch.cat([input_ids.reshape(-1), self.label_ids.reshape(-1)])
-        )  # (B*T+C*Lc, D)
-        text = emb(input_ids=input_ids, inputs_embeds=vecs[: B * T].view(B, T, -1))  # (B, T, D)
-        pieces = emb(input_ids=self.label_ids, inputs_embeds=vecs[B * T :].view(C, Lc, -1))  # (C, Lc, D)
-        m = self.label_mask[..., None].to(pieces.dtype)  # (C, Lc, 1)
-        return text, (pieces * m).sum(1) / m.sum(1).clamp(min=1)  # (B, T, D), (C, D)
+        parts = [input_ids.reshape(-1)]
+        if with_labels:
+            parts.append(self.label_ids.reshape(-1))
+        if extra_ids is not None:
+            parts.append(extra_ids.reshape(-1))
+        vecs = emb.word_embeddings(torch.cat(parts) if len(parts) > 1 else parts[0])  # (B*T + ..., D)
+        text = emb(
+            input_ids=input_ids, inputs_embeds=vecs[: B * T].view(B, T, -1), token_type_ids=token_type_ids
+        )
+        at, labels, extra = B * T, None, None
+        if with_labels:
+            C, Lc = self.label_ids.shape
+            pieces = emb(input_ids=self.label_ids, inputs_embeds=vecs[at : at + C * Lc].view(C, Lc, -1))
+            m = self.label_mask[..., None].to(pieces.dtype)  # (C, Lc, 1)
+            labels = (pieces * m).sum(1) / m.sum(1).clamp(min=1)  # (C, D)
+            at += C * Lc
+        if extra_ids is not None:
+            extra = vecs[at:].view(*extra_ids.shape, -1)  # (B, L, D)
+        return text, labels, extra
 
     # ------------------------------------------------------------------------------------------- layers
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -524,18 +626,30 @@ class CatMner(nn.Module):
         # Inference reuses the label-word keys of every layer: they do not depend on the batch (see _label_keys)
         cached = self.cfg.uses_label_words and not self.training and not torch.is_grad_enabled()
         keys = self._label_keys() if cached else None
-        text, c = self.embed(batch.input_ids, self.cfg.uses_label_words and not cached)  # (B, T, D), (C, D)
+        caption_ids = batch.caption_ids if self.caption is not None else None
+        text, c, cap = self.embed(
+            batch.input_ids, self.cfg.uses_label_words and not cached, caption_ids, batch.token_type_ids
+        )  # (B, T, D), (C, D), (B, Lc, D)
         B, T, _ = text.shape
-        x, key_mask = text, batch.attention_mask
-        if self.visual is not None:
+        parts, masks = [text], [batch.attention_mask]
+        if self.visual is not None:  # grid tokens
             vis, vis_mask = self.visual(self.image_features(batch), batch.image_mask, B)  # (B, I, D), (B, I)
-            x = torch.cat([text, vis], dim=1)  # (B, N, D)
-            key_mask = torch.cat([key_mask, vis_mask], dim=1)  # (B, N)
+            parts.append(vis)
+            masks.append(vis_mask)
+        if self.caption is not None:  # caption tokens
+            has = (
+                batch.caption_mask[:, 0] if batch.caption_mask is not None else batch.image_mask.new_zeros(B)
+            )
+            vis, vis_mask = self.caption(cap, batch.caption_mask, has, B)  # (B, Lc, D), (B, Lc)
+            parts.append(vis)
+            masks.append(vis_mask)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else text  # (B, N, D)
+        key_mask = torch.cat(masks, dim=1) if len(masks) > 1 else batch.attention_mask  # (B, N)
         maps = []
         for i in range(len(self.layers)):
             k_labels = keys[i] if keys is not None else None
             x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels)  # c: label states entering layer i+1
-            if output_attentions and self.visual is not None:
+            if output_attentions and len(parts) > 1:
                 maps.append(probs[:, :, :T, T:].detach())  # (B, H, T, I)
         return x[:, :T], (torch.stack(maps, dim=1) if maps else None)  # (B, T, D), (B, L, H, T, I)
 
@@ -550,7 +664,7 @@ class CatMner(nn.Module):
         cache = getattr(self, "_label_key_cache", None)
         if cache is not None and cache[0] == key:
             return cache[1]
-        _, c = self.embed(self.label_ids[:1, :1], True)  # (C, D) label-word embeddings (Eq. 5)
+        _, c, _ = self.embed(self.label_ids[:1, :1], True)  # (C, D) label-word embeddings (Eq. 5)
         keys = []
         for i, layer in enumerate(self.layers):
             keys.append(self._heads(layer.attention.self.key(c)))  # (H, C, Dh)

@@ -95,6 +95,7 @@ class PredictInput:
     tokens: list[str]  # words of the tweet
     image: str | None = None  # image path, or None
     text: str | None = None  # the raw text, when given
+    caption: str | None = None  # the image's caption, when given
 
 
 def entity_json(tokens: Sequence[str], ent: Entity) -> dict[str, Any]:
@@ -135,12 +136,19 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[PredictInput]:
             raise PredictError(f"{p}:{n}: 'image' must be a path string")
         if image and not os.path.isabs(image):
             image = str(p.parent / image)
-        items.append(make_input(obj.get("text"), obj.get("tokens"), image, where=f"{p}:{n}"))
+        caption = obj.get("caption")
+        if caption is not None and not isinstance(caption, str):
+            raise PredictError(f"{p}:{n}: 'caption' must be a string")
+        items.append(make_input(obj.get("text"), obj.get("tokens"), image, where=f"{p}:{n}", caption=caption))
     return items
 
 
 def make_input(
-    text: str | None, tokens: Sequence[str] | None = None, image: str | None = None, where: str = "input"
+    text: str | None,
+    tokens: Sequence[str] | None = None,
+    image: str | None = None,
+    where: str = "input",
+    caption: str | None = None,
 ) -> PredictInput:
     """Validate one input: tokens win over text; an empty tweet is an error."""
     if tokens is not None:
@@ -155,7 +163,7 @@ def make_input(
         raise PredictError(f"{where}: give 'text' (a string) or 'tokens' (a list of strings)")
     if not toks:
         raise PredictError(f"{where}: empty tweet (no tokens)")
-    return PredictInput(tokens=list(toks), image=image, text=text)
+    return PredictInput(tokens=list(toks), image=image, text=text, caption=caption)
 
 
 class Predictor:
@@ -163,6 +171,10 @@ class Predictor:
 
     >>> p = Predictor("runs/x/model")
     >>> p.predict_text("Obama visits Paris")  # [{"text": "Obama", "type": "PER", "start": 0, "end": 1, ...}]
+
+    Visual tokens come from the model's visual source (`visual.VisualSource`): the grid features of a given
+    image (the frozen encoder recorded in the model), the given caption (or one written by ``captioner`` from
+    the given image), or nothing.
     """
 
     def __init__(
@@ -171,9 +183,9 @@ class Predictor:
         device: str | torch.device | None = None,
         feature_cache: str | os.PathLike[str] | None = None,
         image_encoder: str | None = None,
+        captioner: str | Any | None = None,
     ):
         from catmner_model.modeling import CatMner
-        from catmner_model.train import TRAINING_SIDECAR
 
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
@@ -183,37 +195,77 @@ class Predictor:
         self.config = self.model.cfg
         self.collate = self.model.collator()
         self._feature_cache_root = feature_cache
-        if image_encoder is None and (self.model_dir / TRAINING_SIDECAR).is_file():
-            try:
-                sidecar = json.loads((self.model_dir / TRAINING_SIDECAR).read_text(encoding="utf-8"))
-                image_encoder = sidecar.get("image_encoder")
-            except (OSError, ValueError, AttributeError) as exc:
-                raise PredictError(f"{self.model_dir / TRAINING_SIDECAR}: unreadable ({exc})") from None
+        if image_encoder is None:
+            image_encoder = getattr(self.config, "image_encoder", None) or self._sidecar_image_encoder()
         self._image_encoder = image_encoder
-        self._cache: Any | None = None
+        self._captioner = captioner
+        self._source: Any | None = None
+
+    def _sidecar_image_encoder(self) -> str | None:
+        """The image encoder named by ``training.json`` (models saved before the config recorded it)."""
+        sidecar = self.model_dir / "training.json"
+        if not sidecar.is_file():
+            return None
+        try:
+            return json.loads(sidecar.read_text(encoding="utf-8")).get("image_encoder")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise PredictError(f"{sidecar}: unreadable ({exc})") from None
+
+    def source(
+        self,
+        dataset: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        image_dir: str | os.PathLike[str] | None = None,
+        captions: str | os.PathLike[str] | dict[str, str] | None = None,
+    ) -> Any:
+        """The model's VisualSource; with ``dataset``, one that finds the dataset's images and captions."""
+        from catmner_model.visual import VisualSource
+
+        if dataset is None and self._source is not None:
+            return self._source
+        try:
+            src = VisualSource.for_model(
+                self.config,
+                dataset=dataset,
+                data_dir=data_dir,
+                image_dir=image_dir,
+                captions=captions if dataset is not None else (captions or {}),
+                captioner=self._captioner,
+                feature_cache=self._feature_cache_root,
+                image_encoder=self._image_encoder,
+            )
+        except ValueError as exc:
+            raise PredictError(f"{self.model_dir}: {exc}") from None
+        if dataset is None:
+            self._source = src
+        return src
 
     @property
     def uses_images(self) -> bool:
-        """Whether the model reads images: it runs its own (fine-tuned) image encoder, or we know the frozen
-        encoder its features came from."""
+        """Whether the model reads image files: it runs its own (fine-tuned) image encoder, or we know the
+        frozen encoder its grid features came from (or a captioner writes captions of them)."""
         if getattr(self.model, "vision", None) is not None:
             return True
-        return getattr(self.config, "variant", "cat") != "text" and self._image_encoder not in (
-            None,
-            "",
-            "none",
-        )
+        if self.config.uses_caption and self._captioner is not None:
+            return True
+        return self.config.uses_grid and self._image_encoder not in (None, "", "none")
 
-    def example(self, tweet: Tweet, image: str | os.PathLike[str] | None) -> Any:
-        """The model input of a tweet and its optional image file: cached frozen features, or (model with a
-        fine-tuned image encoder) the file itself, read at collation. Missing files are None."""
-        from catmner_model.batching import Example
+    @property
+    def uses_captions(self) -> bool:
+        return bool(self.config.uses_caption)
 
-        if getattr(self.model, "vision", None) is not None:
-            if image is not None and not Path(image).is_file():
-                raise PredictError(f"{image}: image not found")
-            return Example(tweet=tweet, image_file=None if image is None else str(image))
-        return Example(tweet=tweet, image_features=self.image_features(image))
+    def example(
+        self,
+        tweet: Tweet,
+        image: str | os.PathLike[str] | None,
+        caption: str | None = None,
+        source: Any = None,
+    ) -> Any:
+        """The model input of a tweet with its optional image file and caption (through the visual source:
+        cached frozen features, the file itself for a fine-tuned encoder, or the caption)."""
+        if image is not None and not Path(image).is_file():
+            raise PredictError(f"{image}: image not found")
+        return (source or self.source()).example(tweet, image=image, caption=caption)
 
     def image_features(self, image: str | os.PathLike[str] | None) -> torch.Tensor | None:
         """Grid features (16, F) of an image file through the on-disk cache; None when absent or unusable."""
@@ -221,19 +273,8 @@ class Predictor:
             return None
         if not Path(image).is_file():
             raise PredictError(f"{image}: image not found")
-        if self._cache is None:
-            from catmner_model.data import catmner_home
-            from catmner_model.train import build_extractor
-            from catmner_model.vision import FeatureCache
-
-            root = Path(self._feature_cache_root) if self._feature_cache_root else catmner_home() / "features"
-            self._cache = FeatureCache(root, build_extractor(self._image_encoder))
-            if self._cache.extractor.feature_dim != self.config.image_feature_dim:
-                raise PredictError(
-                    f"{self.model_dir}: image encoder {self._image_encoder!r} gives {self._cache.extractor.feature_dim}"
-                    f"-d features, the model expects {self.config.image_feature_dim}"
-                )
-        return self._cache.get(Path(image))
+        cache = self.source().grid_cache()
+        return None if cache is None else cache.get(Path(image))
 
     def predict(
         self, inputs: Iterable[PredictInput], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
@@ -243,19 +284,21 @@ class Predictor:
         examples = []
         for i, item in enumerate(items):
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
-            examples.append(self.example(tweet, item.image))
+            examples.append(self.example(tweet, item.image, item.caption))
         preds = predict_examples(
             self.model, examples, self.collate, batch_size, self.device, progress=progress
         )
         return [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
 
-    def predict_text(self, text: str, image: str | None = None) -> list[dict]:
-        """Entities of one raw tweet."""
-        return self.predict([make_input(text, None, image, where="--text")])[0]
+    def predict_text(self, text: str, image: str | None = None, caption: str | None = None) -> list[dict]:
+        """Entities of one raw tweet (with its optional image file and caption)."""
+        return self.predict([make_input(text, None, image, where="--text", caption=caption)])[0]
 
-    def predict_tokens(self, tokens: Sequence[str], image: str | None = None) -> list[dict]:
+    def predict_tokens(
+        self, tokens: Sequence[str], image: str | None = None, caption: str | None = None
+    ) -> list[dict]:
         """Entities of one pre-tokenised tweet."""
-        return self.predict([make_input(None, list(tokens), image, where="tokens")])[0]
+        return self.predict([make_input(None, list(tokens), image, where="tokens", caption=caption)])[0]
 
     def predict_jsonl(
         self, path: str | os.PathLike[str], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False

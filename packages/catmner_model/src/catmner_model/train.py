@@ -44,7 +44,6 @@ from catmner_model.atomic import atomic_write_json
 from catmner_model.data import (
     Tweet,
     catmner_home,
-    image_path,
     load_split,
     resolve_data_dir,
     resolve_image_dir,
@@ -77,6 +76,11 @@ class TrainConfig:
     # train the image encoder with the model (at encoder_lr; meant for GPUs): the model reads the grid-cell
     # pixels of every image at each step instead of cached frozen features
     finetune_image_encoder: bool = False
+    # visual tokens: grid (image encoder over the 4x4 grid) | caption (the image's caption) | grid+caption
+    visual: str = "grid"
+    captions: str | None = None  # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/)
+    captioner: str | None = None  # HF image-to-text model captioning images that have no caption
+    knowledge: str | None = None  # a second text segment per tweet: "pgim" (data_dir/pgim/<dataset>_pgim.zip)
     epochs: int = 10  # passes over the training split
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
@@ -357,78 +361,95 @@ def load_splits(config: TrainConfig, data: dict[str, list[Tweet]] | None = None)
     return splits
 
 
-class TweetImages:
-    """Maps tweets to their cached grid features (Tensor (16, F)) or None (missing/unreadable image), or, for
-    a model that fine-tunes its image encoder (``files=True``), to their image files."""
-
-    def __init__(self, dataset: str, image_dir: Path | None, cache: Any | None, files: bool = False):
-        self.dataset = dataset
-        self.image_dir = image_dir
-        self.cache = cache  # FeatureCache, or None when images are not used or read as files
-        self.files = files
-
-    def path(self, tweet: Tweet) -> Path | None:
-        if self.cache is None and not self.files:
-            return None
-        return image_path(self.dataset, tweet.imgid, self.image_dir)
-
-    def get(self, tweet: Tweet) -> torch.Tensor | None:
-        p = self.path(tweet)
-        return None if p is None or self.cache is None else self.cache.get(p)
-
-    def file(self, tweet: Tweet) -> str | None:
-        """The image file of a tweet when images are read as files (fine-tuning), else None."""
-        p = self.path(tweet) if self.files else None
-        return None if p is None else str(p)
+def effective_visual(config: TrainConfig) -> str:
+    """The visual source a run's model reads: "none" for the text variant, else ``config.visual``."""
+    return "none" if config.variant == "text" else config.visual
 
 
-def build_extractor(image_encoder: str) -> Any | None:
-    """The frozen grid-feature extractor for ``image_encoder`` (None for "none")."""
-    if image_encoder in ("none", "", None):
-        return None
-    from catmner_model.vision import GridFeatureExtractor, VisionConfig
-
-    return GridFeatureExtractor(VisionConfig(encoder=image_encoder))
-
-
-def prepare_images(
+def prepare_visual(
     config: TrainConfig, splits: dict[str, list[Tweet]], info: DistInfo, progress: bool
-) -> tuple[TweetImages, dict[str, Any], int | None]:
-    """Precompute the frozen grid features of every tweet image once; count missing and unreadable ones.
-    With ``finetune_image_encoder`` there is no cache: the model encodes each batch's pixels itself.
+) -> tuple[Any, dict[str, list[Any]], dict[str, Any], int | None]:
+    """The run's `VisualSource` and the model inputs of every split, built once.
 
-    Returns the image lookup, stats for the run log and the feature width F (None without a frozen encoder).
+    Grid: precompute the frozen grid features of every tweet image once (with ``finetune_image_encoder``
+    there is no cache: the model encodes each batch's pixels itself). Caption: read the caption file. PGIM
+    knowledge: align it to the tweets. Returns (source, examples per split, stats for the run log, the grid
+    feature width F or None).
     """
-    use_images = config.variant != "text" and config.image_encoder not in ("none", "")
-    stats: dict[str, Any] = {"encoder": config.image_encoder if use_images else None}
-    if not use_images:
-        return TweetImages(config.dataset, None, None), stats, None
-    from catmner_model.vision import FeatureCache, load_image_safely
-
-    image_dir = resolve_image_dir(config.image_dir, config.data_dir)
-    finetune = config.finetune_image_encoder
-    extractor = None if finetune else build_extractor(config.image_encoder)
-    root = Path(config.feature_cache) if config.feature_cache else catmner_home() / "features"
-    cache = None if extractor is None else FeatureCache(root, extractor, memory_items=2048)
-    images = TweetImages(config.dataset, image_dir, cache, files=finetune)
-    all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
-    paths = sorted({p for t in all_tweets if (p := images.path(t)) is not None})
-    if cache is None:  # fine-tuning: decode each image once here, only to count the unusable ones
-        n_unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
-    else:
-        if info.is_main and paths:
-            stats["precompute"] = cache.precompute(paths, progress=progress)
-        barrier(info)
-        n_unreadable = sum(1 for p in paths if cache.get(p) is None)
-    stats.update(
-        finetune=finetune,
-        image_dir=str(image_dir) if image_dir else None,
-        tweets=len(all_tweets),
-        images_found=len(paths),
-        tweets_without_image=sum(1 for t in all_tweets if images.path(t) is None),
-        unreadable_images=n_unreadable,
+    from catmner_model.visual import (
+        HFCaptioner,
+        VisualSource,
+        build_extractor,
+        feature_cache_root,
+        read_captions,
+        read_pgim,
+        resolve_captions,
+        resolve_pgim,
+        uses_caption,
+        uses_grid,
     )
-    return images, stats, None if extractor is None else int(extractor.feature_dim)
+
+    visual = effective_visual(config)
+    source = VisualSource(visual=visual, dataset=config.dataset)
+    all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
+    use_grid = uses_grid(visual) and config.image_encoder not in ("none", "")
+    stats: dict[str, Any] = {"visual": visual, "encoder": config.image_encoder if use_grid else None}
+    feature_dim = None
+    if use_grid:
+        from catmner_model.vision import FeatureCache, load_image_safely
+
+        image_dir = resolve_image_dir(config.image_dir, config.data_dir)
+        finetune = config.finetune_image_encoder
+        extractor = None if finetune else build_extractor(config.image_encoder)
+        source.image_dir, source.files = image_dir, finetune
+        if extractor is not None:
+            source.cache = FeatureCache(
+                feature_cache_root(config.feature_cache), extractor, memory_items=2048
+            )
+            feature_dim = int(extractor.feature_dim)
+        paths = source.image_paths(all_tweets)
+        if source.cache is None:  # fine-tuning: decode each image once here, only to count the unusable ones
+            n_unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
+        else:
+            if info.is_main and paths:
+                stats["precompute"] = source.cache.precompute(paths, progress=progress)
+            barrier(info)
+            n_unreadable = sum(1 for p in paths if source.cache.get(p) is None)
+        stats.update(
+            finetune=finetune,
+            image_dir=str(image_dir) if image_dir else None,
+            tweets=len(all_tweets),
+            images_found=len(paths),
+            tweets_without_image=len(all_tweets)
+            - len({id(t) for t in all_tweets if source.image_paths([t])}),
+            unreadable_images=n_unreadable,
+        )
+    if uses_caption(visual):
+        path = resolve_captions(config.dataset, config.captions, config.data_dir)
+        source.captions = read_captions(path) if path is not None else {}
+        if config.captioner:
+            source.captioner = HFCaptioner(config.captioner)
+            source.image_dir = source.image_dir or resolve_image_dir(config.image_dir, config.data_dir)
+        stats["caption_file"] = str(path) if path is not None else None
+    if config.knowledge:
+        zpath = resolve_pgim(config.dataset, config.data_dir)
+        stats["knowledge_file"] = str(zpath)
+        missing = {}
+        for split in ("train", "valid", "test"):
+            missing[split] = source.add_knowledge(splits[split], read_pgim(zpath, split))
+        stats["tweets_without_knowledge"] = missing
+    examples = {split: source.examples(splits[split]) for split in ("train", "valid", "test")}
+    if uses_caption(visual):
+        n = sum(len(v) for v in examples.values())
+        with_caption = sum(ex.caption is not None for v in examples.values() for ex in v)
+        stats.update(
+            tweets=stats.get("tweets", len(all_tweets)),
+            tweets_with_caption=with_caption,
+            tweets_without_caption=n - with_caption,
+            captioned_by_model=source.stats.captioned_by_model,
+        )
+    stats.setdefault("tweets", len(all_tweets))
+    return source, examples, stats, feature_dim
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -449,18 +470,17 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
         overrides["image_feature_dim"] = feature_dim
     if config.finetune_image_encoder and config.variant != "text":
         overrides["trainable_image_encoder"] = config.image_encoder
+    visual = effective_visual(config)
+    overrides["visual"] = "grid" if visual == "none" else visual  # the text variant ignores it
+    if "grid" in visual.split("+") and config.image_encoder not in ("none", ""):
+        overrides["image_encoder"] = config.image_encoder
+    if config.knowledge:
+        overrides["text_context"] = config.knowledge
     overrides.update(config.model_overrides)
     try:
         return load_config(name, **overrides)
     except ValueError as exc:
         raise TrainError(f"model config: {exc}") from None
-
-
-def make_examples(tweets: Sequence[Tweet], images: TweetImages) -> list[Any]:
-    """Model inputs (batching.Example) for ``tweets``, features looked up from the cache."""
-    from catmner_model.batching import Example
-
-    return [Example(tweet=t, image_features=images.get(t), image_file=images.file(t)) for t in tweets]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -570,7 +590,7 @@ def save_best_model(model: torch.nn.Module, output: Path, config: TrainConfig) -
     if tmp.exists():
         shutil.rmtree(tmp)
     unwrap(model).save_pretrained(tmp)
-    uses_images = config.variant != "text" and config.image_encoder not in ("none", "")
+    uses_images = "grid" in effective_visual(config).split("+") and config.image_encoder not in ("none", "")
     atomic_write_json(
         tmp / TRAINING_SIDECAR,
         {
@@ -601,8 +621,12 @@ def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
             )
         return None
     folder, state = found
-    before = state.get("config_fingerprint", {})
+    before = dict(state.get("config_fingerprint", {}))
     now = json.loads(json.dumps(config_fingerprint(config), default=str))
+    defaults = json.loads(json.dumps(config_fingerprint(TrainConfig()), default=str))
+    for k in set(now) - set(before):  # a field added since the checkpoint was made, at its default value
+        if now[k] == defaults.get(k):
+            before[k] = now[k]
     if before != now:
         diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         changes = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
@@ -650,7 +674,7 @@ def run_epoch(
 def evaluate_split(
     model: torch.nn.Module,
     tweets: Sequence[Tweet],
-    images: TweetImages,
+    all_examples: Sequence[Any],
     collate: Callable[[list[Any]], Any],
     batch_size: int,
     device: torch.device,
@@ -663,7 +687,7 @@ def evaluate_split(
     from catmner_model.predict import predict_examples
 
     mine = list(range(info.rank, len(tweets), info.world_size))
-    examples = make_examples([tweets[i] for i in mine], images)
+    examples = [all_examples[i] for i in mine]
     preds = predict_examples(unwrap(model), examples, collate, batch_size, device, desc=desc, progress=show)
     merged: list[list[Any]] = [[] for _ in tweets]
     for part_idx, part_preds in gather_objects(info, (mine, preds)):
@@ -693,7 +717,16 @@ def train(
     """
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
-    if config.finetune_image_encoder and (config.variant == "text" or config.image_encoder in ("none", "")):
+    from catmner_model.visual import VISUAL_SOURCES
+
+    if config.visual not in VISUAL_SOURCES or (config.visual == "none" and config.variant != "text"):
+        raise TrainError(
+            f"--visual {config.visual!r}: choose one of grid, caption, grid+caption (none is --variant text)"
+        )
+    if config.knowledge not in (None, "", "pgim"):
+        raise TrainError(f"--knowledge {config.knowledge!r}: the only known knowledge is 'pgim'")
+    grid = "grid" in effective_visual(config).split("+")
+    if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
         raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
@@ -740,7 +773,7 @@ def _train(
 
     label_words = load_label_words(config)
     splits = load_splits(config, data)
-    images, image_stats, feature_dim = prepare_images(config, splits, info, show)
+    _, split_examples, image_stats, feature_dim = prepare_visual(config, splits, info, show)
 
     seed_everything(config.seed)
     model_cfg = build_model_config(config, feature_dim)
@@ -748,7 +781,7 @@ def _train(
     model.to(device)
     collate = model.collator()
 
-    examples = make_examples(splits["train"], images)
+    examples = split_examples["train"]
     lengths = [len(t.tokens) for t in splits["train"]]
     steps_per_epoch = len(epoch_batches(lengths, config.batch_size, config.seed, 0, info, config.bucket_size))
     total_steps = steps_per_epoch * config.epochs
@@ -782,7 +815,15 @@ def _train(
         loss = run_epoch(net, optimizer, scheduler, examples, batches, collate, config, device, desc, show)
         t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
         valid, _ = evaluate_split(
-            net, splits["valid"], images, collate, config.eval_batch_size, device, info, "valid", show
+            net,
+            splits["valid"],
+            split_examples["valid"],
+            collate,
+            config.eval_batch_size,
+            device,
+            info,
+            "valid",
+            show,
         )
         t_total = time.perf_counter() - t0
         f1 = valid["lenient"]["f1"]
@@ -836,7 +877,15 @@ def _train(
     metrics = {}
     for split in ("valid", "test"):
         m, _ = evaluate_split(
-            best, splits[split], images, final_collate, config.eval_batch_size, device, info, split, show
+            best,
+            splits[split],
+            split_examples[split],
+            final_collate,
+            config.eval_batch_size,
+            device,
+            info,
+            split,
+            show,
         )
         metrics[split] = m
     record = {
