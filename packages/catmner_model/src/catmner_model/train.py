@@ -440,8 +440,9 @@ def prepare_visual(
         stats["tweets_without_knowledge"] = missing
     examples = {split: source.examples(splits[split]) for split in ("train", "valid", "test")}
     if uses_caption(visual):
-        n = sum(len(v) for v in examples.values())
-        with_caption = sum(ex.caption is not None for v in examples.values() for ex in v)
+        unique = {id(ex.tweet): ex for v in examples.values() for ex in v}.values()  # each tweet once
+        n = len(unique)
+        with_caption = sum(ex.caption is not None for ex in unique)
         stats.update(
             tweets=stats.get("tweets", len(all_tweets)),
             tweets_with_caption=with_caption,

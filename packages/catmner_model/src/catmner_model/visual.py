@@ -16,7 +16,8 @@ source counts it. This module also reads PGIM's auxiliary knowledge (a second te
 source, but looked up per tweet the same way).
 
 Caption files: lines ``<IMGID>.jpg :<caption>`` (the PGIM release's BLIP-2 files) or JSON lines
-``{"imgid": ..., "caption": ...}``. Errors name the file and line.
+``{"imgid": ..., "caption": ...}``. Errors name the file and line. An empty caption counts as none (the
+shared Twitter-2015 file has two).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
                 raise CaptionError(f"{p}:{n}: expected '<IMGID>.jpg :<caption>' or a JSON line")
             imgid = _imgid_of(name)
         caption = " ".join(caption.split())
+        if not caption:  # an empty caption is no caption (the tweet gets the no-caption token, counted)
+            continue
         if imgid in out and out[imgid] != caption:
             raise CaptionError(f"{p}:{n}: second, different caption for IMGID {imgid!r}")
         out[imgid] = caption
