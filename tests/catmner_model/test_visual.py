@@ -311,3 +311,25 @@ def test_train_evaluate_predict_and_bench_share_the_visual_source(visual, tmp_pa
     ctx = RunContext(output=tmp_path / "bench", profile=resolve_profile("smoke"), data_dir=DATA)
     evaluate_model_dir(ctx, tmp_path / "run" / "model", "twitter2017", tweets[:4], "tiny")
     assert calls == [visual] * 4
+
+
+def test_learned_saliency_scale_starts_at_keys_and_learns():
+    tweets = load_split("twitter2017", "valid", DATA)[:3]
+    torch.manual_seed(0)
+    keys = create_model(
+        "tiny", WORDS, variant="cat", visual="caption", gate_init_std=0.5, saliency_scale="keys"
+    )
+    learned = create_model(
+        "tiny", WORDS, variant="cat", visual="caption", gate_init_std=0.5, saliency_scale="learned"
+    )
+    missing, unexpected = learned.load_state_dict(keys.state_dict(), strict=False)
+    assert missing == ["saliency_log_scale"] and not unexpected
+    batch = keys.collator()([Example(t, caption="a crowd at a football game") for t in tweets])
+    keys.eval(), learned.eval()
+    with torch.no_grad():
+        assert torch.allclose(keys(batch).logits, learned(batch).logits, atol=1e-6)
+    learned.train()
+    learned(batch, labels=True).loss.backward()
+    assert learned.saliency_log_scale.grad is not None and learned.saliency_log_scale.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="saliency_scale"):
+        create_model("tiny", WORDS, saliency_scale="huge")

@@ -35,6 +35,8 @@ SYSTEM_ORDER = (
     "cat-visualgenome",
     "cat-grid",
     "pgim-span",
+    "cat-sal-keys",
+    "cat-sal-learned",
 )
 
 

@@ -39,6 +39,7 @@ class System:
     labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
     knowledge: str | None = None  # span models: a second text segment ("pgim")
+    overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
 
 
 SYSTEMS: dict[str, System] = {
@@ -55,6 +56,22 @@ SYSTEMS: dict[str, System] = {
         System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
         System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
         System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
+        System(
+            "cat-sal-keys",
+            "CAT-MNER, saliency x #keys",
+            "span",
+            "cat",
+            "textual",
+            overrides=(("saliency_scale", "keys"),),
+        ),
+        System(
+            "cat-sal-learned",
+            "CAT-MNER, learned saliency scale",
+            "span",
+            "cat",
+            "textual",
+            overrides=(("saliency_scale", "learned"),),
+        ),
     )
 }
 
@@ -196,7 +213,7 @@ def system_config(
         "batch_size": profile.batch_size,
         "lr": profile.lr,
         "encoder_lr": profile.encoder_lr,
-        "model_overrides": dict(profile.model_overrides),
+        "model_overrides": {**profile.model_overrides, **dict(s.overrides)},
     }
 
 

@@ -83,7 +83,9 @@ class CatMnerConfig:
     max_length: int | None = None  # max tokens incl. [CLS]/[SEP]; None = the tokenizer's model_max_length
     max_word_pieces: int | None = 8  # max word pieces kept per word; None = no limit
     max_url_pieces: int | None = 2  # max word pieces kept per URL word (http://t.co/...); None = no limit
-    saliency_scale: str | float = "paper"  # "paper" (s is a probability), "keys" (s * #keys) or a number
+    # "paper" (s is a probability), "keys" (s * #keys), "learned" (s * #keys * exp(w_l), w_l learned per
+    # layer from 0) or a number
+    saliency_scale: str | float = "paper"
     gate_init_std: float = 0.0  # std of the gate FFN's output layer at init; 0 => g = 0 => starts vanilla
     span_hidden: int | None = None  # hidden width of the span FFN; None = encoder width D
     dropout: float | None = None  # dropout of new layers; None = the encoder's hidden_dropout_prob
@@ -110,6 +112,13 @@ class CatMnerConfig:
             )
         if self.text_context is not None and self.text_context not in TEXT_CONTEXTS:
             raise ValueError(f"unknown text_context {self.text_context!r}: choose {', '.join(TEXT_CONTEXTS)}")
+        if not (
+            self.saliency_scale in ("paper", "keys", "learned")
+            or (isinstance(self.saliency_scale, int | float) and not isinstance(self.saliency_scale, bool))
+        ):
+            raise ValueError(
+                f"saliency_scale must be 'paper', 'keys', 'learned' or a number, got {self.saliency_scale!r}"
+            )
         if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
             raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
         if self.max_span_len < 1:
@@ -453,6 +462,10 @@ class CatMner(nn.Module):
             nn.ModuleList(Gate(D, H, cfg.gate_init_std) for _ in range(L - 1)) if cfg.refine_t2i else None
         )
         self.span_head = SpanHead(D, cfg.span_hidden or D, len(LABELS), dropout)
+        # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency (starts at "keys")
+        self.saliency_log_scale = (
+            nn.Parameter(torch.zeros(L)) if cfg.saliency_scale == "learned" and cfg.uses_label_words else None
+        )
 
         pieces = (
             WordPieces(tokenizer)(self.label_words) if self.label_words else [[WordPieces(tokenizer).pad_id]]
@@ -583,6 +596,8 @@ class CatMner(nn.Module):
             if k_labels is None:
                 k_labels = self._heads(att.key(c))  # (H, C, Dh) label-word keys of this layer
             scale = self.cfg.saliency_scale
+            if scale == "learned":
+                scale = "keys"
             i2t = self.gates_i2t is not None
             t2i = self.gates_t2i is not None and not last  # the last layer has no visual queries
             # per key token: gate g (B, H, N) and saliency s (B, H, N); zero where the key's block is vanilla
@@ -600,6 +615,8 @@ class CatMner(nn.Module):
             sal = torch.cat(
                 [s_t if t2i else x.new_zeros(shape_t), s_v if i2t else x.new_zeros(shape_v)], dim=-1
             )
+            if self.saliency_log_scale is not None:  # saliency_scale="learned"
+                sal = sal * self.saliency_log_scale[i].exp()
             gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
             sal = sal[:, :, None, :]  # (B, H, 1, N)
         context, probs = attention(q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training)
