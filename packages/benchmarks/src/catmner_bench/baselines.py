@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from catmner_model.data import ENTITY_TYPES, Tweet, entities_to_tags, tags_to_entities
 from catmner_model.metrics import score, score_tags
+from catmner_model.wordform import CharCNN
 from torch import nn
 
 from catmner_bench.crf import CRF
@@ -115,24 +116,6 @@ def build_word_vocab(
 
 
 # ---------------------------------------------------------------------------------------------------- models
-class CharCNN(nn.Module):
-    """Characters of each word -> max-pooled CNN features (Ma & Hovy 2016)."""
-
-    def __init__(self, n_chars: int, char_dim: int, filters: int, dropout: float) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(n_chars, char_dim, padding_idx=0)
-        self.conv = nn.Conv1d(char_dim, filters, kernel_size=3, padding=1)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """chars (B, T, L) char ids -> (B, T, filters)."""
-        B, T, L = chars.shape
-        x = self.drop(self.emb(chars.view(B * T, L)))  # (B*T, L, char_dim)
-        h = self.conv(x.transpose(1, 2))  # (B*T, filters, L)
-        h = h.masked_fill((chars.view(B * T, 1, L) == 0), -1e4)
-        return h.max(dim=2).values.clamp_min(-1.0).view(B, T, -1)  # (B, T, filters)
-
-
 class LstmCrfTagger(nn.Module):
     """Word vectors (+ optional char CNN) -> BiLSTM -> linear -> CRF."""
 

@@ -37,6 +37,8 @@ SYSTEM_ORDER = (
     "pgim-span",
     "cat-sal-keys",
     "cat-sal-learned",
+    "lm-span-shape",
+    "lm-span-char",
 )
 
 

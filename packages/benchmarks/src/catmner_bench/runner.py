@@ -57,6 +57,12 @@ SYSTEMS: dict[str, System] = {
         System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
         System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
         System(
+            "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
+        ),
+        System(
+            "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
+        ),
+        System(
             "cat-sal-keys",
             "CAT-MNER, saliency x #keys",
             "span",

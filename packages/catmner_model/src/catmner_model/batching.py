@@ -77,6 +77,8 @@ class Batch:
     caption_ids: torch.Tensor | None = None  # (B, Lc) caption word pieces (caption source), None: no caption
     caption_mask: torch.Tensor | None = None  # (B, Lc) bool, True for real caption pieces
     token_type_ids: torch.Tensor | None = None  # (B, T) 1 on the second text segment, None without one
+    word_shapes: torch.Tensor | None = None  # (B, W) shape id of each kept cased word (case_features)
+    word_chars: torch.Tensor | None = None  # (B, W, L) char ids of each kept cased word (char features)
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -188,6 +190,7 @@ class Collator:
         self.use_context = cfg.text_context is not None
         self.max_context_pieces = cfg.max_context_pieces
         self.limit = limit
+        self.case_features = getattr(cfg, "case_features", "none")
         self._caption_cache: dict[str, list[int]] = {}
 
     def caption_pieces(self, caption: str) -> list[int]:
@@ -282,6 +285,12 @@ class Collator:
                 else:
                     idx = span_index(ent.start, ent.end - 1, n, self.max_span_len)
                     span_labels[b, idx] = LABEL_INDEX[ent.type]
+        word_shapes = word_chars = None
+        if self.case_features != "none":
+            from catmner_model.wordform import word_form_tensors
+
+            kept = [ex.tweet.tokens[: len(first)] for ex, (_, first) in zip(examples, encoded, strict=True)]
+            word_shapes, word_chars = word_form_tensors(kept, W, "char" in self.case_features.split("+"))
         token_type_ids = None
         if self.use_context:
             token_type_ids = torch.zeros((B, T), dtype=torch.long)
@@ -342,6 +351,8 @@ class Collator:
             caption_ids=caption_ids,
             caption_mask=caption_mask,
             token_type_ids=token_type_ids,
+            word_shapes=word_shapes,
+            word_chars=word_chars,
         )
 
 

@@ -99,6 +99,8 @@ class CatMnerConfig:
     max_caption_pieces: int = 32  # L_I of a caption: its word pieces (incl. a closing [SEP]) are capped here
     text_context: str | None = None  # a second text segment after the tweet: "pgim" (PGIM's knowledge)
     max_context_pieces: int = 160  # word pieces of the second segment kept (incl. its closing [SEP])
+    # the cased word's form added to its first word piece (wordform.py): none | shape | char | shape+char
+    case_features: str = "none"
 
     def __post_init__(self) -> None:
         from catmner_model.visual import TEXT_CONTEXTS, check_visual
@@ -118,6 +120,12 @@ class CatMnerConfig:
         ):
             raise ValueError(
                 f"saliency_scale must be 'paper', 'keys', 'learned' or a number, got {self.saliency_scale!r}"
+            )
+        from catmner_model.wordform import CASE_FEATURES
+
+        if self.case_features not in CASE_FEATURES:
+            raise ValueError(
+                f"case_features must be one of {', '.join(CASE_FEATURES)}, got {self.case_features!r}"
             )
         if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
             raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
@@ -462,6 +470,12 @@ class CatMner(nn.Module):
             nn.ModuleList(Gate(D, H, cfg.gate_init_std) for _ in range(L - 1)) if cfg.refine_t2i else None
         )
         self.span_head = SpanHead(D, cfg.span_hidden or D, len(LABELS), dropout)
+        if cfg.case_features != "none":
+            from catmner_model.wordform import WordForm
+
+            self.word_form: nn.Module | None = WordForm(cfg.case_features, D, dropout)
+        else:
+            self.word_form = None
         # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency (starts at "keys")
         self.saliency_log_scale = (
             nn.Parameter(torch.zeros(L)) if cfg.saliency_scale == "learned" and cfg.uses_label_words else None
@@ -647,7 +661,10 @@ class CatMner(nn.Module):
         text, c, cap = self.embed(
             batch.input_ids, self.cfg.uses_label_words and not cached, caption_ids, batch.token_type_ids
         )  # (B, T, D), (C, D), (B, Lc, D)
-        B, T, _ = text.shape
+        B, T, D = text.shape
+        if self.word_form is not None and batch.word_shapes is not None:  # the cased form of each word
+            feats = self.word_form(batch.word_shapes, batch.word_chars).to(text.dtype)  # (B, W, D)
+            text = text.scatter_add(1, batch.word_index[..., None].expand(-1, -1, D), feats)
         parts, masks = [text], [batch.attention_mask]
         if self.visual is not None:  # grid tokens
             vis, vis_mask = self.visual(self.image_features(batch), batch.image_mask, B)  # (B, I, D), (B, I)
