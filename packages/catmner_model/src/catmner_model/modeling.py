@@ -2,9 +2,10 @@
 
 This module owns the model (paper Sections 3.1-3.2, ambiguities resolved as in DESIGN.md):
 
-- The text encoder's own layers ARE the R-Transformer. Our layer loop reuses each Hugging Face layer's weights
-  (query/key/value, attention output dense + LayerNorm, intermediate, output dense + LayerNorm; BERT and
-  RoBERTa share this layout) over the concatenation [T text tokens; I visual tokens] with ONE softmax per query.
+- The text encoder's own layers ARE the R-Transformer, run over the concatenation [T text tokens; I visual
+  tokens] with ONE softmax per query: either our layer loop reuses each layer's weights (post-norm layouts:
+  BERT/RoBERTa, MPNet), or the encoder's own forward runs with its attention calls intercepted (BERT/RoBERTa,
+  ModernBERT); `layouts.py` has the per-architecture adapters and the interception, `r_transformer` chooses.
   Refinement (Eq. 4) acts on the I2T block (text queries, visual keys) and/or the T2I block (visual queries,
   text keys); see `attention.py`. Variants: "cat" (both), "i2t", "t2i", "mm" (no refinement), "text" (no
   visual tokens).
@@ -744,7 +745,10 @@ class CatMner(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`encode` through the encoder's own forward: its layers call `catmner_attention` (layouts.py), which
         runs `attend` below with their Q, K, V. Same math as our layer loop; every query row is computed."""
-        if self.training and getattr(self.encoder, "is_gradient_checkpointing", False):
+        checkpointing = getattr(self.encoder, "is_activation_checkpointing", None)
+        if checkpointing is None:  # transformers before the rename
+            checkpointing = getattr(self.encoder, "is_gradient_checkpointing", False)
+        if self.training and checkpointing:
             raise ValueError("gradient checkpointing would recompute the layers outside the interception")
         if keys is None and c is not None:
             keys = self._layer_label_keys(c)  # the C-Transformer, before the layers (it needs no token)
@@ -755,7 +759,9 @@ class CatMner(nn.Module):
         maps: list[torch.Tensor] = []
 
         def attend(i, q, k, v, mask, scaling, dropout):
-            h = active.inputs.pop(i)  # (B, N, D) what the layer's attention projections read
+            h = active.inputs.pop(i, None)  # (B, N, D) what the layer's attention projections read
+            if h is None:
+                raise RuntimeError(f"layer {i} called the attention without running its attention module")
             allowed = key_mask
             if mask is not None:  # the encoder's own mask (padding, sliding windows) holds in the text block;
                 if mask.dtype != torch.bool:  # tokens of the other modality are seen in every layer
