@@ -107,6 +107,12 @@ class Group:
         return len(self.records)
 
     @property
+    def seconds_per_epoch(self) -> float | None:
+        """Median seconds per training epoch (with validation) over the runs' epochs; None for CRF runs."""
+        secs = [float(x) for r in self.records for x in (r.get("seconds_per_epoch") or [])]
+        return statistics.median(secs) if secs else None
+
+    @property
     def source(self) -> str:
         epochs = self.config.get("epochs")
         return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}, n={self.n})"
@@ -169,6 +175,8 @@ def table1_section(groups: list[Group]) -> str:
                     fmt_mean(g.values("recall")),
                     fmt_mean(f1),
                     fmt_mean(g.values("f1", "strict")),
+                    fmt_mean(g.values("f1", split="valid")),
+                    fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
                     ref_row.label if ref_row else "-",
                     fmt(ref_f1),
                     fmt_delta(mean(f1) - ref_f1 if ref_f1 is not None and f1 else None),
@@ -186,6 +194,8 @@ def table1_section(groups: list[Group]) -> str:
                     fmt(sc.recall),
                     fmt(sc.f1),
                     "-",
+                    "-",
+                    "-",
                     row.label,
                     fmt(sc.f1),
                     "",
@@ -200,6 +210,8 @@ def table1_section(groups: list[Group]) -> str:
             "R",
             "F1",
             "F1 strict",
+            "valid F1",
+            "s/epoch",
             "Paper row",
             "Paper F1",
             "Δ F1",
