@@ -36,18 +36,9 @@ def user_errors(debug: bool) -> Iterator[None]:
 
     if debug:
         os.environ["CATMNER_DEBUG"] = "1"
-    from catmner_model.predict import PredictError
-    from catmner_model.train import TrainError
+    from catmner_model.errors import CatmnerError
 
-    known: list[type[BaseException]] = [TrainError, PredictError]
-    with contextlib.suppress(ImportError):
-        from catmner_model import modeling
-
-        known.extend(
-            e
-            for e in vars(modeling).values()
-            if isinstance(e, type) and issubclass(e, Exception) and e.__module__ == modeling.__name__
-        )
+    known: list[type[BaseException]] = [CatmnerError]
     with contextlib.suppress(ImportError):
         from kb_expand.errors import KbxError  # type: ignore[import-not-found]
 

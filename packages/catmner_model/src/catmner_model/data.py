@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catmner_model.errors import CatmnerError
+
 ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "MISC")
 DATASETS: tuple[str, ...] = ("twitter2015", "twitter2017")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -29,7 +31,7 @@ DOWNLOAD_BASE_URL = "https://raw.githubusercontent.com/jefferyYu/UMT/master/data
 _DOWNLOAD_DIRS = {"twitter2015": "twitter2015", "twitter2017": "twitter2017"}
 
 
-class DataError(ValueError):
+class DataError(CatmnerError):
     """Bad input data; the message names the file and, where it applies, the line."""
 
 

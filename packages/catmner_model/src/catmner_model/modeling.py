@@ -53,6 +53,7 @@ from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.attention import attention, cross_modal_gate, saliency
 from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
 from catmner_model.data import Entity
+from catmner_model.errors import CatmnerError
 
 FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
 FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
@@ -67,7 +68,7 @@ TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (te
 )
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(CatmnerError):
     """A model directory that is not ours, is incomplete, or has another format version."""
 
 

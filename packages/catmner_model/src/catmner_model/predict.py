@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from catmner_model.data import Entity, Tweet
+from catmner_model.errors import CatmnerError
 
 # Tweet tokenisation close to the benchmark files: URLs, @mentions, #hashtags, HTML entities (split as
 # "&amp" ";" like Twitter-2015), numbers with separators, words with inner apostrophes/hyphens, ellipses,
@@ -40,7 +41,7 @@ _TOKEN_RE = re.compile(
 )
 
 
-class PredictError(ValueError):
+class PredictError(CatmnerError):
     """Bad prediction input (empty tweet, bad JSONL line, unusable model directory): one line for the user."""
 
 
@@ -68,7 +69,7 @@ def predict_examples(
     Examples are sorted by length so that each batch pads little; ``model.decode`` returns, per tweet, the
     greedy non-overlapping spans with scores.
     """
-    from catmner_model.train import to_device
+    from catmner_model.batching import to_device
 
     device = torch.device(device)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].tweet.tokens))
@@ -277,10 +278,28 @@ class Predictor:
         return None if cache is None else cache.get(Path(image))
 
     def predict(
-        self, inputs: Iterable[PredictInput], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
+        self,
+        inputs: Iterable[PredictInput | str | Sequence[str]],
+        images: Sequence[str | os.PathLike[str] | None] | None = None,
+        captions: Sequence[str | None] | None = None,
+        batch_size: int = PREDICT_BATCH_SIZE,
+        progress: bool = False,
     ) -> list[list[dict]]:
-        """Entities (JSON dicts) for each input, in order."""
-        items = list(inputs)
+        """Entities (JSON dicts) for each input, in order. An input is raw text, a list of tokens or a
+        `PredictInput`; ``images`` / ``captions`` (one per input, None where absent) go with text or tokens."""
+        raw = list(inputs)
+        for name, extra in (("images", images), ("captions", captions)):
+            if extra is not None and len(extra) != len(raw):
+                raise PredictError(f"{name}: {len(extra)} given for {len(raw)} inputs")
+        items = []
+        for i, x in enumerate(raw):
+            if isinstance(x, PredictInput):
+                items.append(x)
+                continue
+            image = None if images is None or images[i] is None else str(images[i])
+            caption = None if captions is None else captions[i]
+            text, tokens = (x, None) if isinstance(x, str) else (None, list(x))
+            items.append(make_input(text, tokens, image, where=f"input {i}", caption=caption))
         examples = []
         for i, item in enumerate(items):
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
@@ -313,3 +332,10 @@ class Predictor:
                 row = {"text": item.text, **row}
             out.append(row)
         return out
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], device: str | torch.device | None = None, **kw: Any
+) -> Predictor:
+    """A saved model directory, ready to predict: ``load_model(path).predict(texts, images=, captions=)``."""
+    return Predictor(model_dir, device=device, **kw)

@@ -41,6 +41,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from catmner_model.atomic import atomic_write_json
+from catmner_model.batching import to_device  # noqa: F401  (re-exported: used here and by callers)
 from catmner_model.data import (
     Tweet,
     catmner_home,
@@ -48,6 +49,7 @@ from catmner_model.data import (
     resolve_data_dir,
     resolve_image_dir,
 )
+from catmner_model.errors import CatmnerError
 from catmner_model.provenance import environment_info, git_info
 
 CHECKPOINT_FORMAT = "catmner-train-checkpoint"
@@ -59,7 +61,7 @@ VARIANTS = ("cat", "mm", "i2t", "t2i", "text")
 _NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
 
 
-class TrainError(ValueError):
+class TrainError(CatmnerError):
     """A training run that cannot start or resume; the message is one line for the user."""
 
 
@@ -482,22 +484,6 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
         return load_config(name, **overrides)
     except ValueError as exc:
         raise TrainError(f"model config: {exc}") from None
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move a Batch to ``device`` (its own ``.to`` if it has one)."""
-    if device.type == "cpu":
-        return batch
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    if dataclasses.is_dataclass(batch):
-        changes = {
-            f.name: getattr(batch, f.name).to(device)
-            for f in dataclasses.fields(batch)
-            if isinstance(getattr(batch, f.name), torch.Tensor)
-        }
-        return dataclasses.replace(batch, **changes)
-    return batch
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from catmner_model.atomic import atomic_write_bytes
+from catmner_model.errors import CatmnerError
 
 # Bump when the pixels fed to an encoder change for the same image (invalidates cached features).
 PREPROCESS_VERSION = 1
@@ -66,7 +67,7 @@ _EFFNET_MEAN = (127.0 / 255.0,) * 3  # the TF EfficientNet-Lite input scaling: (
 _EFFNET_STD = (128.0 / 255.0,) * 3
 
 
-class VisionError(ValueError):
+class VisionError(CatmnerError):
     """A vision encoder that cannot be built or used (unknown model, missing weights, bad spec)."""
 
 
