@@ -23,23 +23,15 @@ from catmner_bench.records import METRIC_DEFINITION, RecordError, iter_records, 
 
 TYPES = paper.ENTITY_TYPES
 DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
-SYSTEM_ORDER = (
-    "bilstm-crf",
-    "cnn-bilstm-crf",
-    "lm-crf",
-    "lm-span",
-    "mm",
-    "t2i",
-    "i2t",
-    "cat-textual",
-    "cat-visualgenome",
-    "cat-grid",
-    "pgim-span",
-    "cat-sal-keys",
-    "cat-sal-learned",
-    "lm-span-shape",
-    "lm-span-char",
-)
+
+
+def _system_order() -> tuple[str, ...]:
+    from catmner_bench.runner import SYSTEMS
+
+    return tuple(SYSTEMS)  # report rows follow the registry's order
+
+
+SYSTEM_ORDER = _system_order()
 
 
 # ------------------------------------------------------------------------------------------------ aggregation

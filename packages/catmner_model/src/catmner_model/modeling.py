@@ -58,7 +58,35 @@ from catmner_model.errors import CatmnerError
 FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
 FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
 O_PRIOR_BIAS = 4.0  # initial logit bias of the O class of the span head (see SpanHead)
-VARIANTS: tuple[str, ...] = ("cat", "i2t", "t2i", "mm", "text")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model variant: which attention blocks are refined and whether the model has visual tokens. Register
+    new ones in VARIANT_SPECS (the CLI, the trainer and the benchmarks read it)."""
+
+    name: str
+    refine_i2t: bool  # text queries over visual keys refined (Eq. 4)
+    refine_t2i: bool  # visual queries over text keys refined
+    visual: bool  # has visual tokens at all
+    help: str
+
+    @property
+    def uses_label_words(self) -> bool:
+        return self.refine_i2t or self.refine_t2i
+
+
+VARIANT_SPECS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("cat", True, True, True, "CAT-MNER: refined I2T and T2I"),
+        Variant("i2t", True, False, True, "w/o T2I refinement"),
+        Variant("t2i", False, True, True, "w/o I2T refinement"),
+        Variant("mm", False, False, True, "no refinement: self-attention over [text; visual]"),
+        Variant("text", False, False, False, "text only (no visual tokens)"),
+    )
+}
+VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
 TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (tests)
     hidden_size=32,
     num_hidden_layers=2,
@@ -139,16 +167,16 @@ class CatMnerConfig:
 
     @property
     def refine_i2t(self) -> bool:
-        return self.variant in ("cat", "i2t")
+        return VARIANT_SPECS[self.variant].refine_i2t
 
     @property
     def refine_t2i(self) -> bool:
-        return self.variant in ("cat", "t2i")
+        return VARIANT_SPECS[self.variant].refine_t2i
 
     @property
     def visual_source(self) -> str:
         """The visual source in effect: "none" for the text variant, else ``visual``."""
-        return "none" if self.variant == "text" else self.visual
+        return self.visual if VARIANT_SPECS[self.variant].visual else "none"
 
     @property
     def uses_image(self) -> bool:

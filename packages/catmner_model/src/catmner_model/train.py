@@ -56,7 +56,6 @@ CHECKPOINT_FORMAT = "catmner-train-checkpoint"
 CHECKPOINT_VERSION = 1
 RUN_RECORD_SCHEMA = "catmner-run/1"
 TRAINING_SIDECAR = "training.json"  # in a model directory: image encoder + training config (optional file)
-VARIANTS = ("cat", "mm", "i2t", "t2i", "text")
 # config fields that do not change the result: they may differ between a run and its resumption
 _NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
 
@@ -702,6 +701,8 @@ def train(
     to overfit a handful of tweets. ``on_epoch_end(epoch, log_entry)`` is called on every rank after the
     epoch's checkpoint is complete (an exception there stops the run, as a kill would).
     """
+    from catmner_model.modeling import VARIANTS
+
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
     from catmner_model.visual import VISUAL_SOURCES
