@@ -105,7 +105,9 @@ def test_safe_own_format_and_text_formats(tmp_path, fresh_vectors):
         load_vectors(tmp_path / "short.npy")
     # GloVe text: cached in the safe format, never as a .kv pickle
     glove = tmp_path / "glove.txt"
-    glove.write_text("".join(f"{w} {' '.join(str(x) for x in row)}\n" for w, row in zip(words, m, strict=True)))
+    glove.write_text(
+        "".join(f"{w} {' '.join(str(x) for x in row)}\n" for w, row in zip(words, m, strict=True))
+    )
     kv = load_vectors(glove)
     assert kv.index_to_key == words
     folder = Path(os.environ["CATMNER_HOME"]) / "vectors"
@@ -196,7 +198,9 @@ conn.execute("ROLLBACK")
 def _hold_lock(db: Path, seconds: float) -> subprocess.Popen:
     with Store.open(db):
         pass  # schema in place, so the build only needs the lock to write its result
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
