@@ -78,7 +78,7 @@ def bench_speed(config: BenchConfig) -> dict[str, Any]:
             run_dir = Path(tmp) / variant
             tc = TrainConfig(
                 dataset=config.dataset,
-                labels=config.labels if variant != "text" else None,
+                labels=config.labels if variant in ("cat", "i2t", "t2i") else None,
                 db=config.db,
                 text_encoder=config.text_encoder,
                 image_encoder=config.image_encoder,

@@ -64,8 +64,12 @@ def user_errors(debug: bool) -> Iterator[None]:
 def train_cli(
     dataset: DatasetOpt = "twitter2015",
     labels: Annotated[
-        str | None, typer.Option(help="Label words: kb source name (textual, ...), build id, or JSON file.")
-    ] = "textual",
+        str | None,
+        typer.Option(
+            help="Label words: kb source name (textual, ...), build id, or JSON file "
+            "(default: textual for cat / i2t / t2i, none for mm / text, which use none)."
+        ),
+    ] = None,
     db: Annotated[Path | None, typer.Option(help="kb store for --labels (default $KBX_DB).")] = None,
     text_encoder: Annotated[
         str | None, typer.Option(help="HF name/path or named config (default: offline all-MiniLM-L6-v2).")
@@ -107,7 +111,10 @@ def train_cli(
     debug: DebugOpt = False,
 ) -> None:
     """Train a CAT-MNER model; writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
-    from catmner_model.train import TrainConfig, train
+    from catmner_model.train import LABEL_WORD_VARIANTS, TrainConfig, train
+
+    if labels is None:  # not given: the default of the variant
+        labels = "textual" if variant in LABEL_WORD_VARIANTS else None
 
     with user_errors(debug):
         overrides = {}
