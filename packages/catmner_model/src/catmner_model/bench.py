@@ -146,7 +146,7 @@ def _time_prediction(predictor: Any, config: BenchConfig, resolve_image_dir: Any
     images = resolve_image_dir(config.image_dir, config.data_dir)
     inputs = []
     for t in tweets:
-        p = image_path(config.dataset, t.imgid, images) if images is not None else None
+        p = image_path(config.dataset, t.imgid, images, t.where) if images is not None else None
         inputs.append(PredictInput(tokens=t.tokens, image=str(p) if p else None))
     predictor.predict(inputs[:4])  # warm-up (lazy init, allocator)
     lat = []

@@ -47,7 +47,7 @@ def evaluate_model(
     t0 = time.perf_counter()
     examples, found = [], 0
     for t in tweets:
-        path = image_path(dataset, t.imgid, images) if images is not None else None
+        path = image_path(dataset, t.imgid, images, t.where) if images is not None else None
         example = predictor.example(t, path)
         found += example.image_features is not None or example.image_file is not None
         examples.append(example)

@@ -415,7 +415,7 @@ class TweetImages:
     def path(self, tweet: Tweet) -> Path | None:
         if self.cache is None and not self.files:
             return None
-        return image_path(self.dataset, tweet.imgid, self.image_dir)
+        return image_path(self.dataset, tweet.imgid, self.image_dir, tweet.where)
 
     def get(self, tweet: Tweet) -> torch.Tensor | None:
         p = self.path(tweet)
