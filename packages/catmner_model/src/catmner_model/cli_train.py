@@ -214,6 +214,13 @@ def predict_cli(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
+    image_dir: Annotated[
+        Path | None,
+        typer.Option("--image-dir", help="--input images must lie in this folder (default: any image file)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="--input: an unusable image is an error, not a warning.")
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -229,7 +236,24 @@ def predict_cli(
             return
         if image is not None:
             raise UserError("--image goes with --text; in --input files give an 'image' field per line")
-        rows = predictor.predict_jsonl(input, batch_size=batch_size, progress=not quiet)
+        notes: list[str] = []
+        rows = predictor.predict_jsonl(
+            input,
+            batch_size=batch_size,
+            progress=not quiet,
+            image_dir=image_dir,
+            strict=strict,
+            warnings=notes,
+        )
+    for note in notes:
+        typer.echo(f"warning: {note}", err=True)
+    cut = [r["truncated_words"] for r in rows if r["truncated_words"]]
+    if notes or cut:
+        typer.echo(
+            f"predict: {len(rows)} tweets, {len(notes)} predicted without their image, {len(cut)} longer than "
+            f"the model's max_length ({sum(cut)} words not predicted: truncated_words)",
+            err=True,
+        )
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 

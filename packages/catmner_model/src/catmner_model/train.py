@@ -796,6 +796,7 @@ def _train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from catmner_model.modeling import CatMner, create_model
+    from catmner_model.predict import count_truncated
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -831,6 +832,9 @@ def _train(
     model = create_model(model_cfg, label_words if label_words is not None else ())
     model.to(device)
     collate = model.collator()
+    truncated = {k: count_truncated(collate, (t.tokens for t in v)) for k, v in splits.items()}
+    if show and any(c["words"] for c in truncated.values()):
+        tqdm.write(f"note: words past max_length pieces are never predicted: {truncated} (in log.json)")
 
     examples = make_examples(splits["train"], images)
     lengths = [len(t.tokens) for t in splits["train"]]
@@ -903,7 +907,9 @@ def _train(
                 "world_size": info.world_size,
             }
             save_checkpoint(output, model, optimizer, scheduler, state, rngs)
-            _write_json(output / "log.json", {"image_stats": image_stats, "epochs": log})
+            _write_json(
+                output / "log.json", {"image_stats": image_stats, "truncated": truncated, "epochs": log}
+            )
             if show:
                 tqdm.write(
                     f"{desc}: loss {loss:.4f}  valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})"
@@ -938,6 +944,7 @@ def _train(
         "train_seconds_per_epoch": [e["train_seconds"] for e in log],
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "image_stats": image_stats,
+        "truncated": truncated,  # per split: tweets past max_length pieces and their words never predicted
         "label_words": _label_words_info(label_words),
         "data_checksums": _data_checksums(config, data),
         "git": git_info(),
