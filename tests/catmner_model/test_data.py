@@ -229,3 +229,11 @@ def test_missing_or_unsafe_imgid_names_file_and_line(tmp_path, shared_data):
         with pytest.raises(DataError) as info:
             dataset_stats("twitter2015", tmp_path / "data", shared_data / "tweet_images", splits=[split])
         assert str(info.value).startswith(f"{root}/{message}")
+
+
+def test_failed_download_leaves_no_directory(tmp_path):
+    from catmner_model.data import download_dataset
+
+    with pytest.raises(DataError, match="download failed"):
+        download_dataset("twitter2015", tmp_path / "data", base_url="http://127.0.0.1:9", timeout=5)
+    assert not (tmp_path / "data").exists()

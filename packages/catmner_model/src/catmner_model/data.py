@@ -321,8 +321,7 @@ def download_dataset(
     import requests
 
     _check_name(dataset, DATASETS, "dataset")
-    target = resolve_data_dir(data_dir) / dataset
-    target.mkdir(parents=True, exist_ok=True)
+    target = resolve_data_dir(data_dir) / dataset  # created once a file has arrived
     written = []
     for split in SPLITS:
         url = f"{base_url.rstrip('/')}/{_DOWNLOAD_DIRS[dataset]}/{split}.txt"
@@ -333,6 +332,7 @@ def download_dataset(
             raise DataError(f"{url}: download failed ({type(exc).__name__}); are you online?") from None
         dest = target / f"{split}.txt"
         tmp = dest.with_suffix(".txt.part")
+        target.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(resp.content)
         try:
             read_conll(tmp)
