@@ -244,7 +244,10 @@ def load_tokenizer(text_encoder: str) -> Any:
     from transformers import AutoTokenizer
 
     path = str(minilm_path()) if text_encoder in ("minilm", "tiny") else text_encoder
-    return AutoTokenizer.from_pretrained(path)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)  # never code from a model dir
+    except ValueError as e:
+        raise _remote_code_error(path, e) from None
 
 
 def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[nn.Module, Any]:
@@ -261,7 +264,9 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
         hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load; our commands show their own
         try:
-            encoder = AutoModel.from_pretrained(path)
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=False)
+        except ValueError as e:
+            raise _remote_code_error(path, e) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
@@ -836,6 +841,7 @@ class CatMner(nn.Module):
             "config": asdict(self.cfg),
             "encoder_config": self.encoder.config.to_dict(),
             "labels": list(LABELS),
+            "weights_sha256": _sha256(out / "model.safetensors"),  # checked by from_pretrained
         }
         atomic_write_text(out / "config.json", json.dumps(meta, indent=1, default=str))
         return out
@@ -870,8 +876,15 @@ class CatMner(nn.Module):
         if not isinstance(words, dict) or not isinstance(words.get("words"), list):
             raise ModelFormatError(f"{d / 'label_words.json'}: expected {{'words': [...]}}")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(d))
-        except (OSError, ValueError) as e:
+            tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)  # no auto_map code
+        except ValueError as e:
+            if "custom code" not in str(e):
+                raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
+            raise ModelFormatError(
+                f"{d / 'tokenizer_config.json'}: asks to run Python code from the model directory (auto_map); "
+                "catmner never runs such code: set tokenizer_class to a transformers tokenizer"
+            ) from None
+        except OSError as e:
             raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
         encoder = AutoModel.from_config(enc_config)
         _drop_pooler(encoder)
@@ -881,6 +894,14 @@ class CatMner(nn.Module):
             state = load_file(str(d / "model.safetensors"), device=str(map_location))
         except (OSError, SafetensorError) as e:
             raise ModelFormatError(f"{d / 'model.safetensors'}: cannot read weights ({e})") from None
+        want = meta.get("weights_sha256")  # absent in directories saved before it was recorded
+        if want is not None:
+            got = _sha256(d / "model.safetensors")
+            if got != want:
+                raise ModelFormatError(
+                    f"{d / 'model.safetensors'}: sha256 {got[:12]}... differs from the {want[:12]}... recorded in "
+                    "config.json: the weights file is damaged or was changed; restore or retrain the model"
+                )
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelFormatError(
@@ -911,6 +932,25 @@ def _version() -> str:
     from catmner_model import __version__
 
     return __version__
+
+
+def _remote_code_error(path: str, exc: ValueError) -> Exception:
+    """transformers refusing an auto_map (trust_remote_code=False) as one line; other errors unchanged."""
+    if "custom code" not in str(exc):
+        return exc
+    return ModelFormatError(
+        f"{path}: asks to run Python code from the model files (auto_map); catmner never does"
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -1023,16 +1023,16 @@ def precompute_dataset(
         raise VisionError("no image directory: pass --image-dir or set CATMNER_IMAGES")
     if not Path(images).is_dir():
         raise VisionError(f"{images}: image directory not found")
-    imgids: dict[str, None] = {}
+    imgids: dict[str, str] = {}  # IMGID -> file:line of its first tweet
     tweets = 0
     for split in splits:
         for tweet in load_split(dataset, split, data_dir):
             tweets += 1
-            imgids.setdefault(tweet.imgid, None)
+            imgids.setdefault(tweet.imgid, tweet.where)
     paths: list[Path] = []
     missing = 0
-    for imgid in imgids:
-        p = image_path(dataset, imgid, images)
+    for imgid, where in imgids.items():
+        p = image_path(dataset, imgid, images, where)
         if p is None:
             missing += 1
         else:

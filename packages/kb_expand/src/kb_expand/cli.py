@@ -62,8 +62,15 @@ def build(
         ),
     ] = None,
     vectors: Annotated[
-        Path | None, typer.Option("--vectors", help="word2vec/GloVe/.kv vectors (default GloVe 6B-50d).")
+        Path | None,
+        typer.Option(
+            "--vectors", help="word2vec .bin/text, GloVe text or X.npy+X.words.json (default GloVe 6B-50d)."
+        ),
     ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Allow a gensim .kv --vectors file (a pickle: it can run code)."),
+    ] = False,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Words per label (default 10).")] = None,
     scheme: Annotated[
         Path | None, typer.Option("--scheme", help="Label scheme JSON (default: packaged scheme).")
@@ -92,7 +99,7 @@ def build(
     cfg = BuildConfig(
         source=source.value, top_k=top_k, scheme=str(scheme) if scheme else None, vg=str(vg) if vg else None,
         conceptnet_dump=str(conceptnet_dump) if conceptnet_dump else None, conceptnet_url=conceptnet_url,
-        relatedwords_url=relatedwords_url, vectors=str(vectors) if vectors else None,
+        relatedwords_url=relatedwords_url, vectors=str(vectors) if vectors else None, trust_pickle=trust_pickle,
         http=HttpConfig(timeout=timeout, retries=retries, min_interval=rate_limit, offline=offline),
         progress=not quiet,
     )  # fmt: skip

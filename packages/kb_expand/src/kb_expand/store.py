@@ -72,6 +72,24 @@ class LabelResult:
     words: list[WordRow]  # ranked words (rank = position + 1)
 
 
+class StoreLocked(KbxError):
+    """Another process held the store's write lock for longer than the lock timeout."""
+
+
+def lock_timeout() -> float:
+    """Seconds a write waits for another process's lock on the store: $KBX_LOCK_TIMEOUT, default 60."""
+    try:
+        return max(0.0, float(os.environ.get("KBX_LOCK_TIMEOUT") or 60))
+    except ValueError:
+        raise KbxError(f"KBX_LOCK_TIMEOUT={os.environ['KBX_LOCK_TIMEOUT']!r}: expected seconds") from None
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite_utils.db.sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -93,7 +111,8 @@ class Store:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            database = sqlite_utils.Database(path)
+            conn = sqlite_utils.db.sqlite3.connect(str(path), timeout=lock_timeout())  # waits, then retries
+            database = sqlite_utils.Database(conn)
             store = cls(database, path)
             store.migrate()
         except (OSError, sqlite_utils.db.sqlite3.DatabaseError) as e:
@@ -150,6 +169,20 @@ class Store:
         that interrupt a build mid-write.
         """
         labels = {r.label: [w.word for w in r.words] for r in results}
+        try:
+            return self._write_build(
+                source, scheme, params, inputs, results, missing, duration_s, on_write, labels
+            )
+        except sqlite_utils.db.sqlite3.OperationalError as e:
+            if not _is_locked(e):
+                raise
+            raise StoreLocked(
+                f"{self.path}: the label-word store stayed locked by another process for {lock_timeout():g} s"
+            ) from e
+
+    def _write_build(
+        self, source, scheme, params, inputs, results, missing, duration_s, on_write, labels
+    ) -> int:
         with self.db.atomic():
             cur = self.db.execute(
                 "INSERT INTO builds (source, scheme, params, inputs, created_at, tool_version, checksum, n_labels,"
@@ -261,10 +294,15 @@ class Store:
         if rows and rows[0]["size"] == st.st_size and rows[0]["mtime_ns"] == st.st_mtime_ns:
             return rows[0]["sha256"]
         digest = sha256_file(p)
-        with self.db.atomic():
-            self.db["file_checksums"].upsert(
-                {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}, pk="path"
-            )
+        try:
+            with self.db.atomic():
+                self.db["file_checksums"].upsert(
+                    {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest},
+                    pk="path",
+                )
+        except sqlite_utils.db.sqlite3.OperationalError as e:
+            if not _is_locked(e):
+                raise  # locked: the digest is still right, it is only not remembered
         return digest
 
 

@@ -205,7 +205,9 @@ class VisualGenomeSource(Source):
         n_seeds: int = 5,
         n_neighbours: int = 5,
         progress: bool = False,
+        trust_pickle: bool = False,
     ):
+        self.trust_pickle = trust_pickle  # allow a gensim .kv vectors file (a pickle)
         self.vg = Path(vg)  # relationships.json / scene_graphs.json (.gz/.zip)
         self.vectors = vectors  # word vectors for label -> object similarity (None: GloVe 6B-50d)
         self.n_seeds = n_seeds  # objects most similar to the label
@@ -226,7 +228,10 @@ class VisualGenomeSource(Source):
 
     def prepare(self, labels) -> None:
         self.graph, self.n_relationships = build_graph(self.vg, self.progress)
-        kv = load_vectors(self.vectors)
+        if self.n_relationships == 0:
+            raise InputError(self.vg, "no usable relationship (each needs a subject and an object with a name): "
+                             "empty or not Visual Genome relationships; nothing stored")  # fmt: skip
+        kv = load_vectors(self.vectors, self.trust_pickle)
         self._names = []
         vecs = []
         for name in self.graph.nodes:
@@ -236,7 +241,11 @@ class VisualGenomeSource(Source):
             if v is not None:
                 self._names.append(name)
                 vecs.append(v)
-        self._matrix = np.stack(vecs) if vecs else np.zeros((0, kv.vector_size), dtype=np.float32)  # (N, D)
+        if not vecs:
+            raise InputError(
+                self.vg, "no object name has a word vector: nothing to expand from; nothing stored"
+            )
+        self._matrix = np.stack(vecs)  # (N, D)
         self._kv = kv
 
     def query_vector(self, label: str, seeds: Sequence[str]) -> np.ndarray | None:

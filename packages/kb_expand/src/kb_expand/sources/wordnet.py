@@ -75,11 +75,12 @@ def _debian_dir() -> Path | None:
     return None
 
 
-def _index_cache(root, name: str, compute, result):
-    """Pickle of a parsed WordNet index under $CATMNER_HOME/cache, keyed by the data files' sizes and mtimes
-    (NLTK's line-by-line parse of index.* is most of a warm build's start-up)."""
+def _index_cache(root, name: str, compute, result, decode=lambda value: value):
+    """JSON of a parsed WordNet index under $CATMNER_HOME/cache, keyed by the data files' sizes and mtimes
+    (NLTK's line-by-line parse of index.* is most of a warm build's start-up). JSON, not pickle: a cache
+    file is data, never code. `decode` turns the JSON value back into what NLTK expects (e.g. a set)."""
     import hashlib
-    import pickle
+    import json
 
     root = Path(str(root))
     stamp = "|".join(
@@ -88,21 +89,22 @@ def _index_cache(root, name: str, compute, result):
         if (root / f).exists()
     )
     key = hashlib.sha256(f"{root}|{stamp}".encode()).hexdigest()[:16]
-    path = catmner_home() / "cache" / f"wordnet-{name}-{key}.pickle"
+    path = catmner_home() / "cache" / f"wordnet-{name}-{key}.json"
     if path.is_file():
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError):
-            pass
+            return decode(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            pass  # a damaged cache is recomputed
     compute()
     value = result()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the next start-up a re-parse
+    return decode(value)
 
 
 def _reader_class():
@@ -118,7 +120,7 @@ def _reader_class():
 
         def _scan_satellites(self):
             cached = _index_cache(
-                self.root, "satellites", super()._scan_satellites, lambda: self.satellite_offsets
+                self.root, "satellites", super()._scan_satellites, lambda: sorted(self.satellite_offsets), set
             )
             self.satellite_offsets = cached
 
