@@ -581,6 +581,9 @@ def write_report(
         text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
         sections += ["", text]
         figures += figs
+    from catmner_bench.verdicts import verdicts_section
+
+    sections += ["", verdicts_section(groups_of(loaded))]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"
     atomic_write_text(md, "\n".join(sections))
