@@ -97,14 +97,14 @@ def test_bom_and_each_line_on_its_own(trained, tmp_path):
         f"warning: {f}:5: image '{img}' is outside the image directory {allowed}: predicted without an image",
     ]
     assert err[4] == (
-        f"predict: 6 tweets, 4 predicted without their image, 1 longer than the model's max_length "
+        f"predict: 6 tweets, 4 predicted without their image or caption, 1 longer than the model's max_length "
         f"({out[5]['truncated_words']} words not predicted: truncated_words)"
     )
     assert len(err) == 5
     # without --image-dir any image file may be read: the broken one is then found unreadable
     res = runner.invoke(app, ["predict", str(run / "model"), "--input", str(f), "-q"])
     assert res.exit_code == 0 and f"warning: {f}:4: image '{broken}' is not a readable image" in res.stderr
-    assert "predict: 6 tweets, 3 predicted without their image" in res.stderr
+    assert "predict: 6 tweets, 3 predicted without their image or caption" in res.stderr
     # a tweet predicted without its image gets what the same tweet without any image gets
     predictor = Predictor(run / "model")
     assert out[1]["entities"] == predictor.predict_text("Obama in Paris")

@@ -260,6 +260,12 @@ def predict_cli(
     with user_errors(debug):
         predictor = Predictor(model_dir, captioner=captioner)
         if text is not None:
+            if predictor.uses_captions and caption is None and (image is None or captioner is None):
+                typer.echo(
+                    "warning: this model reads the image's caption: give --caption (or --image with "
+                    "--captioner); predicting with the no-caption token",
+                    err=True,
+                )
             print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
             return
         if image is not None or caption is not None:
@@ -280,7 +286,7 @@ def predict_cli(
     cut = [r["truncated_words"] for r in rows if r["truncated_words"]]
     if notes or cut:
         typer.echo(
-            f"predict: {len(rows)} tweets, {len(notes)} predicted without their image, {len(cut)} longer than "
+            f"predict: {len(rows)} tweets, {len(notes)} predicted without their image or caption, {len(cut)} longer than "
             f"the model's max_length ({sum(cut)} words not predicted: truncated_words)",
             err=True,
         )

@@ -390,6 +390,9 @@ class Predictor:
                 notes.append(
                     f"{item.where}: image {item.image!r} is not a readable image: predicted without it"
                 )
+            if self.uses_captions and ex.caption is None:
+                hint = "" if item.image is None else " (an image alone needs --captioner for this model)"
+                notes.append(f"{item.where}: no caption{hint}: predicted with the no-caption token")
             examples.append(ex)
         prefix = f"{Path(path)}:"
         notes.sort(key=lambda m: int(m[len(prefix) :].split(":", 1)[0]))  # in line order
