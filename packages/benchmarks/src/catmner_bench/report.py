@@ -101,7 +101,11 @@ class Group:
     @property
     def seconds_per_epoch(self) -> float | None:
         """Median seconds per training epoch (with validation) over the runs' epochs; None for CRF runs."""
-        secs = [float(x) for r in self.records for x in (r.get("seconds_per_epoch") or [])]
+        secs = [
+            float(x)
+            for r in self.records
+            for x in (r.get("seconds_per_epoch") or (r.get("extra") or {}).get("seconds_per_epoch") or [])
+        ]
         return statistics.median(secs) if secs else None
 
     @property
