@@ -111,7 +111,9 @@ class Group:
     @property
     def source(self) -> str:
         epochs = self.config.get("epochs")
-        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}, n={self.n})"
+        visual = self.config.get("visual")
+        vis = f", {visual}" if visual and visual != "none" else ""
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}, n={self.n})"
 
 
 def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
