@@ -227,21 +227,30 @@ class WordNetSource(Source):
             seed_weight = 1.0 if j == 0 else 0.8
             for s in self.wn.synsets(seed.replace(" ", "_"), pos="n")[: self.senses_per_seed]:
                 self._lemmas(s, "synonym", s.name(), seed_weight, out)
-                for h in s.hyponyms():
+                # NLTK keeps a synset's pointers in a set: its hyponyms()/hypernyms() order follows
+                # PYTHONHASHSEED, so every relation is walked in name order
+                for h in _by_name(s.hyponyms()):
                     self._lemmas(h, "hyponym", f"{s.name()} > {h.name()}", seed_weight, out)
-                    for h2 in h.hyponyms():
+                    for h2 in _by_name(h.hyponyms()):
                         self._lemmas(
                             h2, "hyponym2", f"{s.name()} > {h.name()} > {h2.name()}", seed_weight, out
                         )
-                for h in s.hypernyms():
+                for h in _by_name(s.hypernyms()):
                     self._lemmas(h, "hypernym", f"{s.name()} < {h.name()}", seed_weight, out)
                 for lemma in s.lemmas():
-                    for d in lemma.derivationally_related_forms():
+                    for d in sorted(
+                        lemma.derivationally_related_forms(), key=lambda d: (d.synset().name(), d.name())
+                    ):
                         if d.synset().pos() == "n":
                             self._lemmas(
                                 d.synset(), "derivation", f"{lemma.name()} ~ {d.name()}", seed_weight, out
                             )
         return finalize(out, label, k, max_tokens=2)
+
+
+def _by_name(synsets) -> list:
+    """Synsets in name order (NLTK returns related synsets in set order, which varies with the hash seed)."""
+    return sorted(synsets, key=lambda s: s.name())
 
 
 @lru_cache(maxsize=65536)
