@@ -117,7 +117,8 @@ def test_conceptnet_rest_and_textual_fusion(db, server, tmp_path):
         source="conceptnet", scheme=str(scheme), conceptnet_url=server.url, http=FAST, progress=False
     )
     res = run_build(cfg, db)
-    assert res.labels["animal"] == ["dog", "cat", "zoo"]  # non-English and verb-phrase edges skipped
+    # non-English and verb-phrase edges skipped; dog and cat tie (IsA, weight 2): the word breaks the tie
+    assert res.labels["animal"] == ["cat", "dog", "zoo"]
     # textual: conceptnet REST unreachable -> proceeds with wordnet + embeddings and records the gap
     tcfg = BuildConfig(source="textual", scheme=str(scheme), conceptnet_url="http://127.0.0.1:9", http=FAST,
                        progress=False)  # fmt: skip
