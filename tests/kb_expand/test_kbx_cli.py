@@ -75,3 +75,40 @@ def test_known_failures_are_one_line(db, tmp_path):
         [*cmd, "--debug", "show", "textual"], env=env, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 1 and "Traceback" in r.stderr
+
+
+def test_identical_build_is_reused_and_force_builds_anew(db, ckbc):
+    args = ["build", "-s", "textual", "--conceptnet-dump", str(ckbc), "--db", str(db), "-q"]
+    first = _ok(args)
+    assert first.startswith("build 1: textual, 10 labels, 100 words")
+    again = _ok(args)
+    assert again.startswith("build 1: reused: the identical textual build of ") and "--force" in again
+    listing = _ok(["list", "--db", str(db)]).splitlines()
+    assert len(listing) == 2  # header + one build: the rerun added none
+    forced = _ok([*args, "--force"])
+    assert forced.startswith("build 2: textual")
+    lw1, lw2 = load_label_words("1", db), load_label_words("2", db)
+    assert lw1.checksum == lw2.checksum  # a rebuild gives the same words
+    # other parameters are another build; rerunning the first parameters makes that build current again
+    assert _ok([*args, "--top-k", "5"]).startswith("build 3: textual, 10 labels, 50 words")
+    assert load_label_words("textual", db).build_id == 3
+    assert _ok(args).startswith("build 2: reused")
+    assert load_label_words("textual", db).build_id == 2
+    assert [line.split()[0] for line in _ok(["list", "--db", str(db)]).splitlines()[1:]] == ["1", "2", "3"]
+    md = _ok(["export", "--format", "markdown", "--db", str(db)])  # latest = the current build
+    assert "(build 2, scheme" in md
+
+
+def test_build_key_changes_with_inputs_and_code(db, data_dir, tmp_path, monkeypatch):
+    from kb_expand import build as kbuild
+
+    sample = data_dir / "visualgenome" / "relationships_sample5.json"
+    vg = tmp_path / "vg.json"
+    vg.write_bytes(sample.read_bytes())
+    args = ["build", "-s", "visualgenome", "--vg", str(vg), "--db", str(db), "-q"]
+    assert _ok(args).startswith("build 1:")
+    assert _ok(args).startswith("build 1: reused")
+    vg.write_text(sample.read_text().replace('"shirt"', '"sweater"'))  # same path, other content
+    assert _ok(args).startswith("build 2: visualgenome")
+    monkeypatch.setattr(kbuild, "code_fingerprint", lambda: "0" * 64)  # as if the ranking code changed
+    assert _ok(args).startswith("build 3: visualgenome")

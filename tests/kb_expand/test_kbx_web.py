@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from kb_expand import load_label_words
@@ -34,7 +35,7 @@ def test_relatedwords_build_then_cache(db, server, tmp_path):
     assert first.http_requests == 2 and len(server.requests) == 2
     lw = load_label_words("relatedwords", db)
     assert lw.labels["person"] == ["human", "individual", "child", "worker"]  # label + plural dup dropped
-    second = run_build(cfg, db)  # answered from the store's http_cache: no request reaches the server
+    second = run_build(replace(cfg, force=True), db)  # from the store's http_cache: no request is made
     assert second.http_requests == 0 and len(server.requests) == 2
     assert load_label_words(str(second.build_id), db).labels == lw.labels
 

@@ -84,8 +84,12 @@ def build(
         bool, typer.Option("--offline", help="Answer web sources from the cache only.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Build anew even if an identical build is in the store.")
+    ] = False,
 ) -> None:
-    """Expand every label of the scheme from one source and store it as a new build."""
+    """Expand every label of the scheme from one source and store it as a new build (an identical earlier
+    build - same inputs, parameters and kb-expand code - is reused instead, unless --force)."""
     from .build import BuildConfig, run_build
     from .web import HttpConfig
 
@@ -94,10 +98,17 @@ def build(
         conceptnet_dump=str(conceptnet_dump) if conceptnet_dump else None, conceptnet_url=conceptnet_url,
         relatedwords_url=relatedwords_url, vectors=str(vectors) if vectors else None,
         http=HttpConfig(timeout=timeout, retries=retries, min_interval=rate_limit, offline=offline),
-        progress=not quiet,
+        progress=not quiet, force=force,
     )  # fmt: skip
     res = run_build(cfg, db)
     note = f"; missing: {', '.join(res.missing)}" if res.missing else ""
+    if res.reused:
+        typer.echo(
+            f"build {res.build_id}: reused: the identical {res.source} build of {res.created_at} (same inputs, "
+            f"parameters and kb-expand code), {sum(map(len, res.labels.values()))} words{note}; "
+            "--force builds anew"
+        )
+        return
     typer.echo(
         f"build {res.build_id}: {res.source}, {len(res.labels)} labels, "
         f"{sum(map(len, res.labels.values()))} words in {res.duration_s:.1f} s{note}"

@@ -60,10 +60,8 @@ def format_diff(d: dict) -> str:
 def _collect(specs: list[str], db) -> list[dict]:
     with Store.open(db, create=False) as store:
         if not specs:
-            latest = {}
-            for b in store.builds():
-                latest[b["source"]] = b
-            builds = list(latest.values())
+            sources = dict.fromkeys(b["source"] for b in store.builds())
+            builds = [store.resolve_build(source) for source in sources]
         else:
             builds = [store.resolve_build(s) for s in specs]
         return [
