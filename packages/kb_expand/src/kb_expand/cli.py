@@ -138,9 +138,11 @@ def show(
     build: Annotated[str, typer.Argument(help="Build id or source name (latest build of it).")],
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only this label.")] = None,
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output with the full evidence records.")
+    ] = False,
 ) -> None:
-    """Show a build's words with scores and evidence."""
+    """Show a build's words with scores and, per word, one phrase of evidence (--json: the full records)."""
     from .report import show_build
 
     d = show_build(build, db, label)
@@ -158,8 +160,7 @@ def show(
         if w["label"] != current:
             current = w["label"]
             typer.echo(f"\n{current} ({w['entity_type']})")
-        ev = json.dumps(w["evidence"], ensure_ascii=False, sort_keys=True)
-        typer.echo(f"  {w['rank']:>2}. {w['word']:<20} {w['score']:>9.4f}  {ev}")
+        typer.echo(f"  {w['rank']:>2}. {w['word']:<18} {w['score']:>7.3f}  {w['summary']}")
 
 
 @app.command()
