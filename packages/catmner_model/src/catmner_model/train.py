@@ -668,6 +668,9 @@ def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
                 f"{output}: exists, is not empty and holds no catmner checkpoint; choose another --output"
             )
         return None
+    if found[1].get("label_words_checksum"):  # resumable under another --labels naming the same words
+        recorded = found[1].get("config_fingerprint", {})  # (_train compares the resolved words' checksums)
+        config = dataclasses.replace(config, labels=recorded.get("labels"), db=recorded.get("db"))
     folder, state = found
     before = dict(state.get("config_fingerprint", {}))
     now = json.loads(json.dumps(config_fingerprint(config), default=str))
@@ -687,8 +690,10 @@ def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
 
 def _own(path: Path) -> bool:
     """Whether a run directory entry is catmner's own output of a run that died before its first checkpoint
-    (e.g. on a full disk): the best model so far, the log, a checkpoint folder. A new start replaces them."""
-    if path.name == "log.json" or (path.name.startswith("ckpt-epoch-") and path.is_dir()):
+    (e.g. on a full disk): the best model so far, the log, the label words, a checkpoint folder. A new start replaces them."""
+    if path.name in ("log.json", "label_words.json") or (
+        path.name.startswith("ckpt-epoch-") and path.is_dir()
+    ):
         return True
     if path.name != "model" or not path.is_dir():
         return False
@@ -845,6 +850,13 @@ def _train(
         check_writable(output)  # created at its first write, so a failed start leaves no empty folder
 
     label_words = load_label_words(config)
+    words_sum = getattr(label_words, "checksum", None)  # recorded in every checkpoint; resumes must match it
+    if prior is not None and prior.get("label_words_checksum", words_sum) != words_sum:
+        raise TrainError(
+            f"{output}: this run started with label words {str(prior['label_words_checksum'])[:12]} but --labels "
+            f"{config.labels} now gives {str(words_sum)[:12]}; to resume with the words it started with, pass "
+            f"--labels {output / 'label_words.json'}, or start afresh with another --output"
+        )
     splits = load_splits(config, data)
     _, split_examples, image_stats, feature_dim = prepare_visual(config, splits, info, show)
 
@@ -934,7 +946,10 @@ def _train(
                 "log": log,
                 "config_fingerprint": json.loads(json.dumps(config_fingerprint(config), default=str)),
                 "world_size": info.world_size,
+                "label_words_checksum": words_sum,
             }
+            if label_words is not None:  # the words this run trains on, reusable with --labels on a resume
+                _write_json(output / "label_words.json", label_words.to_json())
             save_checkpoint(output, model, optimizer, scheduler, state, rngs)
             _write_json(
                 output / "log.json", {"image_stats": image_stats, "truncated": truncated, "epochs": log}

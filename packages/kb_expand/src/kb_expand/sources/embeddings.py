@@ -199,7 +199,9 @@ def phrase_vector(kv, phrase: str) -> np.ndarray | None:
 
 
 class EmbeddingSource(Source):
-    """Nearest neighbours (cosine) of the mean of the label's and seeds' vectors among the most frequent words."""
+    """Nearest neighbours of the label among the most frequent words: the neighbours of the mean of the
+    label's and seeds' vectors plus those of each seed term, scored by the mean of their cosine to that mean
+    vector and to the nearest seed (so "christmas", close to "holiday" only, can still rank for "event")."""
 
     name = "embeddings"
 
@@ -209,17 +211,19 @@ class EmbeddingSource(Source):
         restrict_vocab: int = 50000,
         keep: Callable[[str], bool] | None = None,
         trust_pickle: bool = False,
+        per_seed: int = 30,
     ):
         self.vectors = vectors  # path or None (packaged GloVe 6B-50d)
         self.restrict_vocab = (
             restrict_vocab  # only the N most frequent words can be neighbours (GloVe is frequency-sorted)
         )
         self.keep = keep  # optional extra filter (e.g. WordNet noun check)
+        self.per_seed = per_seed  # neighbours taken around each seed term (besides those of the mean)
         self.kv = load_vectors(vectors, trust_pickle)  # trust_pickle: allow a gensim .kv (a pickle)
 
     def params(self) -> dict:
         return {"vectors": vectors_id(self.vectors), "restrict_vocab": self.restrict_vocab,
-                "noun_filter": self.keep is not None}  # fmt: skip
+                "noun_filter": self.keep is not None, "per_seed": self.per_seed}  # fmt: skip
 
     def inputs(self) -> dict:
         if self.vectors is None:
@@ -228,10 +232,32 @@ class EmbeddingSource(Source):
         return {"vectors": str(self.vectors)}
 
     def expand(self, label: str, seeds: Sequence[str], k: int) -> list[Candidate]:
-        used = [s for s in seeds if phrase_vector(self.kv, s) is not None]
-        if not used:
+        vecs = {s: v for s in seeds if (v := phrase_vector(self.kv, s)) is not None}
+        if not vecs:
             return []
-        query = np.mean([phrase_vector(self.kv, s) for s in used], axis=0)
-        hits = self.kv.similar_by_vector(query, topn=max(60, 8 * k), restrict_vocab=self.restrict_vocab)
-        cands = [Candidate(w, float(sim), {"cosine": round(float(sim), 4), "query": used}) for w, sim in hits]
+        used = list(vecs)
+        query = np.mean(list(vecs.values()), axis=0)
+        query /= float(np.linalg.norm(query))
+        pool = {
+            w
+            for w, _ in self.kv.similar_by_vector(
+                query, topn=max(60, 8 * k), restrict_vocab=self.restrict_vocab
+            )
+        }
+        for v in vecs.values():
+            pool.update(
+                w
+                for w, _ in self.kv.similar_by_vector(
+                    v, topn=self.per_seed, restrict_vocab=self.restrict_vocab
+                )
+            )
+        seed_matrix = np.stack(list(vecs.values()))  # (S, D), unit rows
+        cands = []
+        for w in sorted(pool):  # sorted: a set's order follows PYTHONHASHSEED
+            u = self.kv.get_vector(w, norm=True)
+            cos, by_seed = float(u @ query), seed_matrix @ u
+            j = int(np.argmax(by_seed))
+            cands.append(Candidate(w, (cos + float(by_seed[j])) / 2, {
+                "cosine": round(cos, 4), "nearest_seed": used[j], "seed_cosine": round(float(by_seed[j]), 4),
+                "query": used}))  # fmt: skip
         return finalize(cands, label, k, max_tokens=1, keep=self.keep, exclude=[])
