@@ -120,3 +120,38 @@ def test_run_key_and_atomic_record(tmp_path) -> None:
     path.write_text(json.dumps({"schema_version": 99}))
     with pytest.raises(RecordError, match="schema version"):
         read_record(path)
+
+
+class _G:
+    """A stand-in for a report Group: one system on one dataset, test F1 per seed."""
+
+    def __init__(self, system, ds, f1, per_type=None, test=None, alpha=None):
+        self.system, self.train_dataset, self.test_dataset, self.alpha = system, ds, test or ds, alpha
+        self.f1, self.per_type = f1, per_type or {}
+        self.n = len(f1)
+
+    def values(self, key="f1", mode="conlleval", split="test"):
+        return self.f1 if key == "f1" else self.per_type.get(key, self.f1)
+
+
+def test_verdicts_follow_the_seed_spread():
+    from catmner_bench.verdicts import CLAIMS, Comparison, verdicts_section
+
+    refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
+    clear = [_G("cat-textual", d, [80.0, 80.2, 80.1]) for d in ("twitter2015", "twitter2017")] + [
+        _G("mm", d, [78.0, 78.1, 77.9]) for d in ("twitter2015", "twitter2017")
+    ]
+    assert refine.check(clear)[0] == "holds here"
+    noisy = [_G("cat-textual", d, [80.0, 78.0, 82.0]) for d in ("twitter2015", "twitter2017")] + [
+        _G("mm", d, [79.5, 80.5, 80.0]) for d in ("twitter2015", "twitter2017")
+    ]
+    verdict, why = refine.check(noisy)
+    assert verdict == "does not hold here" and "within the seed spread" in why
+    one_seed = [_G("cat-textual", d, [80.0]) for d in ("twitter2015", "twitter2017")] + [
+        _G("mm", d, [70.0]) for d in ("twitter2015", "twitter2017")
+    ]
+    assert refine.check(one_seed)[0] == "does not hold here"  # a single seed is never called significant
+    assert refine.check(clear[:3])[0] == "cannot be tested here"  # mm on Twitter-2017 missing
+    assert Comparison([1.0, 2.0], [1.0, 2.0]).significant is False
+    text = verdicts_section(clear)
+    assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text

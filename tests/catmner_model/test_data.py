@@ -207,3 +207,33 @@ def test_download_from_local_server(tmp_path, shared_data):
         server.shutdown()
     assert result.exit_code == 0, result.output
     assert len(load_split("twitter2017", "test", tmp_path)) == 723
+
+
+def test_missing_or_unsafe_imgid_names_file_and_line(tmp_path, shared_data):
+    from catmner_model.data import dataset_stats
+
+    root = tmp_path / "data" / "twitter2015"
+    root.mkdir(parents=True)
+    good = "IMGID:1\nhi\tO\n\n"
+    for split, tail in [("train", "IMGID:2\nok\tO\n\nno\tO\nimgid\tO\n"), ("valid", "IMGID:/etc/passwd\nx\tO\n"),
+                        ("test", "IMGID:../../secret\nx\tO\n")]:  # fmt: skip
+        (root / f"{split}.txt").write_text(good + tail, encoding="utf-8")
+    for split, message in [
+        (
+            "train",
+            "train.txt:7: unsafe or invalid IMGID '': the tweet has no IMGID line (expected 'IMGID:<id>')",
+        ),
+        ("valid", "valid.txt:4: unsafe or invalid IMGID '/etc/passwd'"),
+        ("test", "test.txt:4: unsafe or invalid IMGID '../../secret'"),
+    ]:
+        with pytest.raises(DataError) as info:
+            dataset_stats("twitter2015", tmp_path / "data", shared_data / "tweet_images", splits=[split])
+        assert str(info.value).startswith(f"{root}/{message}")
+
+
+def test_failed_download_leaves_no_directory(tmp_path):
+    from catmner_model.data import download_dataset
+
+    with pytest.raises(DataError, match="download failed"):
+        download_dataset("twitter2015", tmp_path / "data", base_url="http://127.0.0.1:9", timeout=5)
+    assert not (tmp_path / "data").exists()

@@ -151,6 +151,65 @@ def test_killed_run_resumes_to_identical_result(tmp_path, tweets, labels_file):
         train(tiny_config(b, labels_file, lr=1e-3), data=data)
 
 
+def test_resume_with_other_label_words_is_refused(tmp_path, tweets, labels_file):
+    from kb_expand import LabelWords
+
+    data = {"train": tweets[4:7], "valid": tweets[4:7], "test": tweets[4:7]}
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(tiny_config(run, labels_file), data=data,
+              on_epoch_end=lambda e, _: (_ for _ in ()).throw(Killed()))  # fmt: skip
+    started = LabelWords.from_json(json.loads(Path(labels_file).read_text()))
+    saved = LabelWords.from_json(json.loads((run / "label_words.json").read_text()))  # the run's own copy
+    assert saved.labels == started.labels and saved.checksum == started.checksum
+    state = json.loads((run / "ckpt-epoch-0001" / "state.json").read_text())
+    assert state["label_words_checksum"] == started.checksum
+
+    # the words behind --labels changed meanwhile (e.g. a rebuilt store): refused with one line naming both
+    changed = {"labels": {**LABEL_WORDS["labels"], "event": ["festival", "concert"]}}
+    Path(labels_file).write_text(json.dumps(changed))
+    now = LabelWords.from_json(changed).checksum
+    with pytest.raises(TrainError) as err:
+        train(tiny_config(run, labels_file), data=data)
+    msg = str(err.value)
+    assert "\n" not in msg and started.checksum[:12] in msg and now[:12] in msg
+    assert f"--labels {run / 'label_words.json'}" in msg and "another --output" in msg
+    assert not (run / "run.json").exists()
+
+    # resuming with the recorded words (another --labels spec, the same words) finishes the run on them
+    record = train(tiny_config(run, str(run / "label_words.json")), data=data)
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
+    assert record["label_words"]["checksum"] == started.checksum
+    # other words under the recorded spec on a fresh output are simply another run
+    fresh = train(tiny_config(tmp_path / "fresh", labels_file), data=data)
+    assert fresh["label_words"]["checksum"] == now
+
+
+def test_readme_rerun_resumes_on_the_reused_build(tmp_path, tweets):
+    """`kbx build ... && catmner train --labels SOURCE`, killed and rerun: the build is reused, the run resumes;
+    had another build of the source become the newest meanwhile, the resume is refused."""
+    from dataclasses import replace
+
+    from kb_expand.build import BuildConfig, run_build
+
+    db = tmp_path / "kb.sqlite"
+    cfg = BuildConfig(source="visualgenome", vg=str(DATA / "visualgenome" / "relationships_sample5.json"),
+                      progress=False)  # fmt: skip
+    first = run_build(cfg, db)
+    data = {"train": tweets[4:7], "valid": tweets[4:7], "test": tweets[4:7]}
+    config = tiny_config(tmp_path / "run", "visualgenome", db=str(db))
+    with pytest.raises(Killed):
+        train(config, data=data, on_epoch_end=lambda e, _: (_ for _ in ()).throw(Killed()))
+    again = run_build(cfg, db)
+    assert again.reused and again.build_id == first.build_id
+    run_build(replace(cfg, top_k=5), db)  # other words are now the source's newest build
+    with pytest.raises(TrainError, match=r"started with label words \w{12} but --labels visualgenome now"):
+        train(config, data=data)
+    assert run_build(cfg, db).reused  # the README's command again: the first build is current again
+    record = train(config, data=data)
+    assert record["label_words"]["build_id"] == first.build_id and len(record["epochs"]) == 2
+
+
 def test_foreign_or_damaged_checkpoints_are_refused(tmp_path, tweets, labels_file):
     data = {"train": tweets[4:7], "valid": tweets[4:7], "test": tweets[4:7]}
     busy = tmp_path / "busy"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from catmner_model import vision
+from catmner_model import feature_cache, vision
 from catmner_model.cli import app
 from catmner_model.data import image_path, load_split
 from catmner_model.vision import (
@@ -402,8 +402,8 @@ def test_cache_failures_are_counted_and_remembered(
     assert any(str(bad) in f.message for f in cache.failures)
     # a known-bad image is not decoded again, in this process or the next
     calls = []
-    real = vision.load_image_safely
-    monkeypatch.setattr(vision, "load_image_safely", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = feature_cache.load_image_safely
+    monkeypatch.setattr(feature_cache, "load_image_safely", lambda *a, **k: calls.append(a) or real(*a, **k))
     fresh = FeatureCache(tmp_path / "c", tiny)
     assert fresh.get(bad) is None and fresh.get(bomb) is None
     assert calls == [] and fresh.stats["corrupt"] == 1 and fresh.stats["bomb"] == 1
@@ -421,7 +421,7 @@ def test_cache_writes_are_atomic(
     def crash(src, dst):  # the process "dies" after the temp file is complete, before the rename
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vision.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)  # the cache's atomic rename
     feats = cache.get(jpeg)  # still usable this time
     assert feats is not None and cache.stats["write_error"] == 1
     assert not target.exists()

@@ -333,3 +333,26 @@ def test_learned_saliency_scale_starts_at_keys_and_learns():
     assert learned.saliency_log_scale.grad is not None and learned.saliency_log_scale.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="saliency_scale"):
         create_model("tiny", WORDS, saliency_scale="huge")
+
+
+def test_predict_input_lines_without_caption_are_warned(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
+    model = create_model("tiny", variant="mm", visual="caption")
+    model.save_pretrained(tmp_path / "m")
+    f = tmp_path / "in.jsonl"
+    f.write_text(
+        '{"text": "Messi scores", "caption": "a soccer player"}\n{"text": "Obama in Paris"}\n',
+        encoding="utf-8",
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", "from catmner_model.cli import main; main()", "predict", str(tmp_path / "m")]
+        + ["--input", str(f), "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"warning: {f}:2: no caption: predicted with the no-caption token" in res.stderr
+    assert len(res.stdout.splitlines()) == 2

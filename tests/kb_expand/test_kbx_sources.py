@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,52 @@ def test_wordnet_source_prefers_common_related_words():
     assert all(c.evidence["path"].startswith("person.n.01") for c in words)
     assert words == sorted(words, key=lambda c: -c.score)
     assert is_mainly_noun("dog") and not is_mainly_noun("using") and not is_mainly_noun("young")
+
+
+def test_wordnet_senses_and_the_sense_check():
+    from kb_expand.sources.wordnet import abstractness, label_senses, load_wordnet, noun_senses, sense_under
+
+    wn = load_wordnet()
+    shares = dict(noun_senses("boy"))
+    assert abs(sum(shares.values()) - 1) < 1e-9 and shares[wn.synset("male_child.n.01")] > 0.5
+    assert abstractness("management") > 0.5 and abstractness("dog") < 0.1 and abstractness("part") > 0.5
+    senses = label_senses(["event", "festival", "holiday", "tournament"])
+    assert wn.synset("holiday.n.02") in senses  # a day, like festival.n.01, not only vacation.n.01
+    assert sense_under(wn.synset("concert.n.01"), senses) == wn.synset("event.n.01")
+    # the wordnet source drops words reached through a sense they rarely have
+    team = {c.word for c in WordNetSource().expand("team", ["team", "club", "league"], 40)}
+    organization = {c.word for c in WordNetSource().expand("organization", ["organization"], 40)}
+    assert "defense" not in team and "unit" not in organization and "squad" in team
+
+
+def test_textual_fusion_needs_agreement(ckbc):
+    from kb_expand.sources.textual import TextualSource
+
+    scheme = load_scheme()
+    fused = TextualSource([WordNetSource(), ConceptNetSource(ckbc, keep=is_mainly_noun),
+                           EmbeddingSource(keep=is_mainly_noun)])  # fmt: skip
+    fused.prepare(scheme.labels)
+    got = {spec.label: fused.expand(spec.label, spec.seeds, 10) for spec in scheme.labels}
+    for label, cands in got.items():
+        assert len(cands) == 10, label
+        assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
+        for c in cands:  # the integer part of the score is the number of sources vouching for the word
+            assert int(c.score) == len(c.evidence["support"]) and c.evidence["sources"]
+            assert len(c.evidence["support"]) >= 2 or "embeddings" in c.evidence["support"]
+            assert (
+                c.evidence.get("sense", {}).get("abstract", 0) < 0.5
+                or "kind_of" in c.evidence["sense"]
+                or ("gloss_names" in c.evidence["sense"])
+            )
+    words = {label: {c.word for c in cands} for label, cands in got.items()}
+    # abstract words, words whose main sense is another, words only one source proposes: all gone
+    assert not {"management", "unit", "personnel", "organisation"} & words["organization"]
+    assert not {"act", "action", "occurrence", "summer"} & words["event"]
+    assert not {"status", "origin", "music", "word"} & words["nationality"]
+    assert not {"key", "release", "combination"} & words["product"]
+    assert not {"defense", "conference", "unit"} & words["team"]
+    assert {"company", "institution"} <= words["organization"] and {"football", "club"} <= words["team"]
+    assert {"dog", "cat", "bird"} <= words["animal"] and "female" not in words["animal"]
 
 
 def test_embeddings_glove_neighbours():
@@ -171,18 +219,50 @@ def test_vg_truncated_file_error(data_dir, tmp_path):
         list(iter_json_array(notarray))
 
 
-def test_vg_source_seeds_then_neighbours(data_dir):
+def test_vg_source_seeds_then_associated_neighbours(data_dir):
     src = VisualGenomeSource(data_dir / "visualgenome" / "relationships_vg150_test5k.json")
-    src.prepare(load_scheme().labels)
+    labels = load_scheme().labels
+    src.prepare(labels)
     words = src.expand("person", ["person", "people", "man", "woman"], 10)
     roles = [c.evidence["role"] for c in words]
     assert roles == ["seed"] * 5 + ["neighbour"] * 5
     seeds = [c.word for c in words[:5]]
     assert {"man", "woman"} <= set(seeds) and "person" not in seeds
-    # neighbours: the most connected objects to the seeds, by the graph's edge weights
+    # neighbours: normalised PMI with the seeds (share of relationships vs. how common each object is),
+    # times the object's own relatedness to the label - recomputed here from the graph
     g = src.graph
-    expected = sorted(
-        ((sum(g[s][n]["weight"] for s in seeds if g.has_edge(s, n)), n) for n in g.nodes if n not in seeds
-         and dedup_key(n) != "person"), key=lambda t: (-t[0], t[1]))[:5]  # fmt: skip
-    assert [(c.score, c.word) for c in words[5:]] == [(float(w), n) for w, n in expected]
+    deg = {n: sum(d["weight"] for d in g[n].values()) for n in g.nodes}
+    edges = sum(d["weight"] for _, _, d in g.edges(data=True))
+    query = src.query_vector("person", ["person", "people", "man", "woman"])
+    rel = dict(zip(src._names, src.relatedness(query), strict=True))
+    expected = []
+    for n in src._names:
+        joint = sum(g[s][n]["weight"] for s in seeds if g.has_edge(s, n))
+        if n in seeds or dedup_key(n) == "person" or joint < 3:
+            continue
+        p = joint / edges
+        npmi = math.log(
+            p / ((deg[n] / (2 * edges)) * (sum(deg[s] for s in seeds) / (2 * edges)))
+        ) / -math.log(p)
+        expected.append((round(npmi * max(float(rel[n]), 0.0), 4), n))
+    expected = sorted(expected, key=lambda t: (-t[0], t[1]))[:5]
+    assert [(c.score, c.word) for c in words[5:]] == expected
     assert {"shirt", "hair"} & {c.word for c in words[5:]}
+    # over every label: the objects in most pictures fill far fewer neighbour slots than raw counts gave them
+    common = sorted(deg, key=lambda n: (-deg[n], n))[:10]  # window, man, shirt, tree, ... by relationships
+    every = {spec.label: src.expand(spec.label, spec.seeds, 10) for spec in labels}
+    by_npmi = raw = 0
+    for spec in labels:
+        seeds = [c.word for c in every[spec.label] if c.evidence["role"] == "seed"]
+        by_npmi += sum(c.word in common for c in every[spec.label] if c.evidence["role"] == "neighbour")
+        counts = Counter({n: sum(g[s][n]["weight"] for s in seeds if g.has_edge(s, n)) for n in src._names
+                          if n not in seeds and dedup_key(n) != dedup_key(spec.label)})  # fmt: skip
+        raw += sum(n in common for n, _ in sorted(counts.items(), key=lambda t: (-t[1], t[0]))[:5])
+    assert by_npmi * 2 <= raw, (by_npmi, raw)
+    assert not {"part", "number", "background"} & {c.word for v in every.values() for c in v}  # abstract
+    assert {c.word for c in src.expand("animal", ["animal", "dog", "bird"], 10)} >= {
+        "dog",
+        "cat",
+        "ear",
+        "tail",
+    }

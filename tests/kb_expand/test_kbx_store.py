@@ -31,6 +31,29 @@ def test_migrations_recorded_and_idempotent(db):
     assert {"_migrations", "builds", "labels", "label_words", "http_cache", "file_checksums"} <= tables
 
 
+def test_store_from_before_build_reuse_is_migrated(db, monkeypatch, data_dir):
+    import kb_expand.store as kstore
+
+    monkeypatch.setattr(kstore, "MIGRATIONS", MIGRATIONS[:1])  # a store written by the first schema
+    with Store.open(db) as store:
+        for _ in range(2):  # the first schema's columns only
+            store.db.execute(
+                "INSERT INTO builds (source, scheme, params, inputs, created_at, tool_version, checksum, n_labels,"
+                " n_words, duration_s, missing) VALUES ('test', 's', '{}', '{}', 'now', '0.1.0', 'x', 0, 0, 0, '{}')"
+            )
+        store.db.conn.commit()
+        old = [b["id"] for b in store.builds()]
+    monkeypatch.setattr(kstore, "MIGRATIONS", MIGRATIONS)
+    with Store.open(db) as store:
+        assert store.schema_version() == MIGRATIONS[-1][0]
+        assert [b["seq"] for b in store.builds()] == old and store.resolve_build("test")["id"] == old[-1]
+        assert store.find_reusable("anything", {}) is None  # old builds have no key: never reused
+    vg = str(data_dir / "visualgenome" / "relationships_sample5.json")
+    first = run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db)
+    assert first.build_id == 3 and not first.reused
+    assert run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db).reused
+
+
 def test_write_and_read_back(db):
     with Store.open(db) as store:
         b1 = store.write_build(
@@ -86,7 +109,7 @@ def test_failed_build_leaves_store_unchanged(db, data_dir):
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db, on_write=boom)
+        run_build(BuildConfig(source="visualgenome", vg=vg, progress=False, force=True), db, on_write=boom)
     with Store.open(db) as store:
         assert [b["id"] for b in store.builds()] == [first.build_id]
         assert (
@@ -106,13 +129,15 @@ def hook(stage):
     if stage == "label:location":   # two labels written, inside the transaction
         marker.write_text(stage)
         time.sleep(120)
-run_build(BuildConfig(source="visualgenome", vg=sys.argv[2], progress=False), sys.argv[1], on_write=hook)
+run_build(BuildConfig(source="visualgenome", vg=sys.argv[2], progress=False, force=True), sys.argv[1],
+          on_write=hook)
 """
 
 
 def test_sigkill_mid_build_keeps_earlier_builds(db, data_dir, tmp_path):
     vg = str(data_dir / "visualgenome" / "relationships_sample5.json")
-    earlier = [run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db) for _ in range(2)]
+    cfg = BuildConfig(source="visualgenome", vg=vg, progress=False, force=True)  # two builds, not one reused
+    earlier = [run_build(cfg, db) for _ in range(2)]
     before = load_label_words("visualgenome", db)
     marker = tmp_path / "in_transaction"
     proc = subprocess.Popen(
@@ -140,5 +165,5 @@ def test_sigkill_mid_build_keeps_earlier_builds(db, data_dir, tmp_path):
         assert orphans.fetchone()[0] == 0
     after = load_label_words("visualgenome", db)
     assert after == before and after.build_id == earlier[-1].build_id
-    nxt = run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db)  # the store still works
+    nxt = run_build(cfg, db)  # the store still works
     assert load_label_words("visualgenome", db).build_id == nxt.build_id

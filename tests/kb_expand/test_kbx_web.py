@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from kb_expand import load_label_words
@@ -34,7 +35,7 @@ def test_relatedwords_build_then_cache(db, server, tmp_path):
     assert first.http_requests == 2 and len(server.requests) == 2
     lw = load_label_words("relatedwords", db)
     assert lw.labels["person"] == ["human", "individual", "child", "worker"]  # label + plural dup dropped
-    second = run_build(cfg, db)  # answered from the store's http_cache: no request reaches the server
+    second = run_build(replace(cfg, force=True), db)  # from the store's http_cache: no request is made
     assert second.http_requests == 0 and len(server.requests) == 2
     assert load_label_words(str(second.build_id), db).labels == lw.labels
 
@@ -117,7 +118,8 @@ def test_conceptnet_rest_and_textual_fusion(db, server, tmp_path):
         source="conceptnet", scheme=str(scheme), conceptnet_url=server.url, http=FAST, progress=False
     )
     res = run_build(cfg, db)
-    assert res.labels["animal"] == ["dog", "cat", "zoo"]  # non-English and verb-phrase edges skipped
+    # non-English and verb-phrase edges skipped; dog and cat tie (IsA, weight 2): the word breaks the tie
+    assert res.labels["animal"] == ["cat", "dog", "zoo"]
     # textual: conceptnet REST unreachable -> proceeds with wordnet + embeddings and records the gap
     tcfg = BuildConfig(source="textual", scheme=str(scheme), conceptnet_url="http://127.0.0.1:9", http=FAST,
                        progress=False)  # fmt: skip

@@ -126,7 +126,7 @@ def image_tweets(ctx: RunContext, dataset: str) -> list[tuple[str, Tweet, Path]]
     out = []
     for split in ("train", "valid", "test"):
         for t in read_split(dataset, split, ctx.data_dir):
-            p = image_path(dataset, t.imgid, images)
+            p = image_path(dataset, t.imgid, images, t.where)
             if p is not None:
                 out.append((split, t, p))
     if not out:

@@ -216,6 +216,17 @@ TABLE1: tuple[ReportedRow, ...] = (
         True,
         "roberta-large",
     ),
+    ReportedRow(
+        "pgim",
+        "PGIM (ChatGPT knowledge, XLM-R-large)",
+        "T+V",
+        "PGIM (Li et al., Findings of EMNLP 2023), its reported F1; not a row of the CAT-MNER paper",
+        {
+            "twitter2015": _s(None, None, None, None, None, None, 79.33),
+            "twitter2017": _s(None, None, None, None, None, None, 91.43),
+        },
+        backbone="xlm-roberta-large",
+    ),
 )
 
 # Table 2: (P, R, F1); direction "2017->2015" = trained on Twitter-2017, tested on Twitter-2015.
@@ -300,4 +311,6 @@ def reference_row_for(system: str, text_encoder: str) -> str | None:
         return f"{fam}-span" if fam != "bert-base" else "bert-base-span"
     if system == "cat-textual":
         return f"cat-mner-{fam}"
+    if system == "pgim-span":
+        return "pgim"
     return None  # MM and CAT with multimodal label words have no Table 1 row (Table 3 has them)

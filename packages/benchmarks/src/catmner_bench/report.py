@@ -23,23 +23,15 @@ from catmner_bench.records import METRIC_DEFINITION, RecordError, iter_records, 
 
 TYPES = paper.ENTITY_TYPES
 DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
-SYSTEM_ORDER = (
-    "bilstm-crf",
-    "cnn-bilstm-crf",
-    "lm-crf",
-    "lm-span",
-    "mm",
-    "t2i",
-    "i2t",
-    "cat-textual",
-    "cat-visualgenome",
-    "cat-grid",
-    "pgim-span",
-    "cat-sal-keys",
-    "cat-sal-learned",
-    "lm-span-shape",
-    "lm-span-char",
-)
+
+
+def _system_order() -> tuple[str, ...]:
+    from catmner_bench.runner import SYSTEMS
+
+    return tuple(SYSTEMS)  # report rows follow the registry's order
+
+
+SYSTEM_ORDER = _system_order()
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
@@ -107,9 +99,21 @@ class Group:
         return len(self.records)
 
     @property
+    def seconds_per_epoch(self) -> float | None:
+        """Median seconds per training epoch (with validation) over the runs' epochs; None for CRF runs."""
+        secs = [
+            float(x)
+            for r in self.records
+            for x in (r.get("seconds_per_epoch") or (r.get("extra") or {}).get("seconds_per_epoch") or [])
+        ]
+        return statistics.median(secs) if secs else None
+
+    @property
     def source(self) -> str:
         epochs = self.config.get("epochs")
-        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}, n={self.n})"
+        visual = self.config.get("visual")
+        vis = f", {visual}" if visual and visual != "none" else ""
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}, n={self.n})"
 
 
 def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
@@ -169,6 +173,8 @@ def table1_section(groups: list[Group]) -> str:
                     fmt_mean(g.values("recall")),
                     fmt_mean(f1),
                     fmt_mean(g.values("f1", "strict")),
+                    fmt_mean(g.values("f1", split="valid")),
+                    fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
                     ref_row.label if ref_row else "-",
                     fmt(ref_f1),
                     fmt_delta(mean(f1) - ref_f1 if ref_f1 is not None and f1 else None),
@@ -186,6 +192,8 @@ def table1_section(groups: list[Group]) -> str:
                     fmt(sc.recall),
                     fmt(sc.f1),
                     "-",
+                    "-",
+                    "-",
                     row.label,
                     fmt(sc.f1),
                     "",
@@ -200,6 +208,8 @@ def table1_section(groups: list[Group]) -> str:
             "R",
             "F1",
             "F1 strict",
+            "valid F1",
+            "s/epoch",
             "Paper row",
             "Paper F1",
             "Δ F1",
@@ -577,6 +587,9 @@ def write_report(
         text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
         sections += ["", text]
         figures += figs
+    from catmner_bench.verdicts import verdicts_section
+
+    sections += ["", verdicts_section(groups_of(loaded))]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"
     atomic_write_text(md, "\n".join(sections))

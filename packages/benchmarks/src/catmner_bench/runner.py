@@ -103,7 +103,9 @@ def _with_images_first(tweets: Sequence[Tweet], dataset: str, image_dir: Path | 
     folder = Path(image_dir) / f"{dataset}_images" if image_dir else None
     present = {q.stem for q in folder.glob("*.jpg")} if folder and folder.is_dir() else set()
     # listing the folder once is much cheaper than a stat per tweet; image_path still vets the chosen ones
-    has = [t.imgid in present and image_path(dataset, t.imgid, image_dir) is not None for t in tweets]
+    has = [
+        t.imgid in present and image_path(dataset, t.imgid, image_dir, t.where) is not None for t in tweets
+    ]
     picked = [i for i, h in enumerate(has) if h][:n]
     picked += [i for i, h in enumerate(has) if not h][: n - len(picked)]
     return [tweets[i] for i in sorted(picked)]

@@ -7,6 +7,7 @@ a run killed mid-write) never sees half a file, and a failed write leaves the pr
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -45,3 +46,37 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON (non-JSON values via ``str``) to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
+
+
+_WRITE_ERRNOS = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, in a few words, when ``exc`` is a read-only target, a full disk or a refused
+    permission (also as raised by torch.save and safetensors, which wrap the OS error); None otherwise."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return _WRITE_ERRNOS[exc.errno]
+    text = str(exc)
+    if (
+        "No space left" in text
+        or "os error 28" in text
+        or "unexpected pos" in text
+        or "failed writing" in text
+    ):
+        return "no space left on device"  # torch's zip writer reports a full disk as "unexpected pos ..."
+    if "Read-only file system" in text or "os error 30" in text:
+        return "read-only file system"
+    return None
+
+
+def write_hint(reason: str) -> str:
+    """What to do about a `write_failure` reason."""
+    if reason in ("no space left on device", "disk quota exceeded"):
+        return "free some space, then rerun the same command"
+    return "choose another --output (or make it writable)"

@@ -19,6 +19,7 @@ has a first subword.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -354,6 +355,22 @@ class Collator:
             word_shapes=word_shapes,
             word_chars=word_chars,
         )
+
+
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Move a Batch to ``device`` (its own ``.to`` if it has one)."""
+    if torch.device(device).type == "cpu":
+        return batch
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    if dataclasses.is_dataclass(batch):
+        changes = {
+            f.name: getattr(batch, f.name).to(device)
+            for f in dataclasses.fields(batch)
+            if isinstance(getattr(batch, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(batch, **changes)
+    return batch
 
 
 def spans_to_entities(

@@ -78,7 +78,7 @@ def bench_speed(config: BenchConfig) -> dict[str, Any]:
             run_dir = Path(tmp) / variant
             tc = TrainConfig(
                 dataset=config.dataset,
-                labels=config.labels if variant != "text" else None,
+                labels=config.labels if variant in ("cat", "i2t", "t2i") else None,
                 db=config.db,
                 text_encoder=config.text_encoder,
                 image_encoder=config.image_encoder,
@@ -146,7 +146,7 @@ def _time_prediction(predictor: Any, config: BenchConfig, resolve_image_dir: Any
     images = resolve_image_dir(config.image_dir, config.data_dir)
     inputs = []
     for t in tweets:
-        p = image_path(config.dataset, t.imgid, images) if images is not None else None
+        p = image_path(config.dataset, t.imgid, images, t.where) if images is not None else None
         inputs.append(PredictInput(tokens=t.tokens, image=str(p) if p else None))
     predictor.predict(inputs[:4])  # warm-up (lazy init, allocator)
     lat = []

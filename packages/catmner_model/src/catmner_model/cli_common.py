@@ -40,9 +40,9 @@ class UserError(Exception):
 
 def known_errors() -> tuple[type[BaseException], ...]:
     """Exception types shown as one line instead of a traceback."""
-    from catmner_model.data import DataError
+    from catmner_model.errors import CatmnerError
 
-    errors: list[type[BaseException]] = [UserError, DataError, FileNotFoundError, PermissionError]
+    errors: list[type[BaseException]] = [UserError, CatmnerError, FileNotFoundError, PermissionError]
     try:
         from kb_expand.errors import KbxError  # type: ignore[import-not-found]
 

@@ -36,18 +36,9 @@ def user_errors(debug: bool) -> Iterator[None]:
 
     if debug:
         os.environ["CATMNER_DEBUG"] = "1"
-    from catmner_model.predict import PredictError
-    from catmner_model.train import TrainError
+    from catmner_model.errors import CatmnerError
 
-    known: list[type[BaseException]] = [TrainError, PredictError]
-    with contextlib.suppress(ImportError):
-        from catmner_model import modeling
-
-        known.extend(
-            e
-            for e in vars(modeling).values()
-            if isinstance(e, type) and issubclass(e, Exception) and e.__module__ == modeling.__name__
-        )
+    known: list[type[BaseException]] = [CatmnerError]
     with contextlib.suppress(ImportError):
         from kb_expand.errors import KbxError  # type: ignore[import-not-found]
 
@@ -64,8 +55,12 @@ def user_errors(debug: bool) -> Iterator[None]:
 def train_cli(
     dataset: DatasetOpt = "twitter2015",
     labels: Annotated[
-        str | None, typer.Option(help="Label words: kb source name (textual, ...), build id, or JSON file.")
-    ] = "textual",
+        str | None,
+        typer.Option(
+            help="Label words: kb source name (textual, ...), build id, or JSON file "
+            "(default: textual for cat / i2t / t2i, none for mm / text, which use none)."
+        ),
+    ] = None,
     db: Annotated[Path | None, typer.Option(help="kb store for --labels (default $KBX_DB).")] = None,
     text_encoder: Annotated[
         str | None, typer.Option(help="HF name/path or named config (default: offline all-MiniLM-L6-v2).")
@@ -128,7 +123,10 @@ def train_cli(
     debug: DebugOpt = False,
 ) -> None:
     """Train a CAT-MNER model; writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
-    from catmner_model.train import TrainConfig, train
+    from catmner_model.train import LABEL_WORD_VARIANTS, TrainConfig, train
+
+    if labels is None:  # not given: the default of the variant
+        labels = "textual" if variant in LABEL_WORD_VARIANTS else None
 
     with user_errors(debug):
         overrides = {}
@@ -244,6 +242,13 @@ def predict_cli(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
+    image_dir: Annotated[
+        Path | None,
+        typer.Option("--image-dir", help="--input images must lie in this folder (default: any image file)."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="--input: an unusable image is an error, not a warning.")
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -255,13 +260,36 @@ def predict_cli(
     with user_errors(debug):
         predictor = Predictor(model_dir, captioner=captioner)
         if text is not None:
+            if predictor.uses_captions and caption is None and (image is None or captioner is None):
+                typer.echo(
+                    "warning: this model reads the image's caption: give --caption (or --image with "
+                    "--captioner); predicting with the no-caption token",
+                    err=True,
+                )
             print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
             return
         if image is not None or caption is not None:
             raise UserError(
                 "--image/--caption go with --text; in --input files give 'image'/'caption' per line"
             )
-        rows = predictor.predict_jsonl(input, batch_size=batch_size, progress=not quiet)
+        notes: list[str] = []
+        rows = predictor.predict_jsonl(
+            input,
+            batch_size=batch_size,
+            progress=not quiet,
+            image_dir=image_dir,
+            strict=strict,
+            warnings=notes,
+        )
+    for note in notes:
+        typer.echo(f"warning: {note}", err=True)
+    cut = [r["truncated_words"] for r in rows if r["truncated_words"]]
+    if notes or cut:
+        typer.echo(
+            f"predict: {len(rows)} tweets, {len(notes)} predicted without their image or caption, {len(cut)} longer than "
+            f"the model's max_length ({sum(cut)} words not predicted: truncated_words)",
+            err=True,
+        )
     for row in rows:
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 

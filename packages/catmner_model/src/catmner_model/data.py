@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catmner_model.errors import CatmnerError
+
 ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "MISC")
 DATASETS: tuple[str, ...] = ("twitter2015", "twitter2017")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -29,7 +31,7 @@ DOWNLOAD_BASE_URL = "https://raw.githubusercontent.com/jefferyYu/UMT/master/data
 _DOWNLOAD_DIRS = {"twitter2015": "twitter2015", "twitter2017": "twitter2017"}
 
 
-class DataError(ValueError):
+class DataError(CatmnerError):
     """Bad input data; the message names the file and, where it applies, the line."""
 
 
@@ -61,6 +63,11 @@ class Tweet:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the tweet ("" for a tweet made in memory), for messages."""
+        return f"{self.path}:{self.line}" if self.path else ""
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
@@ -245,18 +252,24 @@ def load_split(dataset: str, split: str, data_dir: str | os.PathLike[str] | None
 
 def check_imgid(imgid: str, where: str = "") -> str:
     """Refuse an IMGID that could escape the image directory (``../``, absolute paths, separators)."""
-    if not imgid or not _IMGID_RE.match(imgid):
-        prefix = f"{where}: " if where else ""
+    prefix = f"{where}: " if where else ""
+    if not imgid:
+        raise DataError(
+            f"{prefix}unsafe or invalid IMGID '': the tweet has no IMGID line (expected 'IMGID:<id>')"
+        )
+    if not _IMGID_RE.match(imgid):
         raise DataError(f"{prefix}unsafe or invalid IMGID {imgid!r} (letters, digits, '_' and '-' only)")
     return imgid
 
 
-def image_path(dataset: str, imgid: str, image_dir: str | os.PathLike[str] | None) -> Path | None:
+def image_path(
+    dataset: str, imgid: str, image_dir: str | os.PathLike[str] | None, where: str = ""
+) -> Path | None:
     """``<image_dir>/<dataset>_images/<imgid>.jpg`` if that file exists, else None (a missing image is normal).
 
-    Raises DataError for an IMGID that would escape the image directory.
+    Raises DataError for an IMGID that would escape the image directory (naming ``where``: file and line).
     """
-    check_imgid(imgid)
+    check_imgid(imgid, where)
     if image_dir is None:
         return None
     root = Path(image_dir) / f"{dataset}_images"
@@ -283,7 +296,7 @@ def dataset_stats(
         for t in tweets:
             for e in t.entities:
                 per_type[e.type] += 1
-        found = sum(image_path(dataset, t.imgid, images) is not None for t in tweets)
+        found = sum(image_path(dataset, t.imgid, images, t.where) is not None for t in tweets)
         out["splits"][split] = {
             "tweets": len(tweets),
             "tokens": sum(len(t) for t in tweets),
@@ -310,8 +323,7 @@ def download_dataset(
     import requests
 
     _check_name(dataset, DATASETS, "dataset")
-    target = resolve_data_dir(data_dir) / dataset
-    target.mkdir(parents=True, exist_ok=True)
+    target = resolve_data_dir(data_dir) / dataset  # created once a file has arrived
     written = []
     for split in SPLITS:
         url = f"{base_url.rstrip('/')}/{_DOWNLOAD_DIRS[dataset]}/{split}.txt"
@@ -322,6 +334,7 @@ def download_dataset(
             raise DataError(f"{url}: download failed ({type(exc).__name__}); are you online?") from None
         dest = target / f"{split}.txt"
         tmp = dest.with_suffix(".txt.part")
+        target.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(resp.content)
         try:
             read_conll(tmp)

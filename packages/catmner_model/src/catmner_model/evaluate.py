@@ -37,7 +37,7 @@ def evaluate_model(
     tags (the literature's numbers), strict = IOB2.
     """
     from catmner_model.metrics import score_both, write_predictions
-    from catmner_model.predict import Predictor, predict_examples
+    from catmner_model.predict import Predictor, count_truncated, predict_examples
 
     tweets = load_split(dataset, split, data_dir)
     if max_tweets is not None:
@@ -75,6 +75,7 @@ def evaluate_model(
         "lenient": both["conlleval"],
         "strict": both["strict"],
         "predictions": str(predictions) if predictions is not None else None,
+        "truncated": count_truncated(predictor.collate, (t.tokens for t in tweets)),  # words never predicted
     }
 
 
@@ -91,4 +92,10 @@ def format_report(result: dict[str, Any]) -> str:
         per = "".join(f"{m['per_type'].get(t, {}).get('f1', 0.0):8.2f}" for t in ENTITY_TYPES)
         lines.append(f"{mode:10}{m['precision']:8.2f}{m['recall']:8.2f}{m['f1']:8.2f}{per}")
     lines.append("(per-type columns are F1; lenient = conlleval chunking, strict = IOB2)")
+    cut = result.get("truncated") or {}
+    if cut.get("words"):
+        lines.append(
+            f"truncated: {cut['tweets']} tweets longer than the model's max_length, {cut['words']} words never "
+            "predicted (their gold entities count as missed)"
+        )
     return "\n".join(lines)

@@ -55,12 +55,41 @@ from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.attention import attention, cross_modal_gate, saliency
 from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
 from catmner_model.data import Entity
+from catmner_model.errors import CatmnerError
 from catmner_model.layouts import InterceptPass, intercepted, layout_of, prepare_interception
 
 FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
 FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
 O_PRIOR_BIAS = 4.0  # initial logit bias of the O class of the span head (see SpanHead)
-VARIANTS: tuple[str, ...] = ("cat", "i2t", "t2i", "mm", "text")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model variant: which attention blocks are refined and whether the model has visual tokens. Register
+    new ones in VARIANT_SPECS (the CLI, the trainer and the benchmarks read it)."""
+
+    name: str
+    refine_i2t: bool  # text queries over visual keys refined (Eq. 4)
+    refine_t2i: bool  # visual queries over text keys refined
+    visual: bool  # has visual tokens at all
+    help: str
+
+    @property
+    def uses_label_words(self) -> bool:
+        return self.refine_i2t or self.refine_t2i
+
+
+VARIANT_SPECS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("cat", True, True, True, "CAT-MNER: refined I2T and T2I"),
+        Variant("i2t", True, False, True, "w/o T2I refinement"),
+        Variant("t2i", False, True, True, "w/o I2T refinement"),
+        Variant("mm", False, False, True, "no refinement: self-attention over [text; visual]"),
+        Variant("text", False, False, False, "text only (no visual tokens)"),
+    )
+}
+VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
 R_TRANSFORMERS: tuple[str, ...] = ("auto", "loop", "intercept")
 TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (tests)
     hidden_size=32,
@@ -71,7 +100,7 @@ TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (te
 )
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(CatmnerError):
     """A model directory that is not ours, is incomplete, or has another format version."""
 
 
@@ -150,16 +179,16 @@ class CatMnerConfig:
 
     @property
     def refine_i2t(self) -> bool:
-        return self.variant in ("cat", "i2t")
+        return VARIANT_SPECS[self.variant].refine_i2t
 
     @property
     def refine_t2i(self) -> bool:
-        return self.variant in ("cat", "t2i")
+        return VARIANT_SPECS[self.variant].refine_t2i
 
     @property
     def visual_source(self) -> str:
         """The visual source in effect: "none" for the text variant, else ``visual``."""
-        return "none" if self.variant == "text" else self.visual
+        return self.visual if VARIANT_SPECS[self.variant].visual else "none"
 
     @property
     def uses_image(self) -> bool:
@@ -238,7 +267,11 @@ def load_tokenizer(text_encoder: str) -> Any:
     """The tokenizer of a text encoder spec ("tiny" uses the MiniLM vocabulary)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(encoder_path(text_encoder))
+    path = encoder_path(text_encoder)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)  # never code from a model dir
+    except ValueError as e:
+        raise _remote_code_error(path, e) from None
 
 
 def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[nn.Module, Any]:
@@ -255,7 +288,9 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
         hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load; our commands show their own
         try:
-            encoder = AutoModel.from_pretrained(path)
+            encoder = AutoModel.from_pretrained(path, trust_remote_code=False)
+        except ValueError as e:
+            raise _remote_code_error(path, e) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
@@ -916,6 +951,7 @@ class CatMner(nn.Module):
             "config": asdict(self.cfg),
             "encoder_config": self.encoder.config.to_dict(),
             "labels": list(LABELS),
+            "weights_sha256": _sha256(out / "model.safetensors"),  # checked by from_pretrained
         }
         atomic_write_text(out / "config.json", json.dumps(meta, indent=1, default=str))
         return out
@@ -950,8 +986,15 @@ class CatMner(nn.Module):
         if not isinstance(words, dict) or not isinstance(words.get("words"), list):
             raise ModelFormatError(f"{d / 'label_words.json'}: expected {{'words': [...]}}")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(d))
-        except (OSError, ValueError) as e:
+            tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)  # no auto_map code
+        except ValueError as e:
+            if "custom code" not in str(e):
+                raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
+            raise ModelFormatError(
+                f"{d / 'tokenizer_config.json'}: asks to run Python code from the model directory (auto_map); "
+                "catmner never runs such code: set tokenizer_class to a transformers tokenizer"
+            ) from None
+        except OSError as e:
             raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
         encoder = AutoModel.from_config(enc_config)
         _drop_pooler(encoder)
@@ -961,6 +1004,14 @@ class CatMner(nn.Module):
             state = load_file(str(d / "model.safetensors"), device=str(map_location))
         except (OSError, SafetensorError) as e:
             raise ModelFormatError(f"{d / 'model.safetensors'}: cannot read weights ({e})") from None
+        want = meta.get("weights_sha256")  # absent in directories saved before it was recorded
+        if want is not None:
+            got = _sha256(d / "model.safetensors")
+            if got != want:
+                raise ModelFormatError(
+                    f"{d / 'model.safetensors'}: sha256 {got[:12]}... differs from the {want[:12]}... recorded in "
+                    "config.json: the weights file is damaged or was changed; restore or retrain the model"
+                )
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ModelFormatError(
@@ -991,6 +1042,25 @@ def _version() -> str:
     from catmner_model import __version__
 
     return __version__
+
+
+def _remote_code_error(path: str, exc: ValueError) -> Exception:
+    """transformers refusing an auto_map (trust_remote_code=False) as one line; other errors unchanged."""
+    if "custom code" not in str(exc):
+        return exc
+    return ModelFormatError(
+        f"{path}: asks to run Python code from the model files (auto_map); catmner never does"
+    )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _read_json(path: Path, what: str) -> Any:

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from catmner_model.data import Entity, Tweet
+from catmner_model.errors import CatmnerError
 
 # Tweet tokenisation close to the benchmark files: URLs, @mentions, #hashtags, HTML entities (split as
 # "&amp" ";" like Twitter-2015), numbers with separators, words with inner apostrophes/hyphens, ellipses,
@@ -40,7 +41,7 @@ _TOKEN_RE = re.compile(
 )
 
 
-class PredictError(ValueError):
+class PredictError(CatmnerError):
     """Bad prediction input (empty tweet, bad JSONL line, unusable model directory): one line for the user."""
 
 
@@ -68,7 +69,7 @@ def predict_examples(
     Examples are sorted by length so that each batch pads little; ``model.decode`` returns, per tweet, the
     greedy non-overlapping spans with scores.
     """
-    from catmner_model.train import to_device
+    from catmner_model.batching import to_device
 
     device = torch.device(device)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].tweet.tokens))
@@ -96,6 +97,35 @@ class PredictInput:
     image: str | None = None  # image path, or None
     text: str | None = None  # the raw text, when given
     caption: str | None = None  # the image's caption, when given
+    where: str = ""  # file:line it came from (JSONL), for warnings
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def image_problem(
+    image: str, image_dir: str | os.PathLike[str] | None = None, exists: bool = True
+) -> str | None:
+    """Why an input's image file will not be read (None: it will): not an image file name, outside the
+    allowed ``image_dir`` (when one is given), or not a file."""
+    path = Path(image)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"image {image!r} is not an image file name ({', '.join(IMAGE_SUFFIXES)})"
+    if image_dir is not None and not path.resolve().is_relative_to(Path(image_dir).resolve()):
+        return f"image {image!r} is outside the image directory {image_dir}"
+    if exists and not path.is_file():
+        return f"image {image!r} not found"
+    return None
+
+
+def count_truncated(collate: Any, token_lists: Iterable[Sequence[str]]) -> dict[str, int]:
+    """Tweets longer than the model's max_length pieces and their words past it (never predicted)."""
+    tweets = words = 0
+    for tokens in token_lists:
+        cut = len(tokens) - len(collate.encode_words(tokens)[1])
+        tweets += cut > 0
+        words += cut
+    return {"tweets": tweets, "words": words}
 
 
 def entity_json(tokens: Sequence[str], ent: Entity) -> dict[str, Any]:
@@ -109,14 +139,20 @@ def entity_json(tokens: Sequence[str], ent: Entity) -> dict[str, Any]:
     }
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[PredictInput]:
+def read_jsonl(
+    path: str | os.PathLike[str],
+    image_dir: str | os.PathLike[str] | None = None,
+    warnings: list[str] | None = None,
+) -> list[PredictInput]:
     """Read prediction inputs: one JSON object per line, ``{"text": ..., "image": ...}`` or ``{"tokens": [...]}``.
 
-    Relative image paths are taken relative to the JSONL file. Errors name the file and line.
+    Relative image paths are taken relative to the JSONL file. Errors name the file and line. An image that
+    will not be read (`image_problem`) is dropped from its line with a warning appended to ``warnings``
+    (naming file and line); without a ``warnings`` list it is an error. A UTF-8 BOM is accepted.
     """
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise PredictError(f"{p}: not found") from None
     except UnicodeDecodeError as exc:
@@ -136,10 +172,17 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[PredictInput]:
             raise PredictError(f"{p}:{n}: 'image' must be a path string")
         if image and not os.path.isabs(image):
             image = str(p.parent / image)
+        if image and (problem := image_problem(image, image_dir, exists=False)):
+            if warnings is None:
+                raise PredictError(f"{p}:{n}: {problem}")
+            warnings.append(f"{p}:{n}: {problem}: predicted without an image")
+            image = None
         caption = obj.get("caption")
         if caption is not None and not isinstance(caption, str):
             raise PredictError(f"{p}:{n}: 'caption' must be a string")
-        items.append(make_input(obj.get("text"), obj.get("tokens"), image, where=f"{p}:{n}", caption=caption))
+        item = make_input(obj.get("text"), obj.get("tokens"), image, where=f"{p}:{n}", caption=caption)
+        item.where = f"{p}:{n}"
+        items.append(item)
     return items
 
 
@@ -277,10 +320,28 @@ class Predictor:
         return None if cache is None else cache.get(Path(image))
 
     def predict(
-        self, inputs: Iterable[PredictInput], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
+        self,
+        inputs: Iterable[PredictInput | str | Sequence[str]],
+        images: Sequence[str | os.PathLike[str] | None] | None = None,
+        captions: Sequence[str | None] | None = None,
+        batch_size: int = PREDICT_BATCH_SIZE,
+        progress: bool = False,
     ) -> list[list[dict]]:
-        """Entities (JSON dicts) for each input, in order."""
-        items = list(inputs)
+        """Entities (JSON dicts) for each input, in order. An input is raw text, a list of tokens or a
+        `PredictInput`; ``images`` / ``captions`` (one per input, None where absent) go with text or tokens."""
+        raw = list(inputs)
+        for name, extra in (("images", images), ("captions", captions)):
+            if extra is not None and len(extra) != len(raw):
+                raise PredictError(f"{name}: {len(extra)} given for {len(raw)} inputs")
+        items = []
+        for i, x in enumerate(raw):
+            if isinstance(x, PredictInput):
+                items.append(x)
+                continue
+            image = None if images is None or images[i] is None else str(images[i])
+            caption = None if captions is None else captions[i]
+            text, tokens = (x, None) if isinstance(x, str) else (None, list(x))
+            items.append(make_input(text, tokens, image, where=f"input {i}", caption=caption))
         examples = []
         for i, item in enumerate(items):
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
@@ -301,15 +362,62 @@ class Predictor:
         return self.predict([make_input(None, list(tokens), image, where="tokens", caption=caption)])[0]
 
     def predict_jsonl(
-        self, path: str | os.PathLike[str], batch_size: int = PREDICT_BATCH_SIZE, progress: bool = False
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int = PREDICT_BATCH_SIZE,
+        progress: bool = False,
+        *,
+        image_dir: str | os.PathLike[str] | None = None,
+        strict: bool = False,
+        warnings: list[str] | None = None,
     ) -> list[dict]:
-        """One result per JSONL line: ``{"tokens", "entities"}`` (plus ``text`` when given)."""
-        items = read_jsonl(path)
-        results = self.predict(items, batch_size=batch_size, progress=progress)
+        """One result per JSONL line: ``{"tokens", "entities", "truncated_words"}`` (plus ``text`` when given).
+
+        Each line stands alone: an image that is missing, not an image file name, outside ``image_dir`` (when
+        given) or unreadable is a warning (appended to ``warnings``) and that tweet is predicted without it;
+        ``strict`` makes the first such line an error instead. ``truncated_words``: words past the model's
+        max_length pieces, never predicted."""
+        notes: list[str] = []
+        items = read_jsonl(path, image_dir, notes)
+        examples = []
+        for i, item in enumerate(items):
+            if item.image and (problem := image_problem(item.image)):
+                notes.append(f"{item.where}: {problem}: predicted without an image")
+                item.image = None
+            tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
+            ex = self.example(tweet, item.image, item.caption)
+            if item.image and self.uses_images and ex.image_features is None and ex.image_file is None:
+                notes.append(
+                    f"{item.where}: image {item.image!r} is not a readable image: predicted without it"
+                )
+            if self.uses_captions and ex.caption is None:
+                hint = "" if item.image is None else " (an image alone needs --captioner for this model)"
+                notes.append(f"{item.where}: no caption{hint}: predicted with the no-caption token")
+            examples.append(ex)
+        prefix = f"{Path(path)}:"
+        notes.sort(key=lambda m: int(m[len(prefix) :].split(":", 1)[0]))  # in line order
+        if strict and notes:
+            raise PredictError(
+                f"{notes[0].split(': predicted without')[0]} (--strict; {len(notes)} such line(s))"
+            )
+        if warnings is not None:
+            warnings.extend(notes)
+        preds = predict_examples(
+            self.model, examples, self.collate, batch_size, self.device, progress=progress
+        )
+        results = [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
         out = []
         for item, ents in zip(items, results, strict=True):
-            row: dict[str, Any] = {"tokens": item.tokens, "entities": ents}
+            cut = count_truncated(self.collate, [item.tokens])["words"]
+            row: dict[str, Any] = {"tokens": item.tokens, "entities": ents, "truncated_words": cut}
             if item.text is not None:
                 row = {"text": item.text, **row}
             out.append(row)
         return out
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], device: str | torch.device | None = None, **kw: Any
+) -> Predictor:
+    """A saved model directory, ready to predict: ``load_model(path).predict(texts, images=, captions=)``."""
+    return Predictor(model_dir, device=device, **kw)

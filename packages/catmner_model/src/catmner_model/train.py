@@ -23,6 +23,7 @@ only rank 0 writes files.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +42,8 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from catmner_model.atomic import atomic_write_json
+from catmner_model.atomic import atomic_write_json, write_failure, write_hint
+from catmner_model.batching import to_device  # noqa: F401  (re-exported: used here and by callers)
 from catmner_model.data import (
     Tweet,
     catmner_home,
@@ -48,18 +51,19 @@ from catmner_model.data import (
     resolve_data_dir,
     resolve_image_dir,
 )
+from catmner_model.errors import CatmnerError
 from catmner_model.provenance import environment_info, git_info
 
 CHECKPOINT_FORMAT = "catmner-train-checkpoint"
 CHECKPOINT_VERSION = 1
 RUN_RECORD_SCHEMA = "catmner-run/1"
 TRAINING_SIDECAR = "training.json"  # in a model directory: image encoder + training config (optional file)
-VARIANTS = ("cat", "mm", "i2t", "t2i", "text")
+LABEL_WORD_VARIANTS = ("cat", "i2t", "t2i")  # the variants whose attention label words refine
 # config fields that do not change the result: they may differ between a run and its resumption
 _NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
 
 
-class TrainError(ValueError):
+class TrainError(CatmnerError):
     """A training run that cannot start or resume; the message is one line for the user."""
 
 
@@ -117,6 +121,48 @@ def replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def caught_writes(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a function writing into a run directory (its first Path argument): a read-only target, a full
+    disk or a refused permission becomes one TrainError line; its half-written temp folders are removed
+    (complete files and the last checkpoint are never touched before their replacement is complete)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            reason = write_failure(exc)
+            if reason is None:
+                raise
+            target = next((a for a in args if isinstance(a, Path)), None)
+            if target is not None and target.is_dir():
+                for tmp in (target / ".model.tmp", *target.glob(".ckpt-epoch-*.tmp")):
+                    shutil.rmtree(tmp, ignore_errors=True)
+            where = getattr(exc, "filename", None) or target
+            raise TrainError(
+                f"{where}: cannot write ({reason}); {write_hint(reason)}: the last complete checkpoint is intact"
+            ) from None
+
+    return wrapper
+
+
+def check_writable(output: Path) -> None:
+    """Fail before any work when the run directory could not be written. Nothing is created here: the
+    directory is made when its first file is written."""
+    probe = output
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise TrainError(f"{probe}: is a file, not a directory; choose another --output")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        reason = "read-only file system" if read_only else "permission denied"
+        raise TrainError(f"{probe}: cannot write ({reason}); {write_hint(reason)}")
+
+
+_write_json = caught_writes(atomic_write_json)
 
 
 def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
@@ -484,22 +530,6 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
         raise TrainError(f"model config: {exc}") from None
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Move a Batch to ``device`` (its own ``.to`` if it has one)."""
-    if device.type == "cpu":
-        return batch
-    if hasattr(batch, "to"):
-        return batch.to(device)
-    if dataclasses.is_dataclass(batch):
-        changes = {
-            f.name: getattr(batch, f.name).to(device)
-            for f in dataclasses.fields(batch)
-            if isinstance(getattr(batch, f.name), torch.Tensor)
-        }
-        return dataclasses.replace(batch, **changes)
-    return batch
-
-
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
@@ -534,6 +564,7 @@ def read_checkpoint_state(output: Path) -> tuple[Path, dict[str, Any]] | None:
     return folder, state
 
 
+@caught_writes
 def save_checkpoint(
     output: Path,
     model: torch.nn.Module,
@@ -571,19 +602,35 @@ def load_checkpoint(
     """Load weights, optimizer and scheduler state in place (safe loaders only); returns per-rank RNG states."""
     from safetensors.torch import load_model
 
+    current = folder / "model.safetensors"
     try:
-        load_model(unwrap(model), str(folder / "model.safetensors"), strict=True)
-        blob = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        load_model(unwrap(model), str(current), strict=True)
+        current = folder / "trainer.pt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the error below says enough
+            blob = torch.load(current, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
     except Exception as exc:  # noqa: BLE001 - anything unloadable here is "not our checkpoint / damaged"
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TrainError(
-            f"{folder}: checkpoint does not match this model or is damaged ({msg[:200]})"
+            f"{current}: checkpoint does not match this model or is damaged ({_load_reason(exc)}); "
+            f"start over with another --output (or delete {folder.parent})"
         ) from None
     return blob["rng"]
 
 
+def _load_reason(exc: BaseException) -> str:
+    """A short reason for an unloadable checkpoint file, without torch's advice to load it unsafely."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
+        return f"it holds more than tensors: {detail}"
+    if "central directory" in text or "zip archive" in text:
+        return "truncated or not a torch file"
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+@caught_writes
 def save_best_model(model: torch.nn.Module, output: Path, config: TrainConfig) -> None:
     """Save the model to OUTPUT/model atomically (written beside it, then swapped in), with a small
     ``training.json`` naming the image encoder whose features it was trained on (Predictor reads it)."""
@@ -616,11 +663,14 @@ def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
     """Validate the run directory: fresh, or holding our checkpoint of the same config. Returns its state."""
     found = read_checkpoint_state(output) if output.exists() else None
     if found is None:
-        if output.exists() and any(p for p in output.iterdir() if not p.name.startswith(".")):
+        if output.exists() and any(p for p in output.iterdir() if not p.name.startswith(".") and not _own(p)):
             raise TrainError(
                 f"{output}: exists, is not empty and holds no catmner checkpoint; choose another --output"
             )
         return None
+    if found[1].get("label_words_checksum"):  # resumable under another --labels naming the same words
+        recorded = found[1].get("config_fingerprint", {})  # (_train compares the resolved words' checksums)
+        config = dataclasses.replace(config, labels=recorded.get("labels"), db=recorded.get("db"))
     folder, state = found
     before = dict(state.get("config_fingerprint", {}))
     now = json.loads(json.dumps(config_fingerprint(config), default=str))
@@ -636,6 +686,25 @@ def _check_output(output: Path, config: TrainConfig) -> dict[str, Any] | None:
         )
     state["_folder"] = str(folder)
     return state
+
+
+def _own(path: Path) -> bool:
+    """Whether a run directory entry is catmner's own output of a run that died before its first checkpoint
+    (e.g. on a full disk): the best model so far, the log, the label words, a checkpoint folder. A new start replaces them."""
+    if path.name in ("log.json", "label_words.json") or (
+        path.name.startswith("ckpt-epoch-") and path.is_dir()
+    ):
+        return True
+    if path.name != "model" or not path.is_dir():
+        return False
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("format") == "catmner-model"
+    except FileNotFoundError:
+        return all(
+            p.name.startswith(".") or p.suffix in (".json", ".safetensors", ".txt") for p in path.iterdir()
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def run_epoch(
@@ -716,6 +785,8 @@ def train(
     to overfit a handful of tweets. ``on_epoch_end(epoch, log_entry)`` is called on every rank after the
     epoch's checkpoint is complete (an exception there stops the run, as a kill would).
     """
+    from catmner_model.modeling import VARIANTS
+
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
     from catmner_model.visual import VISUAL_SOURCES
@@ -729,6 +800,11 @@ def train(
     grid = "grid" in effective_visual(config).split("+")
     if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
         raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
+    if config.labels and config.variant not in LABEL_WORD_VARIANTS:
+        raise TrainError(
+            f"variant {config.variant!r} uses no label words: drop --labels {config.labels} "
+            f"(label words refine attention in {', '.join(LABEL_WORD_VARIANTS)})"
+        )
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
     info = setup_distributed()
@@ -746,6 +822,7 @@ def _train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     from catmner_model.modeling import CatMner, create_model
+    from catmner_model.predict import count_truncated
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -770,9 +847,16 @@ def _train(
     if status == "error":
         raise TrainError(prior)
     if info.is_main:
-        output.mkdir(parents=True, exist_ok=True)
+        check_writable(output)  # created at its first write, so a failed start leaves no empty folder
 
     label_words = load_label_words(config)
+    words_sum = getattr(label_words, "checksum", None)  # recorded in every checkpoint; resumes must match it
+    if prior is not None and prior.get("label_words_checksum", words_sum) != words_sum:
+        raise TrainError(
+            f"{output}: this run started with label words {str(prior['label_words_checksum'])[:12]} but --labels "
+            f"{config.labels} now gives {str(words_sum)[:12]}; to resume with the words it started with, pass "
+            f"--labels {output / 'label_words.json'}, or start afresh with another --output"
+        )
     splits = load_splits(config, data)
     _, split_examples, image_stats, feature_dim = prepare_visual(config, splits, info, show)
 
@@ -781,6 +865,9 @@ def _train(
     model = create_model(model_cfg, label_words if label_words is not None else ())
     model.to(device)
     collate = model.collator()
+    truncated = {k: count_truncated(collate, (t.tokens for t in v)) for k, v in splits.items()}
+    if show and any(c["words"] for c in truncated.values()):
+        tqdm.write(f"note: words past max_length pieces are never predicted: {truncated} (in log.json)")
 
     examples = split_examples["train"]
     lengths = [len(t.tokens) for t in splits["train"]]
@@ -859,9 +946,14 @@ def _train(
                 "log": log,
                 "config_fingerprint": json.loads(json.dumps(config_fingerprint(config), default=str)),
                 "world_size": info.world_size,
+                "label_words_checksum": words_sum,
             }
+            if label_words is not None:  # the words this run trains on, reusable with --labels on a resume
+                _write_json(output / "label_words.json", label_words.to_json())
             save_checkpoint(output, model, optimizer, scheduler, state, rngs)
-            atomic_write_json(output / "log.json", {"image_stats": image_stats, "epochs": log})
+            _write_json(
+                output / "log.json", {"image_stats": image_stats, "truncated": truncated, "epochs": log}
+            )
             if show:
                 tqdm.write(
                     f"{desc}: loss {loss:.4f}  valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})"
@@ -904,6 +996,7 @@ def _train(
         "train_seconds_per_epoch": [e["train_seconds"] for e in log],
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "image_stats": image_stats,
+        "truncated": truncated,  # per split: tweets past max_length pieces and their words never predicted
         "label_words": _label_words_info(label_words),
         "data_checksums": _data_checksums(config, data),
         "git": git_info(),
@@ -912,7 +1005,7 @@ def _train(
         **environment_info(),
     }
     if info.is_main:
-        atomic_write_json(output / "run.json", record)
+        _write_json(output / "run.json", record)
         if show:
             tqdm.write(
                 f"best epoch {best_epoch}: valid F1 {metrics['valid']['lenient']['f1']:.2f}, "

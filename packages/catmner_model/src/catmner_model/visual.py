@@ -357,7 +357,7 @@ class VisualSource:
             return Path(image)
         if self.dataset is None or self.image_dir is None:
             return None
-        return image_path(self.dataset, tweet.imgid, self.image_dir)
+        return image_path(self.dataset, tweet.imgid, self.image_dir, tweet.where)
 
     def _caption(self, tweet: Tweet, image: Path | None, caption: str | None) -> str | None:
         if caption is not None:

@@ -62,8 +62,15 @@ def build(
         ),
     ] = None,
     vectors: Annotated[
-        Path | None, typer.Option("--vectors", help="word2vec/GloVe/.kv vectors (default GloVe 6B-50d).")
+        Path | None,
+        typer.Option(
+            "--vectors", help="word2vec .bin/text, GloVe text or X.npy+X.words.json (default GloVe 6B-50d)."
+        ),
     ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Allow a gensim .kv --vectors file (a pickle: it can run code)."),
+    ] = False,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Words per label (default 10).")] = None,
     scheme: Annotated[
         Path | None, typer.Option("--scheme", help="Label scheme JSON (default: packaged scheme).")
@@ -84,20 +91,31 @@ def build(
         bool, typer.Option("--offline", help="Answer web sources from the cache only.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Build anew even if an identical build is in the store.")
+    ] = False,
 ) -> None:
-    """Expand every label of the scheme from one source and store it as a new build."""
+    """Expand every label of the scheme from one source and store it as a new build (an identical earlier
+    build - same inputs, parameters and kb-expand code - is reused instead, unless --force)."""
     from .build import BuildConfig, run_build
     from .web import HttpConfig
 
     cfg = BuildConfig(
         source=source.value, top_k=top_k, scheme=str(scheme) if scheme else None, vg=str(vg) if vg else None,
         conceptnet_dump=str(conceptnet_dump) if conceptnet_dump else None, conceptnet_url=conceptnet_url,
-        relatedwords_url=relatedwords_url, vectors=str(vectors) if vectors else None,
+        relatedwords_url=relatedwords_url, vectors=str(vectors) if vectors else None, trust_pickle=trust_pickle,
         http=HttpConfig(timeout=timeout, retries=retries, min_interval=rate_limit, offline=offline),
-        progress=not quiet,
+        progress=not quiet, force=force,
     )  # fmt: skip
     res = run_build(cfg, db)
     note = f"; missing: {', '.join(res.missing)}" if res.missing else ""
+    if res.reused:
+        typer.echo(
+            f"build {res.build_id}: reused: the identical {res.source} build of {res.created_at} (same inputs, "
+            f"parameters and kb-expand code), {sum(map(len, res.labels.values()))} words{note}; "
+            "--force builds anew"
+        )
+        return
     typer.echo(
         f"build {res.build_id}: {res.source}, {len(res.labels)} labels, "
         f"{sum(map(len, res.labels.values()))} words in {res.duration_s:.1f} s{note}"
@@ -127,9 +145,11 @@ def show(
     build: Annotated[str, typer.Argument(help="Build id or source name (latest build of it).")],
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only this label.")] = None,
     db: DbOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output with the full evidence records.")
+    ] = False,
 ) -> None:
-    """Show a build's words with scores and evidence."""
+    """Show a build's words with scores and, per word, one phrase of evidence (--json: the full records)."""
     from .report import show_build
 
     d = show_build(build, db, label)
@@ -147,8 +167,7 @@ def show(
         if w["label"] != current:
             current = w["label"]
             typer.echo(f"\n{current} ({w['entity_type']})")
-        ev = json.dumps(w["evidence"], ensure_ascii=False, sort_keys=True)
-        typer.echo(f"  {w['rank']:>2}. {w['word']:<20} {w['score']:>9.4f}  {ev}")
+        typer.echo(f"  {w['rank']:>2}. {w['word']:<18} {w['score']:>7.3f}  {w['summary']}")
 
 
 @app.command()

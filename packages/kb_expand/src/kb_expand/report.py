@@ -26,7 +26,18 @@ def show_build(spec: str, db: str | Path | None = None, label: str | None = None
             from .errors import KbxError
 
             raise KbxError(f"build {build['id']} has no label {label!r} (labels: {', '.join(r['label'] for r in labels)})")  # fmt: skip
-        return {"build": build, "labels": labels, "words": store.word_rows(build["id"], label)}
+        words = store.word_rows(build["id"], label)
+    vectors = _vectors_of(build["params"])
+    for w in words:
+        w["summary"] = summarize_evidence(build["source"], w["evidence"], vectors)
+    return {"build": build, "labels": labels, "words": words}
+
+
+def _vectors_of(params: dict) -> str | None:
+    """The word vectors a build used (its own parameter, or that of its fused embeddings source)."""
+    if "vectors" in params:
+        return params["vectors"]
+    return (params.get("sources") or {}).get("embeddings", {}).get("vectors")
 
 
 def diff_builds(a: str, b: str, db: str | Path | None = None) -> dict:
@@ -60,10 +71,8 @@ def format_diff(d: dict) -> str:
 def _collect(specs: list[str], db) -> list[dict]:
     with Store.open(db, create=False) as store:
         if not specs:
-            latest = {}
-            for b in store.builds():
-                latest[b["source"]] = b
-            builds = list(latest.values())
+            sources = dict.fromkeys(b["source"] for b in store.builds())
+            builds = [store.resolve_build(source) for source in sources]
         else:
             builds = [store.resolve_build(s) for s in specs]
         return [
@@ -119,11 +128,81 @@ def _short(value: object) -> str:
 def _short_evidence(source: str, ev: dict) -> str:
     if source == "visualgenome":
         if ev.get("role") == "seed":
-            return f"seed, cos {ev['cosine']:.2f}"
+            return f"seed, rel. {ev.get('relatedness', ev.get('cosine', 0.0)):.2f}"
+        if "npmi" in ev:
+            return f"npmi {ev['npmi']:.2f}, {ev['cooccurrences']} rel. to seeds"
         return f"{ev['cooccurrences']} rel. to seeds"
     if source == "textual":
-        return "+".join(ev.get("sources", []))
+        return "+".join(ev.get("support", ev.get("sources", [])))
     return ""
+
+
+def _wordnet_phrase(ev: dict) -> str:
+    """'hyponym of organization.n.01' from a wordnet candidate's evidence (relation, path)."""
+    path = str(ev.get("path", ""))
+    relation = ev.get("relation", "")
+    if relation == "derivation":
+        return f"derived from {path.split(' ~ ')[0]}"
+    steps = [p.strip() for p in path.replace("<", ">").split(">")]
+    if relation == "synonym":
+        return f"synonym in {steps[0]}"
+    if relation == "hypernym":
+        return f"hypernym of {steps[0]}"
+    if relation == "hyponym2" and len(steps) == 3:
+        return f"hyponym of {steps[0]} (via {steps[1]})"
+    return f"{relation} of {steps[0]}"
+
+
+def _edge_phrase(edge: str) -> str:
+    """'dog IsA animal' from a ConceptNet evidence edge 'dog IsA animal (line 12)'."""
+    return edge.rsplit(" (", 1)[0].replace("_", " ")
+
+
+def summarize_evidence(source: str, ev: dict, vectors: str | None = "glove-6b-50d") -> str:
+    """One short phrase per word: why the source proposed it (the full record is in `kbx show --json`)."""
+    cos_name = "glove cos" if vectors in (None, "glove-6b-50d") else "vector cos"
+    parts: list[str] = []
+    if source == "textual":
+        sense = ev.get("sense") or {}
+        if "wordnet" in ev:
+            parts.append("wordnet: " + _wordnet_phrase(ev["wordnet"]))
+        elif "kind_of" in sense:
+            kind = sense["kind_of"]
+            parts.append(f"wordnet: {sense['synset']} is {kind}" if kind == sense["synset"] else
+                         f"wordnet: {sense['synset']} is a kind of {kind}")  # fmt: skip
+        elif "gloss_names" in sense:
+            parts.append(f'wordnet: gloss of {sense["synset"]} names "{sense["gloss_names"]}"')
+        if ev.get("conceptnet", {}).get("edges"):
+            parts.append("conceptnet: " + _edge_phrase(ev["conceptnet"]["edges"][0]))
+        if "cosine" in ev:
+            parts.append(f"{cos_name} {ev['cosine']:.2f}")
+        elif "embeddings" in ev:
+            parts.append(f"{cos_name} {ev['embeddings'].get('cosine', 0.0):.2f}")
+        support = ev.get("support")
+        if support is not None:
+            parts.append(f"{len(support)} of 3 sources agree" if len(support) > 1 else "1 source")
+    elif source == "wordnet":
+        parts.append(_wordnet_phrase(ev))
+        parts.append(f"{ev.get('count', 0)} tagged uses")
+    elif source == "conceptnet":
+        parts += [_edge_phrase(e) for e in ev.get("edges", [])[:2]]
+    elif source == "embeddings":
+        parts.append(f"{cos_name} {ev.get('cosine', 0.0):.2f}")
+        if "nearest_seed" in ev:
+            parts.append(f"nearest seed {ev['nearest_seed']} {ev.get('seed_cosine', 0.0):.2f}")
+    elif source == "relatedwords":
+        parts.append(f"related words rank {ev.get('api_rank')} ({ev.get('from', '')})")
+    elif source == "visualgenome":
+        if ev.get("role") == "seed":
+            rel = ev.get("relatedness", ev.get("cosine", 0.0))
+            parts.append(f"seed: related to the label {rel:.2f} ({cos_name} {ev.get('cosine', rel):.2f})")
+        else:
+            via = sorted((ev.get("via") or {}).items(), key=lambda t: (-t[1], t[0]))
+            with_ = ", ".join(f"{s} {n}" for s, n in via[:3])
+            parts.append(f"{ev.get('cooccurrences', 0)} relationships with seeds ({with_})")
+            if "npmi" in ev:
+                parts.append(f"npmi {ev['npmi']:.2f}, related to the label {ev.get('relatedness', 0.0):.2f}")
+    return "; ".join(p for p in parts if p)
 
 
 def _markdown(data: list[dict], command: str) -> str:

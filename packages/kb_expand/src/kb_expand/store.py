@@ -2,7 +2,9 @@
 
 Tables (created by numbered migrations, each applied in a transaction and recorded in `_migrations`):
   builds(id, source, scheme, params JSON, inputs JSON {name: sha256}, created_at, tool_version, checksum,
-         n_labels, n_words, duration_s, missing JSON)
+         n_labels, n_words, duration_s, missing JSON, build_key, seq)
+         build_key: sha256 of everything the build was made from (a rerun with the same key reuses it);
+         seq: the newest written-or-reused build of a source is the one its name resolves to
   labels(build_id, position, label, entity_type, seeds JSON)
   label_words(build_id, label, rank, word, score, source, evidence JSON)
   http_cache(key, url, status, body, fetched_at)        web responses, so a second build makes no request
@@ -53,6 +55,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)""",
         ],
     ),
+    (
+        2,
+        "build reuse: build_key (what a build was made from) and seq (which build of a source is current)",
+        [
+            "ALTER TABLE builds ADD COLUMN build_key TEXT",
+            "ALTER TABLE builds ADD COLUMN seq INTEGER",
+            "UPDATE builds SET seq = id",
+            "CREATE INDEX builds_key ON builds(build_key)",
+        ],
+    ),
 ]
 
 
@@ -70,6 +82,24 @@ class LabelResult:
     entity_type: str  # PER/LOC/ORG/MISC
     seeds: list[str]  # seed terms used
     words: list[WordRow]  # ranked words (rank = position + 1)
+
+
+class StoreLocked(KbxError):
+    """Another process held the store's write lock for longer than the lock timeout."""
+
+
+def lock_timeout() -> float:
+    """Seconds a write waits for another process's lock on the store: $KBX_LOCK_TIMEOUT, default 60."""
+    try:
+        return max(0.0, float(os.environ.get("KBX_LOCK_TIMEOUT") or 60))
+    except ValueError:
+        raise KbxError(f"KBX_LOCK_TIMEOUT={os.environ['KBX_LOCK_TIMEOUT']!r}: expected seconds") from None
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite_utils.db.sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
 
 
 def _now() -> str:
@@ -93,7 +123,8 @@ class Store:
             )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            database = sqlite_utils.Database(path)
+            conn = sqlite_utils.db.sqlite3.connect(str(path), timeout=lock_timeout())  # waits, then retries
+            database = sqlite_utils.Database(conn)
             store = cls(database, path)
             store.migrate()
         except (OSError, sqlite_utils.db.sqlite3.DatabaseError) as e:
@@ -143,6 +174,7 @@ class Store:
         missing: dict | None = None,
         duration_s: float | None = None,
         on_write: Callable[[str], None] | None = None,
+        build_key: str | None = None,
     ) -> int:
         """Insert one complete build in a single transaction; returns its id.
 
@@ -150,6 +182,20 @@ class Store:
         that interrupt a build mid-write.
         """
         labels = {r.label: [w.word for w in r.words] for r in results}
+        try:
+            return self._write_build(
+                source, scheme, params, inputs, results, missing, duration_s, on_write, labels, build_key
+            )
+        except sqlite_utils.db.sqlite3.OperationalError as e:
+            if not _is_locked(e):
+                raise
+            raise StoreLocked(
+                f"{self.path}: the label-word store stayed locked by another process for {lock_timeout():g} s"
+            ) from e
+
+    def _write_build(
+        self, source, scheme, params, inputs, results, missing, duration_s, on_write, labels, build_key=None
+    ) -> int:
         with self.db.atomic():
             cur = self.db.execute(
                 "INSERT INTO builds (source, scheme, params, inputs, created_at, tool_version, checksum, n_labels,"
@@ -161,6 +207,10 @@ class Store:
                 ],
             )  # fmt: skip
             build_id = int(cur.lastrowid)
+            self.db.execute(
+                "UPDATE builds SET build_key = ?, seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM builds) WHERE id = ?",
+                [build_key, build_id],
+            )
             if on_write:
                 on_write("build")
             for pos, r in enumerate(results):
@@ -187,12 +237,32 @@ class Store:
             raise KbxError(f"{self.path}: no build with id {build_id}")
         return self._build_row(rows[0])
 
+    def find_reusable(self, build_key: str, missing: dict) -> dict | None:
+        """The newest build made from exactly `build_key` with the same missing sources, or None."""
+        rows = self.db.query("SELECT * FROM builds WHERE build_key = ? ORDER BY id DESC", [build_key])
+        for row in rows:
+            row = self._build_row(row)
+            if row["missing"] == missing:
+                return row
+        return None
+
+    def select_build(self, build_id: int) -> None:
+        """Make a build the newest of its source (what the source name resolves to), e.g. when it is reused."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE builds SET seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM builds) WHERE id = ?",
+                [build_id],
+            )
+
     def resolve_build(self, spec: str | int) -> dict:
-        """A build id ("7") or a source name ("textual" -> its latest build)."""
+        """A build id ("7") or a source name ("textual" -> its newest build: the one the last `kbx build` of
+        that source wrote or reused)."""
         spec = str(spec)
         if spec.isdigit():
             return self.get_build(int(spec))
-        rows = list(self.db.query("SELECT * FROM builds WHERE source = ? ORDER BY id DESC LIMIT 1", [spec]))
+        rows = list(
+            self.db.query("SELECT * FROM builds WHERE source = ? ORDER BY seq DESC, id DESC LIMIT 1", [spec])
+        )
         if not rows:
             raise KbxError(f"{self.path}: no '{spec}' build: run `kbx build --source {spec}`")
         return self._build_row(rows[0])
@@ -261,10 +331,15 @@ class Store:
         if rows and rows[0]["size"] == st.st_size and rows[0]["mtime_ns"] == st.st_mtime_ns:
             return rows[0]["sha256"]
         digest = sha256_file(p)
-        with self.db.atomic():
-            self.db["file_checksums"].upsert(
-                {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}, pk="path"
-            )
+        try:
+            with self.db.atomic():
+                self.db["file_checksums"].upsert(
+                    {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest},
+                    pk="path",
+                )
+        except sqlite_utils.db.sqlite3.OperationalError as e:
+            if not _is_locked(e):
+                raise  # locked: the digest is still right, it is only not remembered
         return digest
 
 

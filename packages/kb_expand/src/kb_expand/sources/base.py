@@ -48,10 +48,13 @@ def finalize(
     exclude: Iterable[str] = (),
 ) -> list[Candidate]:
     """Normalise, filter (stop words, non-words, > max_tokens tokens, `keep`), drop the label and plural
-    duplicates (first occurrence wins), sort by score, cut to k."""
+    duplicates (first occurrence wins), sort by score, cut to k.
+
+    Ties are broken by the word (then by the source's order, which every source keeps deterministic), so the
+    result never depends on set or dict iteration order (PYTHONHASHSEED)."""
     banned = excluded_keys(label, exclude)
     best: dict[str, Candidate] = {}
-    for c in sorted(candidates, key=lambda c: -c.score):  # stable: ties keep the source's order
+    for c in sorted(candidates, key=lambda c: (-c.score, normalize(c.word))):  # stable within one word
         word = normalize(c.word)
         key = dedup_key(word)
         if key in banned or key in best or not acceptable(word, max_tokens):

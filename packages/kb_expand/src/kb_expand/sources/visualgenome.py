@@ -6,8 +6,10 @@ plain, .gz or .zip. The top-level array is decoded one image at a time (json.JSO
 1 MiB chunks), so memory is bounded by the graph (distinct names and pairs), not by the file (~2.3M relations).
 
 Graph (networkx): nodes = object names (attribute `count`), undirected edges weighted by the number of
-relationships connecting the two names. Per label: seeds = the top-5 object names most similar (cosine of
-word vectors) to the label, then neighbours = the top-5 other names with the most relationships to the seeds.
+relationships connecting the two names. Per label (see VisualGenomeSource): seeds = the 5 object names most
+related to the label by word vectors, then neighbours = the 5 other names most associated with the seeds in
+the scene graphs (normalised PMI, so objects that are in every picture - window, tree, shirt - do not fill
+every label), weighted by their own relatedness to the label.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
 import os
 import zipfile
 from collections import Counter
@@ -23,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..text import acceptable, dedup_key, excluded_keys, normalize
+from ..errors import InputError, SourceUnavailable
+from ..text import STOP_WORDS, acceptable, dedup_key, excluded_keys, normalize
 from .base import Candidate, Source
 from .embeddings import load_vectors, phrase_vector, vectors_id
 
@@ -196,6 +199,22 @@ def build_graph(path: str | Path, progress: bool = False):
 
 
 class VisualGenomeSource(Source):
+    """Seeds, then neighbours, as in the paper, with two corrections for a 150-object vocabulary:
+
+    relatedness of an object to the label = mean of two cosines to the label's query vector (label + mean of
+    its seed terms): the object name's word vector, and the mean vector of the gloss and hypernym words of the
+    object's first WordNet sense that is not abstract (what the object is in a picture: "board" is a plank,
+    not a committee). Objects mostly used in abstract senses (WordNet lexicographer files, see
+    wordnet.ABSTRACT_LEXNAMES: "part", "number", "background") are never label words.
+    seeds: the `n_seeds` most related objects.
+    neighbours: objects connected to the seeds by at least `min_cooccurrences` relationships, by
+      npmi(o; seeds) x relatedness(o), where npmi = ln(P(o, S) / (P(o) P(S))) / -ln P(o, S) with P(o, S) the
+      share of relationships between o and the seeds and P(o), P(S) the shares of relationship ends at o and
+      at the seeds: association normalised by how common each object is.
+    Without WordNet data the abstract filter and the sense vectors are skipped (the build records it).
+    Ties are broken by the object name.
+    """
+
     name = "visualgenome"
 
     def __init__(
@@ -205,39 +224,100 @@ class VisualGenomeSource(Source):
         n_seeds: int = 5,
         n_neighbours: int = 5,
         progress: bool = False,
+        trust_pickle: bool = False,
+        min_cooccurrences: int = 3,
     ):
+        self.trust_pickle = trust_pickle  # allow a gensim .kv vectors file (a pickle)
         self.vg = Path(vg)  # relationships.json / scene_graphs.json (.gz/.zip)
         self.vectors = vectors  # word vectors for label -> object similarity (None: GloVe 6B-50d)
-        self.n_seeds = n_seeds  # objects most similar to the label
-        self.n_neighbours = n_neighbours  # objects most often connected to those seeds
+        self.n_seeds = n_seeds  # objects most related to the label
+        self.n_neighbours = n_neighbours  # objects most associated with those seeds
         self.progress = progress
+        self.min_cooccurrences = min_cooccurrences  # relationships with the seeds a neighbour needs
         if not self.vg.is_file():
             raise InputError(self.vg, "Visual Genome file not found")
         self.graph = None
         self.n_relationships = 0
+        self.wordnet = self._wordnet_root()  # WordNet data.noun used for senses, or None
+
+    @staticmethod
+    def _wordnet_root() -> str | None:
+        from .wordnet import load_wordnet
+
+        try:
+            return str(Path(str(load_wordnet().root)) / "data.noun")
+        except SourceUnavailable:
+            return None
 
     def params(self) -> dict:
         return {"vg": str(self.vg), "vectors": vectors_id(self.vectors), "n_seeds": self.n_seeds,
                 "n_neighbours": self.n_neighbours, "relationships": self.n_relationships,
-                "objects": self.graph.number_of_nodes() if self.graph is not None else None}  # fmt: skip
+                "objects": self.graph.number_of_nodes() if self.graph is not None else None,
+                "min_cooccurrences": self.min_cooccurrences, "association": "npmi x relatedness",
+                "wordnet_senses": self.wordnet is not None}  # fmt: skip
 
     def inputs(self) -> dict:
-        return {"visualgenome": str(self.vg), "vectors": vectors_id(self.vectors)}
+        out = {"visualgenome": str(self.vg), "vectors": vectors_id(self.vectors)}
+        if self.wordnet is not None:
+            out["wordnet"] = self.wordnet
+        return out
 
     def prepare(self, labels) -> None:
         self.graph, self.n_relationships = build_graph(self.vg, self.progress)
-        kv = load_vectors(self.vectors)
-        self._names = []
-        vecs = []
-        for name in self.graph.nodes:
+        if self.n_relationships == 0:
+            raise InputError(self.vg, "no usable relationship (each needs a subject and an object with a name): "
+                             "empty or not Visual Genome relationships; nothing stored")  # fmt: skip
+        kv = load_vectors(self.vectors, self.trust_pickle)
+        self._kv = kv
+        names, vecs, senses, sense_vecs = [], [], [], []
+        for name in sorted(self.graph.nodes):
             if not acceptable(name, 3):
                 continue
             v = phrase_vector(kv, name)
-            if v is not None:
-                self._names.append(name)
-                vecs.append(v)
-        self._matrix = np.stack(vecs) if vecs else np.zeros((0, kv.vector_size), dtype=np.float32)  # (N, D)
-        self._kv = kv
+            if v is None:
+                continue
+            sense, sv = self._visible_sense(name) if self.wordnet is not None else (None, None)
+            if sense == "abstract":
+                continue
+            names.append(name)
+            vecs.append(v)
+            senses.append(sense)
+            sense_vecs.append(sv if sv is not None else v)
+        if not vecs:
+            raise InputError(
+                self.vg, "no object name has a word vector: nothing to expand from; nothing stored"
+            )
+        empty = np.zeros((0, kv.vector_size), dtype=np.float32)
+        self._names = names  # objects that can be label words, sorted
+        self._index = {n: i for i, n in enumerate(names)}
+        self._matrix = np.stack(vecs) if vecs else empty  # (N, D) unit word vectors
+        self._sense_matrix = np.stack(sense_vecs) if vecs else empty  # (N, D) unit sense vectors
+        self._senses = senses  # synset name of each object's visible sense (None: none found)
+        self._degree = {n: sum(d["weight"] for d in self.graph[n].values()) for n in self.graph.nodes}
+        self._edges = sum(self._degree.values()) / 2  # relationships between two different names
+
+    def _visible_sense(self, name: str) -> tuple[str | None, np.ndarray | None]:
+        """("abstract", None) for a mostly abstract name; else (synset name, unit vector of its gloss and
+        hypernym words) of its first sense outside the abstract lexicographer files, or (None, None)."""
+        import re
+
+        from .wordnet import ABSTRACT_LEXNAMES, abstractness, noun_senses
+
+        if abstractness(name) >= 0.5:
+            return "abstract", None
+        for synset, _ in noun_senses(name):
+            if synset.lexname() in ABSTRACT_LEXNAMES:
+                continue
+            words = [t for t in re.findall(r"[a-z]+", synset.definition().lower()) if t not in STOP_WORDS]
+            words += [w for h in synset.hypernyms() for w in h.lemma_names() if "_" not in w]
+            vs = [
+                self._kv.get_vector(w, norm=True) for w in words if w != name and w in self._kv.key_to_index
+            ]
+            if not vs:
+                return synset.name(), None
+            v = np.mean(vs, axis=0)
+            return synset.name(), v / float(np.linalg.norm(v))
+        return None, None
 
     def query_vector(self, label: str, seeds: Sequence[str]) -> np.ndarray | None:
         """Unit vector of (label + mean of the other seed terms): the label's meaning as the scheme states it."""
@@ -249,45 +329,59 @@ class VisualGenomeSource(Source):
         q = np.sum(parts, axis=0)
         return q / float(np.linalg.norm(q))
 
+    def relatedness(self, query: np.ndarray) -> np.ndarray:
+        """(N,) relatedness of every candidate object to a label's query vector (see the class doc)."""
+        return (self._matrix @ query + self._sense_matrix @ query) / 2
+
     def expand(self, label: str, seeds: Sequence[str], k: int) -> list[Candidate]:
         if self.graph is None:
             self.prepare([])
         query = self.query_vector(label, seeds)
         if query is None:
             return []
-        sims = self._matrix @ query  # (N,)
+        cos, rel = self._matrix @ query, self.relatedness(query)
         banned = excluded_keys(label)
-        chosen: dict[str, float] = {}
-        for i in np.argsort(-sims, kind="stable"):
+        chosen: list[str] = []
+        for i in sorted(range(len(self._names)), key=lambda i: (-float(rel[i]), self._names[i])):
             name = self._names[i]
             key = dedup_key(name)
             if key in banned or any(dedup_key(c) == key for c in chosen):
                 continue
-            chosen[name] = float(sims[i])
+            chosen.append(name)
             if len(chosen) >= self.n_seeds:
                 break
-        out = [
-            Candidate(
-                n, round(s, 4), {"role": "seed", "cosine": round(s, 4), "count": self.graph.nodes[n]["count"]}
-            )
-            for n, s in chosen.items()
-        ]
+        out = []
+        for n in chosen:
+            i = self._index[n]
+            out.append(Candidate(n, round(float(rel[i]), 4), {
+                "role": "seed", "relatedness": round(float(rel[i]), 4), "cosine": round(float(cos[i]), 4),
+                "sense": self._senses[i], "count": self.graph.nodes[n]["count"]}))  # fmt: skip
         taken = {dedup_key(n) for n in chosen} | banned
-        conn: Counter[str] = Counter()
-        via: dict[str, dict[str, int]] = {}
-        for seed in chosen:
-            for nb, attrs in self.graph[seed].items():
-                conn[nb] += attrs["weight"]
-                via.setdefault(nb, {})[seed] = attrs["weight"]
+        seed_degree = sum(self._degree[s] for s in chosen)
+        scored = []
+        for nb in self._names:
+            if dedup_key(nb) in taken:
+                continue
+            via = {s: self.graph[nb][s]["weight"] for s in chosen if self.graph.has_edge(nb, s)}
+            n = sum(via.values())
+            if n < max(self.min_cooccurrences, 1):
+                continue
+            p_joint = n / self._edges
+            pmi = math.log(
+                p_joint / ((self._degree[nb] / (2 * self._edges)) * (seed_degree / (2 * self._edges)))
+            )
+            npmi = pmi / -math.log(p_joint) if p_joint < 1 else 1.0
+            r = float(rel[self._index[nb]])
+            scored.append((npmi * max(r, 0.0), nb, n, npmi, r, via))
         neighbours = []
-        for nb, c in sorted(conn.items(), key=lambda kv: (-kv[1], kv[0])):
+        for score, nb, n, npmi, r, via in sorted(scored, key=lambda t: (-t[0], t[1])):
             key = dedup_key(nb)
-            if key in taken or not acceptable(nb, 3):
+            if key in taken:
                 continue
             taken.add(key)
-            neighbours.append(
-                Candidate(nb, float(c), {"role": "neighbour", "cooccurrences": c, "via": via[nb]})
-            )
+            neighbours.append(Candidate(nb, round(score, 4), {
+                "role": "neighbour", "cooccurrences": n, "npmi": round(npmi, 4), "relatedness": round(r, 4),
+                "via": via}))  # fmt: skip
             if len(neighbours) >= self.n_neighbours:
                 break
         return (out + neighbours)[: max(k, 0)] if k else out + neighbours

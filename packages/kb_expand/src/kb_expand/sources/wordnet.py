@@ -75,11 +75,12 @@ def _debian_dir() -> Path | None:
     return None
 
 
-def _index_cache(root, name: str, compute, result):
-    """Pickle of a parsed WordNet index under $CATMNER_HOME/cache, keyed by the data files' sizes and mtimes
-    (NLTK's line-by-line parse of index.* is most of a warm build's start-up)."""
+def _index_cache(root, name: str, compute, result, decode=lambda value: value):
+    """JSON of a parsed WordNet index under $CATMNER_HOME/cache, keyed by the data files' sizes and mtimes
+    (NLTK's line-by-line parse of index.* is most of a warm build's start-up). JSON, not pickle: a cache
+    file is data, never code. `decode` turns the JSON value back into what NLTK expects (e.g. a set)."""
     import hashlib
-    import pickle
+    import json
 
     root = Path(str(root))
     stamp = "|".join(
@@ -88,21 +89,22 @@ def _index_cache(root, name: str, compute, result):
         if (root / f).exists()
     )
     key = hashlib.sha256(f"{root}|{stamp}".encode()).hexdigest()[:16]
-    path = catmner_home() / "cache" / f"wordnet-{name}-{key}.pickle"
+    path = catmner_home() / "cache" / f"wordnet-{name}-{key}.json"
     if path.is_file():
         try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError):
-            pass
+            return decode(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            pass  # a damaged cache is recomputed
     compute()
     value = result()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return value
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the next start-up a re-parse
+    return decode(value)
 
 
 def _reader_class():
@@ -118,7 +120,7 @@ def _reader_class():
 
         def _scan_satellites(self):
             cached = _index_cache(
-                self.root, "satellites", super()._scan_satellites, lambda: self.satellite_offsets
+                self.root, "satellites", super()._scan_satellites, lambda: sorted(self.satellite_offsets), set
             )
             self.satellite_offsets = cached
 
@@ -189,19 +191,28 @@ class WordNetSource(Source):
     """Synonyms, hyponyms (2 levels), hypernyms and derivations of each seed's first noun sense.
 
     score = relation weight x seed weight x (1 + ln(1 + lemma count)): tagged-corpus lemma counts
-    (cntlist) make common words ("worker", "child") outrank rare ones ("abecedarian").
+    (cntlist) make common words ("worker", "child") outrank rare ones ("abecedarian"). A lemma reached
+    through a sense that is not what the word usually means is dropped: its share of the word's tagged noun
+    uses (`sense_share`) must be at least `min_sense_share` ("defense" is not mainly a sports team, "unit" not
+    mainly an organization).
     """
 
     name = "wordnet"
     RELATION_WEIGHTS = {"synonym": 1.0, "hyponym": 0.9, "hyponym2": 0.6, "hypernym": 0.5, "derivation": 0.3}
 
-    def __init__(self, senses_per_seed: int = 1, multiword_penalty: float = 0.6):
+    def __init__(
+        self, senses_per_seed: int = 1, multiword_penalty: float = 0.6, min_sense_share: float = 0.25
+    ):
         self.senses_per_seed = senses_per_seed  # noun senses (most frequent first) taken per seed
         self.multiword_penalty = multiword_penalty  # score factor for 'police officer'-style compounds
+        self.min_sense_share = (
+            min_sense_share  # least share of the word's noun uses the reached sense must have
+        )
         self.wn = load_wordnet()
 
     def params(self) -> dict:
-        return {"senses_per_seed": self.senses_per_seed, "multiword_penalty": self.multiword_penalty}
+        return {"senses_per_seed": self.senses_per_seed, "multiword_penalty": self.multiword_penalty,
+                "min_sense_share": self.min_sense_share}  # fmt: skip
 
     def inputs(self) -> dict:
         return {"wordnet": str(Path(str(self.wn.root)) / "data.noun")}  # checksummed by the build
@@ -211,14 +222,25 @@ class WordNetSource(Source):
             name = lemma.name()
             if name[:1].isupper():  # proper nouns (instances) are not label words
                 continue
+            share = sense_share(name, synset)
+            if share < self.min_sense_share:  # the word mostly means something else
+                continue
             count = lemma.count()
             score = self.RELATION_WEIGHTS[relation] * seed_weight * (1.0 + math.log1p(count))
             if "_" in name:
                 score *= self.multiword_penalty
             out.append(
                 Candidate(
-                    name, score, {"relation": relation, "path": path, "synset": synset.name(), "count": count}
-                )
+                    name,
+                    score,
+                    {
+                        "relation": relation,
+                        "path": path,
+                        "synset": synset.name(),
+                        "count": count,
+                        "sense_share": round(share, 3),
+                    },
+                )  # fmt: skip
             )
 
     def expand(self, label: str, seeds: Sequence[str], k: int) -> list[Candidate]:
@@ -227,21 +249,30 @@ class WordNetSource(Source):
             seed_weight = 1.0 if j == 0 else 0.8
             for s in self.wn.synsets(seed.replace(" ", "_"), pos="n")[: self.senses_per_seed]:
                 self._lemmas(s, "synonym", s.name(), seed_weight, out)
-                for h in s.hyponyms():
+                # NLTK keeps a synset's pointers in a set: its hyponyms()/hypernyms() order follows
+                # PYTHONHASHSEED, so every relation is walked in name order
+                for h in _by_name(s.hyponyms()):
                     self._lemmas(h, "hyponym", f"{s.name()} > {h.name()}", seed_weight, out)
-                    for h2 in h.hyponyms():
+                    for h2 in _by_name(h.hyponyms()):
                         self._lemmas(
                             h2, "hyponym2", f"{s.name()} > {h.name()} > {h2.name()}", seed_weight, out
                         )
-                for h in s.hypernyms():
+                for h in _by_name(s.hypernyms()):
                     self._lemmas(h, "hypernym", f"{s.name()} < {h.name()}", seed_weight, out)
                 for lemma in s.lemmas():
-                    for d in lemma.derivationally_related_forms():
+                    for d in sorted(
+                        lemma.derivationally_related_forms(), key=lambda d: (d.synset().name(), d.name())
+                    ):
                         if d.synset().pos() == "n":
                             self._lemmas(
                                 d.synset(), "derivation", f"{lemma.name()} ~ {d.name()}", seed_weight, out
                             )
         return finalize(out, label, k, max_tokens=2)
+
+
+def _by_name(synsets) -> list:
+    """Synsets in name order (NLTK returns related synsets in set order, which varies with the hash seed)."""
+    return sorted(synsets, key=lambda s: s.name())
 
 
 @lru_cache(maxsize=65536)
@@ -265,3 +296,71 @@ def is_mainly_noun(word: str) -> bool:
     if not wn.synsets(key, pos="n"):
         return False
     return counts["n"] >= max(counts["v"], counts["a"], counts["r"])
+
+
+# -- word senses, for ranking (every source that judges words by WordNet uses these) ----------------------
+
+# Lexicographer files of senses nobody can point at or photograph: a word whose noun uses mostly fall in them
+# is abstract ("part", "status", "management"). noun.Tops, noun.phenomenon and noun.process are not listed:
+# their senses are concrete as often as not (food, animal; light, snow).
+ABSTRACT_LEXNAMES = frozenset(
+    "noun.act noun.attribute noun.cognition noun.event noun.feeling noun.motive noun.possession noun.quantity "
+    "noun.relation noun.shape noun.state noun.time".split()
+)
+
+
+@lru_cache(maxsize=65536)
+def noun_senses(word: str) -> tuple[tuple[object, float], ...]:
+    """(synset, share) of every noun sense of `word`, in WordNet's order (most frequent first); share is the
+    sense's part of the word's tagged uses (cntlist counts, plus 1/(rank + 2) so untagged senses keep their
+    order), summing to 1. Empty when WordNet has no noun `word`."""
+    wn = load_wordnet()
+    key = word.replace(" ", "_").lower()
+    synsets = wn.synsets(key, pos="n")
+    counts = [
+        sum(lemma.count() for lemma in s.lemmas() if lemma.name().lower() == key) + 1.0 / (rank + 2)
+        for rank, s in enumerate(synsets)
+    ]
+    total = sum(counts)
+    return tuple((s, c / total) for s, c in zip(synsets, counts, strict=True))
+
+
+def sense_share(word: str, synset) -> float:
+    """Share of `word`'s noun uses that mean `synset` (1.0 when WordNet does not know the word as a noun)."""
+    senses = noun_senses(word)
+    return next((p for s, p in senses if s == synset), 0.0) if senses else 1.0
+
+
+def abstractness(word: str) -> float:
+    """Share of `word`'s noun uses whose sense is abstract (ABSTRACT_LEXNAMES); 0.0 for unknown words."""
+    return sum(p for s, p in noun_senses(word) if s.lexname() in ABSTRACT_LEXNAMES)
+
+
+def label_senses(seeds: Sequence[str]) -> tuple:
+    """The senses a label means: each seed's first noun sense, plus its 2nd/3rd senses that lie in the
+    lexicographer file most of the seeds' first senses share ("holiday": vacation.n.01 and holiday.n.02, a
+    day; "country": state.n.04 and country.n.02, a territory)."""
+    wn = load_wordnet()
+    per_seed = [wn.synsets(seed.replace(" ", "_"), pos="n")[:3] for seed in seeds]
+    files: dict[str, int] = {}
+    for senses in per_seed:
+        if senses and senses[0].lexname() != "noun.Tops":
+            files[senses[0].lexname()] = files.get(senses[0].lexname(), 0) + 1
+    main = max(sorted(files), key=lambda f: files[f]) if files else None
+    out: dict = {}
+    for senses in per_seed:
+        for rank, s in enumerate(senses):
+            if rank == 0 or s.lexname() == main:
+                out.setdefault(s, None)
+    return tuple(out)
+
+
+@lru_cache(maxsize=65536)
+def _ancestors(synset) -> frozenset:
+    return frozenset({synset, *synset.closure(lambda s: s.hypernyms() + s.instance_hypernyms())})
+
+
+def sense_under(synset, senses: Sequence) -> object | None:
+    """The first of `senses` that `synset` is, or is a kind or instance of (any depth); None if none."""
+    ancestors = _ancestors(synset)
+    return next((s for s in senses if s in ancestors), None)

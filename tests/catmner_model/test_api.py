@@ -1,0 +1,90 @@
+"""The public Python API of catmner_model, as documented in docs/model.md (this runs the documented example on
+a tiny model), and the import rule: the inference modules never import the training modules."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import catmner_model
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
+SRC = REPO / "packages" / "catmner_model" / "src" / "catmner_model"
+INFERENCE = (
+    "predict.py",
+    "evaluate.py",
+    "visual.py",
+    "modeling.py",
+    "batching.py",
+    "attention.py",
+    "wordform.py",
+)
+TRAINING = ("catmner_model.train", "catmner_model.bench", "catmner_model.cli_train")
+
+
+def test_documented_api_example_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    from catmner_model import CatmnerError, TrainConfig, evaluate_model, load_model, load_split, train_model
+
+    tweets = load_split("twitter2017", "valid", DATA)[:8]
+    config = TrainConfig(
+        dataset="twitter2017",
+        visual="caption",
+        variant="mm",
+        labels=None,
+        text_encoder="tiny",
+        epochs=1,
+        batch_size=4,
+        data_dir=str(DATA),
+        output=str(tmp_path / "run"),
+        quiet=True,
+        num_threads=1,
+    )
+    record = train_model(config, data={"train": tweets, "valid": tweets, "test": tweets})
+    model = load_model(record["model_dir"])
+    out = model.predict(
+        ["Messi scores for Barcelona", ["Obama", "in", "Paris"]],
+        captions=["a soccer player on a field", None],
+    )
+    assert len(out) == 2 and all(isinstance(x, list) for x in out)
+    res = evaluate_model(record["model_dir"], "twitter2017", "valid", data_dir=DATA, max_tweets=4)
+    assert res["n_tweets"] == 4 and res["captions"]["with_caption"] == 4
+    with pytest.raises(CatmnerError, match="captions: 1 given for 2 inputs"):
+        model.predict(["a", "b"], captions=["x"])
+    with pytest.raises(CatmnerError, match="model directory not found"):
+        load_model(tmp_path / "nope")
+
+
+def test_api_names_resolve_and_errors_share_one_base():
+    from catmner_model.data import DataError
+    from catmner_model.errors import CatmnerError
+    from catmner_model.modeling import ModelFormatError
+    from catmner_model.predict import PredictError
+    from catmner_model.train import TrainError
+    from catmner_model.vision import VisionError
+    from catmner_model.visual import CaptionError
+
+    for name in catmner_model.__all__:
+        assert getattr(catmner_model, name) is not None
+    for err in (DataError, ModelFormatError, PredictError, TrainError, VisionError, CaptionError):
+        assert issubclass(err, CatmnerError) and issubclass(err, ValueError)
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", INFERENCE)
+def test_inference_modules_do_not_import_training_modules(module):
+    assert not (_imports(SRC / module) & set(TRAINING)), f"{module} imports a training module"
