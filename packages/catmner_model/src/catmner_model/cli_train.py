@@ -123,6 +123,12 @@ def train_cli(
     deterministic: Annotated[
         bool, typer.Option(help="GPU: deterministic kernels (bit-identical reruns and resumes; slower).")
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 | bf16 (autocast) | auto (bf16 where the CPU/GPU has native bf16, else fp32)."
+        ),
+    ] = "fp32",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -164,6 +170,7 @@ def train_cli(
             model_overrides=overrides,
             num_threads=threads,
             deterministic=deterministic,
+            precision=precision,
             quiet=quiet,
         )
         record = train(config)
@@ -244,6 +251,9 @@ def predict_cli(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
+    precision: Annotated[
+        str, typer.Option(help="fp32 | bf16 (autocast) | auto (bf16 where native, else fp32).")
+    ] = "fp32",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -253,7 +263,7 @@ def predict_cli(
     if (text is None) == (input is None):
         raise UserError("give exactly one of --text or --input")
     with user_errors(debug):
-        predictor = Predictor(model_dir, captioner=captioner)
+        predictor = Predictor(model_dir, captioner=captioner, precision=precision)
         if text is not None:
             print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
             return

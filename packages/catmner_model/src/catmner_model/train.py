@@ -100,6 +100,8 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
     deterministic: bool = False  # GPU: deterministic kernels, so runs and resumed runs are bit-identical
+    # fp32 | bf16 (autocast around forward passes) | auto (bf16 where the hardware has it natively); precision.py
+    precision: str = "fp32"
     quiet: bool = False  # no progress bars
 
 
@@ -651,12 +653,15 @@ def run_epoch(
     show: bool,
 ) -> float:
     """One pass of optimizer steps over ``batches``; returns the mean training loss."""
+    from catmner_model.precision import autocast
+
     model.train()
     total, n = 0.0, 0
     bar = tqdm(batches, desc=desc, disable=not show, leave=False, dynamic_ncols=True)
     for idx in bar:
         batch = to_device(collate([examples[i] for i in idx]), device)
-        out = model(batch, labels=True)
+        with autocast(device, config.precision):
+            out = model(batch, labels=True)
         loss = out.loss
         if not torch.isfinite(loss):
             raise TrainError(f"{desc}: loss became {loss.item()}; lower --lr")
@@ -682,6 +687,7 @@ def evaluate_split(
     info: DistInfo,
     desc: str,
     show: bool,
+    precision: str = "fp32",
 ) -> tuple[dict[str, Any], list[list[Any]]]:
     """Predict ``tweets`` (sharded over ranks, gathered on all) and score them: ({lenient, strict}, predictions)."""
     from catmner_model.metrics import score_both
@@ -689,7 +695,9 @@ def evaluate_split(
 
     mine = list(range(info.rank, len(tweets), info.world_size))
     examples = [all_examples[i] for i in mine]
-    preds = predict_examples(unwrap(model), examples, collate, batch_size, device, desc=desc, progress=show)
+    preds = predict_examples(
+        unwrap(model), examples, collate, batch_size, device, desc=desc, progress=show, precision=precision
+    )
     merged: list[list[Any]] = [[] for _ in tweets]
     for part_idx, part_preds in gather_objects(info, (mine, preds)):
         for i, p in zip(part_idx, part_preds, strict=True):
@@ -726,6 +734,10 @@ def train(
         )
     if config.knowledge not in (None, "", "pgim"):
         raise TrainError(f"--knowledge {config.knowledge!r}: the only known knowledge is 'pgim'")
+    from catmner_model.precision import PRECISIONS
+
+    if config.precision not in PRECISIONS:
+        raise TrainError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
     grid = "grid" in effective_visual(config).split("+")
     if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
         raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
@@ -825,6 +837,7 @@ def _train(
             info,
             "valid",
             show,
+            config.precision,
         )
         t_total = time.perf_counter() - t0
         f1 = valid["lenient"]["f1"]
@@ -887,6 +900,7 @@ def _train(
             info,
             split,
             show,
+            config.precision,
         )
         metrics[split] = m
     record = {
