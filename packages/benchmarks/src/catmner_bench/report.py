@@ -575,6 +575,10 @@ def write_report(
         text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
         sections += ["", text]
         figures += figs
+    if "speed" in by_exp:
+        from catmner_bench.speed import speed_section
+
+        sections += ["", speed_section(by_exp["speed"])]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"
     atomic_write_text(md, "\n".join(sections))
