@@ -115,3 +115,18 @@ def test_train_in_bf16_and_bad_precision(tmp_path):
     assert rec["config"]["precision"] == "bf16" and rec["epochs"][0]["loss"] > 0
     with pytest.raises(TrainError, match="precision"):
         train(TrainConfig(**base, output=str(tmp_path / "bad"), precision="fp16"))
+
+
+def test_epoch_buckets_sort_by_word_pieces():
+    from catmner_model.train import example_lengths
+
+    model = create_model("tiny", ["person"], variant="text")
+    url = "http://t.co/AbCdEfGhIj"
+    examples = [
+        Example(Tweet("a", ["Hi", url], ["O"] * 2, [])),
+        Example(Tweet("b", ["Hi", "there", "you"], ["O"] * 3, [])),
+    ]
+    collate = model.collator()
+    lengths = example_lengths(examples, collate)
+    assert lengths == [int(collate([ex]).attention_mask.sum()) for ex in examples]
+    assert lengths[0] == 2 + 1 + model.cfg.max_url_pieces  # [CLS] Hi <2 URL pieces> [SEP]
