@@ -83,7 +83,7 @@ class SpeedSize:
     gemm_n: int  # side of the square GEMM of the matmul peak
     gemm_reps: int  # GEMMs timed per precision (best and median kept)
     startup_runs: int  # fresh `catmner predict --text` processes timed
-    unfused_adamw: bool = True  # also time CAT-MNER (caption, fp32) with the for-loop AdamW (before/after)
+    before_after: bool = True  # also time CAT-MNER (caption, fp32) with each speed change undone
 
 
 SIZES: dict[str, SpeedSize] = {
@@ -154,15 +154,27 @@ def quantile_batches(batches: Sequence[Sequence[int]], lengths: Sequence[int], k
 # ---------------------------------------------------------------------------------------------- systems
 @dataclass
 class Setting:
-    """One timed row: a system at a precision (and, for the before/after row, an optimizer)."""
+    """One timed row: a system at a precision; before/after rows undo one speed change (``change``)."""
 
     system: str
     precision: str
-    fused_adamw: bool = True
+    fused_adamw: bool = True  # False: the for-loop AdamW the trainer used before
+    batching: str = "pieces"  # "words": batches length-bucketed by word count, as the trainer did before
 
     @property
     def name(self) -> str:
-        return f"{self.system}/{self.precision}" + ("" if self.fused_adamw else "/unfused-adamw")
+        return "/".join(
+            [self.system, self.precision]
+            + ([] if self.fused_adamw else ["unfused-adamw"])
+            + ([] if self.batching == "pieces" else [f"by-{self.batching}"])
+        )
+
+    @property
+    def change(self) -> str | None:
+        """None for the current code path, else which change is undone."""
+        undone = [] if self.fused_adamw else ["for-loop AdamW"]
+        undone += [] if self.batching == "pieces" else ["batches bucketed by word count"]
+        return "before: " + ", ".join(undone) if undone else None
 
 
 class CatmnerSystem:
@@ -474,7 +486,7 @@ def run_speed_experiment(ctx: Any) -> dict[str, Any]:
 def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str, Any]:
     """Run every measurement and return the run record (see the module docstring)."""
     from catmner_model.precision import cpu_flags, native_bf16
-    from catmner_model.train import DistInfo, epoch_batches, seed_everything
+    from catmner_model.train import DistInfo, epoch_batches, example_lengths, seed_everything
 
     from catmner_bench.runner import describe, log, read_split, select
 
@@ -495,10 +507,6 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     base_words = list(lw.words()) if hasattr(lw, "words") else list(lw)
     precisions = ["fp32"] + (["bf16"] if native_bf16(device) else [])
 
-    # the batches of a real epoch (seeded, length-bucketed) and a representative sample of them
-    lengths = [len(t.tokens) for t in train]
-    epoch = epoch_batches(lengths, p.batch_size, p.seeds[0], 0, DistInfo())
-    timed = quantile_batches(epoch, lengths, size.train_batches)
     steps_per_epoch = math.ceil(len(full_train) / p.batch_size)
 
     log(ctx, "speed: building the systems")
@@ -510,32 +518,49 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
         "hf": HFSystem(ctx, train, device),
     }
     settings = [Setting(s, prec) for prec in precisions for s in systems]
-    if size.unfused_adamw:
+    if size.before_after:
         settings.append(Setting("cat-caption", "fp32", fused_adamw=False))
+        settings.append(Setting("cat-caption", "fp32", batching="words"))
+
+    # the batches of a real epoch (seeded, length-bucketed as the trainer does: by word pieces; "words" as it
+    # did before) and a representative sample of them; every system steps through the same tweets
+    cat = systems["cat-caption"]
+    lengths = {
+        "pieces": example_lengths(cat.train_examples, cat.collate),
+        "words": [len(t.tokens) for t in train],
+    }
+    timed = {}
+    for how, lens in lengths.items():
+        epoch = epoch_batches(lens, p.batch_size, p.seeds[0], 0, DistInfo())
+        timed[how] = quantile_batches(epoch, lens, size.train_batches)
 
     gemm = {prec: {"start": gemm_peak(size.gemm_n, size.gemm_reps, _dtype(prec))} for prec in precisions}
 
     # FLOPs per step (fp32 forward + backward; bf16 does the same operations)
     log(ctx, "speed: counting FLOPs")
-    flops = {}
-    for key, system in systems.items():
-        flops[key] = count_flops(lambda s=system, k=key: s.train_steps(timed, Setting(k, "fp32"))) / len(
-            timed
-        )
+    flops, padded = {}, {}
+    for key, how in sorted({(s.system, s.batching) for s in settings}):
+        system, batches = systems[key], timed[how]
+        flops[(key, how)] = count_flops(
+            lambda s=system, b=batches, k=key: s.train_steps(b, Setting(k, "fp32"))
+        ) / len(batches)
+        padded[(key, how)] = system.padded_tokens(batches)
     for s in settings:  # warm-up: one step of every setting (allocator, oneDNN primitives, autocast)
-        systems[s.system].train_steps(timed[:1], s)
+        systems[s.system].train_steps(timed[s.batching][:1], s)
 
-    log(ctx, f"speed: timing {len(settings)} settings x {size.rounds} rounds x {len(timed)} steps")
+    n_steps = size.train_batches
+    log(ctx, f"speed: timing {len(settings)} settings x {size.rounds} rounds x {n_steps} steps")
     walls: dict[str, list[float]] = {s.name: [] for s in settings}
     cpus: dict[str, list[float]] = {s.name: [] for s in settings}
     losses: dict[str, float] = {}
     for r in range(size.rounds):
         order = settings[r % len(settings) :] + settings[: r % len(settings)]
         for s in order:
+            batches = timed[s.batching]
             with Clock() as c:
-                losses[s.name] = systems[s.system].train_steps(timed, s)
-            walls[s.name].append(c.wall / len(timed))
-            cpus[s.name].append(c.cpu / len(timed))
+                losses[s.name] = systems[s.system].train_steps(batches, s)
+            walls[s.name].append(c.wall / len(batches))
+            cpus[s.name].append(c.cpu / len(batches))
     for prec in precisions:
         gemm[prec]["end"] = gemm_peak(size.gemm_n, size.gemm_reps, _dtype(prec))
         gemm[prec]["gflops_best"] = max(gemm[prec][w]["gflops_best"] for w in ("start", "end"))
@@ -549,14 +574,16 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
         ratios = [a / b for a, b in zip(walls[s.name], walls[hf_name], strict=True)]
         step = statistics.median(walls[s.name])
         step_cpu = statistics.median(cpus[s.name])
-        f = flops[s.system]
+        f = flops[(s.system, s.batching)]
         peak = gemm[s.precision]
         train_rows.append(
             {
                 "system": s.system,
                 "label": SYSTEM_LABELS[s.system],
                 "precision": s.precision,
+                "change": s.change,
                 "optimizer": "AdamW (fused)" if s.fused_adamw else "AdamW (for-loop)",
+                "batching": s.batching,
                 "step_s": step,
                 "step_s_rounds": walls[s.name],
                 "step_cpu_s": step_cpu,
@@ -569,7 +596,7 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
                 "gflops_per_cpu_s": f / step_cpu / 1e9,
                 "peak_fraction": f / step / 1e9 / peak["gflops_best"],
                 "peak_fraction_cpu": (f / step_cpu / 1e9) / peak["gflops_per_cpu_s_best"],
-                "padded_tokens_per_step": systems[s.system].padded_tokens(timed),
+                "padded_tokens_per_step": padded[(s.system, s.batching)],
                 "loss": losses[s.name],
             }
         )
@@ -607,10 +634,12 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
             "steps": steps_per_epoch,
         },
         "timed_batches": {
-            "n": len(timed),
-            "tweets": sum(len(b) for b in timed),
-            "mean_words_timed": statistics.fmean(lengths[i] for b in timed for i in b),
-            "mean_words_epoch": statistics.fmean(lengths),
+            "n": len(timed["pieces"]),
+            "tweets": sum(len(b) for b in timed["pieces"]),
+            "mean_words_timed": statistics.fmean(lengths["words"][i] for b in timed["pieces"] for i in b),
+            "mean_words_epoch": statistics.fmean(lengths["words"]),
+            "mean_pieces_timed": statistics.fmean(lengths["pieces"][i] for b in timed["pieces"] for i in b),
+            "mean_pieces_epoch": statistics.fmean(lengths["pieces"]),
         },
         "precisions": precisions,
         "gemm": gemm,
@@ -874,7 +903,7 @@ def measure_startup(model_dir: Path, tweet: Any, ctx: Any, runs: int) -> dict[st
 def checks(speed: dict[str, Any]) -> dict[str, bool | None]:
     """The issue's targets against this record (best precision of each figure; None when not measured)."""
     t = speed["targets"]
-    cat = [r for r in speed["train"] if r["system"] == "cat-caption" and r["optimizer"] == "AdamW (fused)"]
+    cat = [r for r in speed["train"] if r["system"] == "cat-caption" and not r.get("change")]
     pred = [r for r in speed["predict"] if r["system"] == "cat-caption"]
     best_train = [r for r in speed["train"] if r["system"] == "cat-caption"]
     return {
@@ -907,7 +936,7 @@ def target_rows(speed: dict[str, Any]) -> list[list[str]]:
     """(target, goal, measured, CPU-time equivalent, met) rows: the issue's targets against one record (met
     is judged on the wall-clock figure, as measured)."""
     t, c = speed["targets"], speed["checks"]
-    cat = [r for r in speed["train"] if r["system"] == "cat-caption" and r["optimizer"] == "AdamW (fused)"]
+    cat = [r for r in speed["train"] if r["system"] == "cat-caption" and not r.get("change")]
     pred = [r for r in speed["predict"] if r["system"] == "cat-caption"]
 
     def by_prec(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
@@ -960,7 +989,7 @@ def speed_tables(record: dict[str, Any]) -> str:
     from catmner_bench.report import md_table
 
     s = record["extra"]["speed"]
-    cond, ep = s["conditions"], s["epoch"]
+    cond, ep, tb = s["conditions"], s["epoch"], s["timed_batches"]
     git = record.get("git", {})
     commit = str(git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
     parts = [
@@ -973,12 +1002,14 @@ def speed_tables(record: dict[str, Any]) -> str:
         "less so.",
         "",
         f"Training: {s['timed_batches']['n']} batches of {ep['batch_size']} Twitter-2015 training tweets per "
-        f"system and round ({s['timed_batches']['mean_words_timed']:.1f} words per tweet; the epoch's mean is "
-        f"{s['timed_batches']['mean_words_epoch']:.1f}), {s['size']['rounds']} alternating rounds, medians. "
+        f"system and round ({tb['mean_words_timed']:.1f} words, {tb.get('mean_pieces_timed', 0):.1f} word pieces "
+        f"per tweet; the epoch's means are {tb['mean_words_epoch']:.1f} and {tb.get('mean_pieces_epoch', 0):.1f}), "
+        f"{s['size']['rounds']} alternating rounds, medians. "
         f"Epoch = {ep['steps']} steps ({ep['train_tweets']} tweets). Ratio = this system's step time over "
         "the HF recipe's at the same precision (median of per-round ratios). GFLOP/step is counted by "
         "FlopCounterMode (forward + backward matrix products); % of peak = achieved GFLOP/s over the best "
-        "measured GEMM GFLOP/s of that precision (wall / process-CPU time).",
+        "measured GEMM GFLOP/s of that precision (wall / process-CPU time). Rows marked 'before' undo one "
+        "speed change of the trainer (measured in the same rounds).",
         "",
     ]
     rows = []
@@ -987,7 +1018,7 @@ def speed_tables(record: dict[str, Any]) -> str:
             [
                 r["label"],
                 r["precision"],
-                r["optimizer"],
+                r.get("change") or "now",
                 _f(1000 * r["step_s"], 0),
                 _f(1000 * r["step_cpu_s"], 0),
                 _f(r["epoch_s"], 0),
@@ -1003,7 +1034,7 @@ def speed_tables(record: dict[str, Any]) -> str:
             [
                 "System",
                 "Precision",
-                "Optimizer",
+                "Code",
                 "ms/step",
                 "CPU ms/step",
                 "s/epoch",
@@ -1116,11 +1147,7 @@ def history_table(records: list[dict[str, Any]]) -> str:
     rows = []
     for rec in sorted(records, key=lambda r: r["created"]):
         s = rec["extra"]["speed"]
-        cat = {
-            r["precision"]: r
-            for r in s["train"]
-            if r["system"] == "cat-caption" and r["optimizer"] == "AdamW (fused)"
-        }
+        cat = {r["precision"]: r for r in s["train"] if r["system"] == "cat-caption" and not r.get("change")}
         pred = {r["precision"]: r for r in s["predict"] if r["system"] == "cat-caption"}
         c = s["conditions"]
         rows.append(
