@@ -491,6 +491,16 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     from catmner_bench.runner import describe, log, read_split, select
 
     t_start = time.perf_counter()
+    # the code measured is the code at the start: record its git state and import every module now
+    import catmner_model.evaluate  # noqa: F401
+    import catmner_model.metrics  # noqa: F401
+    import catmner_model.predict  # noqa: F401
+    import catmner_model.vision  # noqa: F401
+    import catmner_model.visual  # noqa: F401
+
+    from catmner_bench.records import environment
+
+    environment()
     p = ctx.profile
     size = size or SIZES[p.name]
     if p.num_threads:
