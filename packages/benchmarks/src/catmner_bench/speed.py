@@ -316,8 +316,9 @@ class HFSystem:
             self.model = BertForTokenClassification(cfg)
         else:
             path = str(minilm_path()) if name == "minilm" else name
-            verbosity = hf_logging.get_verbosity()
+            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
             hf_logging.set_verbosity_error()  # "newly initialized classifier" is expected
+            hf_logging.disable_progress_bar()
             try:
                 self.model = AutoModelForTokenClassification.from_pretrained(
                     path,
@@ -327,6 +328,8 @@ class HFSystem:
                 )
             finally:
                 hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
         self.model.to(device)
         self.label2id = label2id
         self.features = [self.encode(t) for t in train_tweets]  # tokenised once, as dataset.map would
