@@ -61,7 +61,7 @@ def _csv(value: str | None) -> list[str] | None:
 
 @app.command("run")
 def run_cli(
-    experiment: Annotated[str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4")],
+    experiment: Annotated[str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | speed")],
     profile: Annotated[
         str, typer.Option(help="smoke (tests) | quick (CPU) | paper (GPU, Sec. 4.1)")
     ] = "quick",
@@ -105,6 +105,7 @@ def run_cli(
     captions: Annotated[
         Path | None, typer.Option(help="Caption file or folder (default: DATA_DIR/captions/).")
     ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: the profile's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -130,6 +131,7 @@ def run_cli(
             feature_cache=feature_cache,
             visual=visual,
             captions=captions,
+            threads=threads,
             quiet=quiet,
         )
     except ValueError as exc:  # BenchError, DataError, TrainError ... are ValueErrors with a user message
@@ -172,6 +174,7 @@ def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **o
             n_train=options.get("max_train"),
             n_eval=options.get("max_eval"),
             visual=options.get("visual"),
+            num_threads=options.get("threads"),
         )
     except ValueError as exc:
         raise BenchError(str(exc)) from None

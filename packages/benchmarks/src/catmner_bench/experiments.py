@@ -25,7 +25,7 @@ from catmner_bench.runner import (
     system_config,
 )
 
-EXPERIMENTS = ("table1", "table2", "table3", "fig3", "fig4")
+EXPERIMENTS = ("table1", "table2", "table3", "fig3", "fig4", "speed")  # speed: catmner_bench.speed
 DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
     "table1": ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
     "table2": ("lm-span", "cat-textual"),
@@ -96,6 +96,10 @@ def run_experiment(
     datasets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or skip, when finished) every run of an experiment. Returns {"records", "ran", "skipped"}."""
+    if experiment == "speed":  # one measurement run of its own kind, not a table of trained systems
+        from catmner_bench.speed import run_speed_experiment
+
+        return run_speed_experiment(ctx)
     specs = plan(experiment, ctx, systems, datasets)
     records, ran, skipped = [], 0, 0
     for spec in specs:

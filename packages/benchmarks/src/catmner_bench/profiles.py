@@ -143,6 +143,7 @@ def resolve_profile(
     n_train: int | None = None,
     n_eval: int | None = None,
     visual: str | None = None,
+    num_threads: int | None = None,
 ) -> Profile:
     """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
     if name not in PROFILES:
@@ -159,6 +160,7 @@ def resolve_profile(
             n_train=n_train,
             n_eval=n_eval,
             visual=visual,
+            num_threads=num_threads,
         ).items()
         if v is not None
     }

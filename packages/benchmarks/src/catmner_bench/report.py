@@ -587,6 +587,10 @@ def write_report(
         text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
         sections += ["", text]
         figures += figs
+    if "speed" in by_exp:
+        from catmner_bench.speed import speed_section
+
+        sections += ["", speed_section(by_exp["speed"])]
     from catmner_bench.verdicts import verdicts_section
 
     sections += ["", verdicts_section(groups_of(loaded))]

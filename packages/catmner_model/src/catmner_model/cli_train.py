@@ -118,6 +118,12 @@ def train_cli(
     deterministic: Annotated[
         bool, typer.Option(help="GPU: deterministic kernels (bit-identical reruns and resumes; slower).")
     ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 | bf16 (autocast) | auto (bf16 where the CPU/GPU has native bf16, else fp32)."
+        ),
+    ] = "fp32",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -162,6 +168,7 @@ def train_cli(
             model_overrides=overrides,
             num_threads=threads,
             deterministic=deterministic,
+            precision=precision,
             quiet=quiet,
         )
         record = train(config)
@@ -249,6 +256,9 @@ def predict_cli(
     strict: Annotated[
         bool, typer.Option("--strict", help="--input: an unusable image is an error, not a warning.")
     ] = False,
+    precision: Annotated[
+        str, typer.Option(help="fp32 | bf16 (autocast) | auto (bf16 where native, else fp32).")
+    ] = "fp32",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -258,7 +268,7 @@ def predict_cli(
     if (text is None) == (input is None):
         raise UserError("give exactly one of --text or --input")
     with user_errors(debug):
-        predictor = Predictor(model_dir, captioner=captioner)
+        predictor = Predictor(model_dir, captioner=captioner, precision=precision)
         if text is not None:
             if predictor.uses_captions and caption is None and (image is None or captioner is None):
                 typer.echo(

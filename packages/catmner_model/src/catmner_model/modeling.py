@@ -844,6 +844,8 @@ class CatMner(nn.Module):
         version counter, which optimizer steps, ``load_state_dict`` and ``.to()`` all change).
         """
         key = tuple((p.data_ptr(), p._version) for p in self.encoder.parameters())
+        dev = self.device.type  # keys computed under autocast are bf16: the cache is per autocast state
+        key += ((torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)),)
         cache = getattr(self, "_label_key_cache", None)
         if cache is not None and cache[0] == key:
             return cache[1]

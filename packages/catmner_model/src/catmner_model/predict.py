@@ -63,13 +63,15 @@ def predict_examples(
     device: torch.device | str = "cpu",
     desc: str = "predict",
     progress: bool = False,
+    precision: str = "fp32",
 ) -> list[list[Entity]]:
     """Decode entities for each example (batching.Example), in input order.
 
     Examples are sorted by length so that each batch pads little; ``model.decode`` returns, per tweet, the
-    greedy non-overlapping spans with scores.
+    greedy non-overlapping spans with scores. ``precision``: fp32 | bf16 | auto (see precision.py).
     """
     from catmner_model.batching import to_device
+    from catmner_model.precision import autocast
 
     device = torch.device(device)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].tweet.tokens))
@@ -78,7 +80,7 @@ def predict_examples(
     if was_training:  # toggling walks every module: skip it when already in eval mode (one-tweet latency)
         model.eval()
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for idx in tqdm(chunks, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
             batch = to_device(collate([examples[i] for i in idx]), device)
             result = model(batch)
@@ -227,14 +229,21 @@ class Predictor:
         feature_cache: str | os.PathLike[str] | None = None,
         image_encoder: str | None = None,
         captioner: str | Any | None = None,
+        precision: str = "fp32",
     ):
         from catmner_model.modeling import CatMner
+        from catmner_model.precision import PRECISIONS, cast_linear_weights, resolve_precision
 
+        if precision not in PRECISIONS:
+            raise PredictError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.precision = precision  # fp32 | bf16 | auto (precision.py)
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise PredictError(f"{self.model_dir}: model directory not found")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = CatMner.from_pretrained(self.model_dir, map_location=self.device)
+        if resolve_precision(precision, self.device) == "bf16":  # inference only: cast the weights once
+            cast_linear_weights(self.model)
         self.config = self.model.cfg
         self.collate = self.model.collator()
         self._feature_cache_root = feature_cache
@@ -347,7 +356,13 @@ class Predictor:
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
             examples.append(self.example(tweet, item.image, item.caption))
         preds = predict_examples(
-            self.model, examples, self.collate, batch_size, self.device, progress=progress
+            self.model,
+            examples,
+            self.collate,
+            batch_size,
+            self.device,
+            progress=progress,
+            precision=self.precision,
         )
         return [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
 
