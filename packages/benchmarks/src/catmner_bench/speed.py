@@ -325,6 +325,7 @@ class HFSystem:
                     num_labels=len(HF_LABELS),
                     id2label=dict(enumerate(HF_LABELS)),
                     label2id=label2id,
+                    trust_remote_code=False,
                 )
             finally:
                 hf_logging.set_verbosity(verbosity)
