@@ -151,7 +151,9 @@ def test_verdicts_follow_the_seed_spread():
         _G("mm", d, [70.0]) for d in ("twitter2015", "twitter2017")
     ]
     assert refine.check(one_seed)[0] == "does not hold here"  # a single seed is never called significant
-    assert refine.check(clear[:3])[0] == "cannot be tested here"  # mm on Twitter-2017 missing
+    only15 = refine.check(clear[:3])  # mm on Twitter-2017 missing: judged on Twitter-2015 alone
+    assert only15[0] == "holds here" and "Twitter-2017: not run" in only15[1]
+    assert refine.check(clear[:2])[0] == "cannot be tested here"  # no mm at all
     assert Comparison([1.0, 2.0], [1.0, 2.0]).significant is False
     text = verdicts_section(clear)
     assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text

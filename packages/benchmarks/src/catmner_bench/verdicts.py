@@ -83,54 +83,64 @@ def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) ->
     return out
 
 
+def _available(groups, systems: Sequence[str], test_of=None) -> tuple[list[str], str]:
+    """Datasets on which every system has records, and a note naming the datasets left out."""
+    have = [ds for ds in DATASETS if not _missing(groups, systems, (ds,), test_of)]
+    left = [LABEL[ds] for ds in DATASETS if ds not in have]
+    return have, (f" ({', '.join(left)}: not run)" if left and have else "")
+
+
 def _better(groups, a: str, b: str, what: str, test_of=None) -> tuple[str, str]:
-    """'a beats b (significantly)' on both datasets."""
-    miss = _missing(groups, (a, b), test_of=test_of)
-    if miss:
-        return "cannot be tested here", f"no records for {', '.join(miss)}"
+    """'a beats b (significantly)' on every dataset that has records of both."""
+    have, note = _available(groups, (a, b), test_of)
+    if not have:
+        return (
+            "cannot be tested here",
+            f"no records for {', '.join(_missing(groups, (a, b), test_of=test_of))}",
+        )
     parts, holds = [], True
-    for ds in DATASETS:
+    for ds in have:
         c = _compare(groups, a, b, ds, test=test_of(ds) if test_of else None)
         parts.append(f"{LABEL[ds]} {c.describe()}")
         holds = holds and c.delta > 0 and c.significant is True
-    return ("holds here" if holds else "does not hold here"), f"{what}: " + "; ".join(parts)
+    return ("holds here" if holds else "does not hold here"), f"{what}: " + "; ".join(parts) + note
 
 
 def _close(groups, a: str, b: str, tol: float = 1.0) -> tuple[str, str]:
-    miss = _missing(groups, (a, b))
-    if miss:
-        return "cannot be tested here", f"no records for {', '.join(miss)}"
-    cs = {ds: _compare(groups, a, b, ds) for ds in DATASETS}
+    have, note = _available(groups, (a, b))
+    if not have:
+        return "cannot be tested here", f"no records for {', '.join(_missing(groups, (a, b)))}"
+    cs = {ds: _compare(groups, a, b, ds) for ds in have}
     holds = all(abs(c.delta) <= tol for c in cs.values())
     return ("holds here" if holds else "does not hold here"), "; ".join(
         f"{LABEL[ds]} {c.describe()} (close = |Δ| ≤ {tol:g})" for ds, c in cs.items()
-    )
+    ) + note
 
 
 def _not_consistently_better(groups, a: str, b: str) -> tuple[str, str]:
-    miss = _missing(groups, (a, b))
-    if miss:
-        return "cannot be tested here", f"no records for {', '.join(miss)}"
-    cs = {ds: _compare(groups, a, b, ds) for ds in DATASETS}
+    have, note = _available(groups, (a, b))
+    if not have:
+        return "cannot be tested here", f"no records for {', '.join(_missing(groups, (a, b)))}"
+    cs = {ds: _compare(groups, a, b, ds) for ds in have}
     consistent = all(c.delta > 0 and c.significant is True for c in cs.values())
     return ("does not hold here" if consistent else "holds here"), "; ".join(
         f"{LABEL[ds]} {c.describe()}" for ds, c in cs.items()
-    )
+    ) + note
 
 
 def _rare_types_gain_more(groups, a: str, b: str) -> tuple[str, str]:
-    miss = _missing(groups, (a, b))
-    if miss:
-        return "cannot be tested here", f"no records for {', '.join(miss)}"
+    have, note = _available(groups, (a, b))
+    if not have:
+        return "cannot be tested here", f"no records for {', '.join(_missing(groups, (a, b)))}"
     parts, holds = [], True
-    for ds in DATASETS:
+    for ds in have:
         rare = statistics.fmean(_compare(groups, a, b, ds, t).delta for t in RARE_TYPES[ds])
         freq = statistics.fmean(_compare(groups, a, b, ds, t).delta for t in FREQUENT_TYPES)
         parts.append(
             f"{LABEL[ds]} mean Δ F1 on {'/'.join(RARE_TYPES[ds])} {rare:+.2f} vs PER/LOC {freq:+.2f}"
         )
         holds = holds and rare > freq and rare > 0
-    return ("holds here" if holds else "does not hold here"), "; ".join(parts)
+    return ("holds here" if holds else "does not hold here"), "; ".join(parts) + note
 
 
 def _data_efficiency(groups, a: str, b: str) -> tuple[str, str]:
