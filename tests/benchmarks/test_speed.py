@@ -46,7 +46,7 @@ def test_speed_record_has_every_figure(run_speed: dict) -> None:
     systems = {"lm-span", "cat-caption", "cat-grid", "hf"}
     rows = s["train"]
     assert {r["system"] for r in rows} == systems
-    assert len(rows) == 4 * len(s["precisions"]) + 2  # + CAT-MNER (caption) with each change undone
+    assert len(rows) == 4 * len(s["precisions"]) + 3  # + CAT-MNER (caption) with each change undone
     for r in rows:
         assert r["step_s"] > 0 and r["step_cpu_s"] > 0 and r["gflop_per_step"] > 0
         assert r["epoch_s"] == pytest.approx(r["step_s"] * 500)

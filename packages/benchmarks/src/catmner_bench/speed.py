@@ -160,6 +160,7 @@ class Setting:
     precision: str
     fused_adamw: bool = True  # False: the for-loop AdamW the trainer used before
     batching: str = "pieces"  # "words": batches length-bucketed by word count, as the trainer did before
+    packing: bool = True  # False: position-wise layers computed on padding rows too, as the model did before
 
     @property
     def name(self) -> str:
@@ -167,6 +168,7 @@ class Setting:
             [self.system, self.precision]
             + ([] if self.fused_adamw else ["unfused-adamw"])
             + ([] if self.batching == "pieces" else [f"by-{self.batching}"])
+            + ([] if self.packing else ["padded-rows"])
         )
 
     @property
@@ -174,6 +176,7 @@ class Setting:
         """None for the current code path, else which change is undone."""
         undone = [] if self.fused_adamw else ["for-loop AdamW"]
         undone += [] if self.batching == "pieces" else ["batches bucketed by word count"]
+        undone += [] if self.packing else ["padding rows computed"]
         return "before: " + ", ".join(undone) if undone else None
 
 
@@ -257,18 +260,23 @@ class CatmnerSystem:
 
         config = dataclasses.replace(self.config, precision=setting.precision)
         fused = setting.fused_adamw
-        return run_epoch(
-            self.model,
-            self.optimizers[fused],
-            self.schedulers[fused],
-            examples if examples is not None else self.train_examples,
-            batches,
-            self.collate,
-            config,
-            self.device,
-            "speed",
-            False,
-        )
+        if not setting.packing:
+            self.model.PACK_MIN_PADDING = 2.0  # never pack (an instance attribute: this model, this call)
+        try:
+            return run_epoch(
+                self.model,
+                self.optimizers[fused],
+                self.schedulers[fused],
+                examples if examples is not None else self.train_examples,
+                batches,
+                self.collate,
+                config,
+                self.device,
+                "speed",
+                False,
+            )
+        finally:
+            self.model.__dict__.pop("PACK_MIN_PADDING", None)
 
     def padded_tokens(self, batches: Sequence[Sequence[int]]) -> float:
         """Mean padded positions per step: text (B x T) plus visual tokens (B x I)."""
@@ -535,6 +543,7 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     if size.before_after:
         settings.append(Setting("cat-caption", "fp32", fused_adamw=False))
         settings.append(Setting("cat-caption", "fp32", batching="words"))
+        settings.append(Setting("cat-caption", "fp32", packing=False))
 
     # the batches of a real epoch (seeded, length-bucketed as the trainer does: by word pieces; "words" as it
     # did before) and a representative sample of them; every system steps through the same tweets
@@ -553,7 +562,7 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     # FLOPs per step (fp32 forward + backward; bf16 does the same operations)
     log(ctx, "speed: counting FLOPs")
     flops, padded = {}, {}
-    for key, how in sorted({(s.system, s.batching) for s in settings}):
+    for key, how in sorted({(s.system, s.batching) for s in settings}):  # (packing: the same FLOPs counted)
         system, batches = systems[key], timed[how]
         flops[(key, how)] = count_flops(
             lambda s=system, b=batches, k=key: s.train_steps(b, Setting(k, "fp32"))
@@ -695,17 +704,21 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _time_points(points: list[tuple[Any, Callable[[], Any]]], reps: int) -> dict[Any, float]:
-    """Median seconds of each point's step over ``reps`` alternating rounds (after one warm-up each)."""
+def _time_points(points: list[tuple[Any, Callable[[], Any]]], reps: int) -> dict[Any, tuple[float, float]]:
+    """Median (wall, process CPU) seconds of each point's step over ``reps`` alternating rounds (after one
+    warm-up each)."""
     for _, fn in points:
         fn()
-    times: dict[Any, list[float]] = {key: [] for key, _ in points}
+    times: dict[Any, list[tuple[float, float]]] = {key: [] for key, _ in points}
     for r in range(reps):
         for key, fn in points[r % len(points) :] + points[: r % len(points)]:
             with Clock() as c:
                 fn()
-            times[key].append(c.wall)
-    return {key: statistics.median(v) for key, v in times.items()}
+            times[key].append((c.wall, c.cpu))
+    return {
+        key: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for key, v in times.items()
+    }
 
 
 def measure_growth(
@@ -736,7 +749,7 @@ def measure_growth(
         info[w] = {"words": w, "text_tokens": int(b.input_ids.shape[1])}
         pts.append((w, lambda exs=exs: cat.train_steps([list(range(len(exs)))], setting, exs)))
     for w, t in _time_points(pts, size.growth_reps).items():
-        info[w]["step_s"] = t
+        info[w]["step_s"], info[w]["step_cpu_s"] = t
     out["tweet_words"] = [info[w] for w in size.tweet_words]
 
     # caption word pieces (the first training tweets; captions long enough, cut at P pieces)
@@ -764,7 +777,7 @@ def measure_growth(
 
         pts.append((n, step))
     for n, t in _time_points(pts, size.growth_reps).items():
-        info[n]["step_s"] = t
+        info[n]["step_s"], info[n]["step_cpu_s"] = t
     out["caption_pieces"] = [info[n] for n in size.caption_pieces]
 
     # label words (same tweets and captions)
@@ -774,10 +787,10 @@ def measure_growth(
         words = label_word_set(base_words, train, c)
         system = CatmnerSystem("cat-caption", ctx, train[:1], [], words, device)
         keep.append(system)
-        info[c] = {"label_words": len(words), "label_pieces": int(system.model.label_ids.numel())}
+        info[c] = {"label_words": len(words), "label_pieces": int(system.model.label_mask.sum())}
         pts.append((c, lambda s=system: s.train_steps([list(range(len(exs)))], setting, exs)))
     for c, t in _time_points(pts, size.growth_reps).items():
-        info[c]["step_s"] = t
+        info[c]["step_s"], info[c]["step_cpu_s"] = t
     out["label_words"] = [info[c] for c in size.label_words]
     return out
 
@@ -1085,6 +1098,7 @@ def speed_tables(record: dict[str, Any]) -> str:
             [
                 ["text tokens (padded)", *[str(x["text_tokens"]) for x in g["tweet_words"]]],
                 ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["tweet_words"]]],
+                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["tweet_words"]]],
             ],
         )
     )
@@ -1092,7 +1106,10 @@ def speed_tables(record: dict[str, Any]) -> str:
     parts.append(
         md_table(
             ["caption word pieces", *[str(x["caption_pieces"]) for x in g["caption_pieces"]]],
-            [["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["caption_pieces"]]]],
+            [
+                ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["caption_pieces"]]],
+                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["caption_pieces"]]],
+            ],
         )
     )
     parts.append("")
@@ -1100,8 +1117,9 @@ def speed_tables(record: dict[str, Any]) -> str:
         md_table(
             ["label words", *[str(x["label_words"]) for x in g["label_words"]]],
             [
-                ["their word pieces", *[str(x["label_pieces"]) for x in g["label_words"]]],
+                ["their word pieces (real)", *[str(x["label_pieces"]) for x in g["label_words"]]],
                 ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["label_words"]]],
+                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["label_words"]]],
             ],
         )
     )

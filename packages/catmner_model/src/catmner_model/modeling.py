@@ -684,9 +684,14 @@ class CatMner(nn.Module):
         c: torch.Tensor | None,
         k_labels: torch.Tensor | None = None,
         bias: torch.Tensor | None = None,
+        rows: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """One R-Transformer layer over [text; visual] x (B, N, D), and the C-Transformer layer of label states
         c (C, D) entering it (their saliency refines this layer). Our layer loop (post-norm layouts).
+
+        ``rows`` (from `_real_rows`): the real positions of x and of its text part, flat; then the position-wise
+        sublayers (Q/K/V, attention output, feed-forward) run on those rows only and padding rows leave as
+        zeros (no work on padding; the attention itself runs padded, its padded keys masked as before).
 
         Returns the new states, the label states entering the next layer (None in the last layer) and the
         attention probabilities (B, H, N_q, N). In the last layer only the text queries are computed (N_q = T,
@@ -698,8 +703,19 @@ class CatMner(nn.Module):
         w_q, w_k, w_v = lay.qkv(layer)
         last = i == len(self.layers) - 1
         n_q = n_text if last else x.shape[1]  # query rows computed
-        q = self._heads(w_q(x))  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
-        k, v = self._heads(w_k(x)), self._heads(w_v(x))  # (B, H, N, Dh)
+        B, N, D = x.shape
+        xr = x if rows is None else x.reshape(B * N, D).index_select(0, rows[0])  # (R, D) real rows
+
+        def proj(linear: nn.Module) -> torch.Tensor:  # (B, N, D): the projection, zero at padding
+            y = linear(xr)
+            return (
+                y
+                if rows is None
+                else y.new_zeros(B * N, y.shape[-1]).index_copy(0, rows[0], y).view(B, N, -1)
+            )
+
+        q = self._heads(proj(w_q))  # (B, H, N, Dh); visual queries are needed by the saliency of visual keys
+        k, v = self._heads(proj(w_k)), self._heads(proj(w_v))  # (B, H, N, Dh)
         gate = sal = None
         if c is not None or k_labels is not None:  # refined variants: Eq. 4 with Eq. 6 saliency
             if k_labels is None:
@@ -710,16 +726,27 @@ class CatMner(nn.Module):
             q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training, bias=bias
         )
         context = context.transpose(1, 2).reshape(x.shape[0], n_q, -1)  # (B, N_q, D)
-        h = lay.attn_output(layer, context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
+        if rows is None:
+            h = lay.attn_output(layer, context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
+        else:  # the real query rows only: all of them, or the text ones in the last layer
+            rq = rows[1] if last else rows[0]
+            res = x[:, :n_q].reshape(B * n_q, D).index_select(0, rq) if last else xr
+            h = lay.attn_output(layer, context.reshape(B * n_q, D).index_select(0, rq), res)  # (R_q, D)
+
+        def unpack(y: torch.Tensor) -> torch.Tensor:  # (B, N_q, D), zero at padding
+            if rows is None:
+                return y.view(B, n_q, D)
+            return y.new_zeros(B * n_q, D).index_copy(0, rows[1] if last else rows[0], y).view(B, n_q, D)
+
         if c is None or last:
-            return lay.ffn(layer, h), None, probs  # FFN, dropout, LayerNorm(f + h)
+            return unpack(lay.ffn(layer, h)), None, probs  # FFN, dropout, LayerNorm(f + h)
         # C-Transformer layer: no self-attention (its sub-layer adds nothing, its LayerNorm remains), then the
         # same FFN + LayerNorm; run in one matmul with the token states (one big GEMM beats two small ones)
-        B, _, D = h.shape
         c = lay.attn_norm(layer)(c)  # (C, D)
-        both = torch.cat([h.reshape(-1, D), c], dim=0)  # (B * N_q + C, D)
+        n_tok = h.reshape(-1, D).shape[0]
+        both = torch.cat([h.reshape(-1, D), c], dim=0)  # (B * N_q + C, D) (or R + C)
         both = lay.ffn(layer, both)
-        return both[: B * n_q].view(B, n_q, D), both[B * n_q :], probs
+        return unpack(both[:n_tok]), both[n_tok:], probs
 
     def encode(
         self, batch: Batch, output_attentions: bool = False
@@ -761,10 +788,11 @@ class CatMner(nn.Module):
         if bias is not None:  # relative positions of the text; none across modalities
             bias = F.pad(bias, (0, x.shape[1] - T, 0, x.shape[1] - T))  # (1, H, N, N)
         maps = []
+        rows = self._real_rows(key_mask, batch.attention_mask)
         for i in range(len(self.layers)):
             k_labels = keys[i] if keys is not None else None
             # c: label states entering layer i+1
-            x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels, bias)
+            x, c, probs = self._r_layer(i, x, key_mask, T, c, k_labels, bias, rows)
             if record:
                 maps.append(probs[:, :, :T, T:].detach())  # (B, H, T, I)
         return x[:, :T], (torch.stack(maps, dim=1) if maps else None)  # (B, T, D), (B, L, H, T, I)
@@ -835,6 +863,18 @@ class CatMner(nn.Module):
             if i < len(layers) - 1:  # the C-Transformer layer: the layer without its self-attention
                 c = lay.c_step(layer, c)
         return keys
+
+    PACK_MIN_PADDING = 0.05  # pack real rows when at least this share of the positions is padding
+
+    def _real_rows(
+        self, key_mask: torch.Tensor, text_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Flat indices of the real positions of [text; visual] (B*N) and of the text (B*T), or None when the
+        batch pads too little for packing to pay (gathering rows costs copies)."""
+        n_real = int(key_mask.sum())
+        if n_real >= (1 - self.PACK_MIN_PADDING) * key_mask.numel():
+            return None
+        return key_mask.flatten().nonzero().squeeze(1), text_mask.flatten().nonzero().squeeze(1)
 
     def _label_keys(self) -> list[torch.Tensor]:
         """Every layer's label-word keys (H, C, Dh) from the C-Transformer, cached for inference.
