@@ -113,7 +113,9 @@ def test_train_in_bf16_and_bad_precision(tmp_path):
         TrainConfig(**base, output=str(tmp_path / "run"), precision="bf16"),
         data={"train": tweets, "valid": tweets, "test": tweets},
     )
-    assert rec["config"]["precision"] == "bf16" and rec["epochs"][0]["loss"] > 0
+    assert (
+        rec["config"]["precision"] == "bf16" and rec["precision"] == "bf16" and rec["epochs"][0]["loss"] > 0
+    )
     with pytest.raises(TrainError, match="precision"):
         train(TrainConfig(**base, output=str(tmp_path / "bad"), precision="fp16"))
 

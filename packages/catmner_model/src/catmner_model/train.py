@@ -860,6 +860,7 @@ def _train(
 ) -> dict[str, Any]:
     from catmner_model.modeling import CatMner, create_model
     from catmner_model.predict import count_truncated
+    from catmner_model.precision import resolve_precision
 
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
@@ -1040,6 +1041,7 @@ def _train(
         "data_checksums": _data_checksums(config, data),
         "git": git_info(),
         "world_size": info.world_size,
+        "precision": resolve_precision(config.precision, device),  # what "auto" meant on this hardware
         "model_dir": str(output / "model"),
         **environment_info(),
     }
