@@ -57,6 +57,7 @@ def test_speed_record_has_every_figure(run_speed: dict) -> None:
     by = {(r["system"], r["precision"]): r for r in rows if not r["change"]}
     text, cap = by[("lm-span", "fp32")], by[("cat-caption", "fp32")]
     assert cap["padded_tokens_per_step"] > text["padded_tokens_per_step"]
+    assert all(0 < r["real_tokens_per_step"] <= r["padded_tokens_per_step"] for r in rows)
     assert cap["gflop_per_step"] > text["gflop_per_step"]
     assert set(s["gemm"]) == set(s["precisions"]) and s["gemm"]["fp32"]["gflops_best"] > 0
     g = s["growth"]
@@ -107,7 +108,7 @@ def test_update_doc_rewrites_only_the_generated_block(run_speed: dict, tmp_path:
     text = doc.read_text(encoding="utf-8")
     [(_, rec)] = list(iter_records(run_speed["out"]))
     assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{speed.DOC_END}\nafter\n")
-    assert speed.speed_tables(rec) in text and "old" not in text
+    assert speed.speed_tables(rec) in text and speed.doc_block([rec]) in text and "old" not in text
     (tmp_path / "plain.md").write_text("no block\n", encoding="utf-8")
     with pytest.raises(RecordError, match="no generated speed block"):
         speed.update_doc(run_speed["out"], tmp_path / "plain.md")
@@ -135,4 +136,4 @@ def test_docs_speed_table_is_the_committed_record() -> None:
     assert latest["spec"]["config"]["profile"] == "quick"
     doc = (REPO / "docs" / "model.md").read_text(encoding="utf-8")
     block = doc.split(speed.DOC_BEGIN, 1)[1].split(speed.DOC_END, 1)[0]
-    assert block.strip() == speed.speed_tables(latest).strip()
+    assert block.strip() == speed.doc_block(recs).strip()

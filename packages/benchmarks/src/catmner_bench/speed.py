@@ -88,8 +88,8 @@ class SpeedSize:
 
 SIZES: dict[str, SpeedSize] = {
     "smoke": SpeedSize(2, 2, 8, 3, 1, 2, (4, 8), (4, 8), (10, 40), 256, 2, 1),
-    "quick": SpeedSize(6, 3, 256, 48, 2, 3, (8, 16, 32, 64), (8, 16, 32, 64), (10, 100, 1000), 2048, 5, 3),
-    "paper": SpeedSize(8, 3, 512, 64, 2, 3, (8, 16, 32, 64), (8, 16, 32, 64), (10, 100, 1000), 4096, 5, 3),
+    "quick": SpeedSize(6, 5, 256, 48, 2, 3, (8, 16, 32, 64), (8, 16, 32, 64), (10, 100, 1000), 2048, 5, 3),
+    "paper": SpeedSize(8, 5, 512, 64, 2, 3, (8, 16, 32, 64), (8, 16, 32, 64), (10, 100, 1000), 4096, 5, 3),
 }
 SYSTEM_LABELS = {
     "lm-span": "catmner TEXT (LM-SPAN)",
@@ -278,18 +278,21 @@ class CatmnerSystem:
         finally:
             self.model.__dict__.pop("PACK_MIN_PADDING", None)
 
-    def padded_tokens(self, batches: Sequence[Sequence[int]]) -> float:
-        """Mean padded positions per step: text (B x T) plus visual tokens (B x I)."""
-        total = 0
+    def padded_tokens(self, batches: Sequence[Sequence[int]]) -> tuple[float, float]:
+        """Mean positions per step, (padded, real): text (B x T) plus visual tokens (B x I)."""
+        padded = real = 0
         for idx in batches:
             b = self.collate([self.train_examples[i] for i in idx])
-            n = b.input_ids.numel()
+            padded += b.input_ids.numel()
+            real += int(b.attention_mask.sum())
             if b.caption_ids is not None:
-                n += b.caption_ids.numel()
+                padded += b.caption_ids.numel()
+                real += int(b.caption_mask.sum())
             if b.image_features is not None:
-                n += b.image_features.shape[0] * b.image_features.shape[1]
-            total += n
-        return total / max(1, len(batches))
+                padded += b.image_features.shape[0] * b.image_features.shape[1]
+                real += int(b.image_mask.sum()) * b.image_features.shape[1]
+        n = max(1, len(batches))
+        return padded / n, real / n
 
     def save(self, directory: Path) -> Path:
         from catmner_model.train import save_best_model
@@ -374,10 +377,14 @@ class HFSystem:
             total += loss.item()
         return total / max(1, len(batches))
 
-    def padded_tokens(self, batches: Sequence[Sequence[int]]) -> float:
-        return sum(
-            self.collator([self.features[i] for i in idx])["input_ids"].numel() for idx in batches
-        ) / max(1, len(batches))
+    def padded_tokens(self, batches: Sequence[Sequence[int]]) -> tuple[float, float]:
+        padded = real = 0
+        for idx in batches:
+            b = self.collator([self.features[i] for i in idx])
+            padded += b["input_ids"].numel()
+            real += int(b["attention_mask"].sum())
+        n = max(1, len(batches))
+        return padded / n, real / n
 
     @torch.inference_mode()
     def predict(self, tweets: Sequence[Any], batch_size: int, precision: str) -> list[list[Any]]:
@@ -619,7 +626,8 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
                 "gflops_per_cpu_s": f / step_cpu / 1e9,
                 "peak_fraction": f / step / 1e9 / peak["gflops_best"],
                 "peak_fraction_cpu": (f / step_cpu / 1e9) / peak["gflops_per_cpu_s_best"],
-                "padded_tokens_per_step": padded[(s.system, s.batching)],
+                "padded_tokens_per_step": padded[(s.system, s.batching)][0],
+                "real_tokens_per_step": padded[(s.system, s.batching)][1],
                 "loss": losses[s.name],
             }
         )
@@ -1053,7 +1061,7 @@ def speed_tables(record: dict[str, Any]) -> str:
                 f"{r['gflop_per_step']:.3g}",
                 _f(r["gflops"], 1),
                 f"{100 * r['peak_fraction']:.1f}% / {100 * r['peak_fraction_cpu']:.1f}%",
-                _f(r["padded_tokens_per_step"], 0),
+                f"{r['padded_tokens_per_step']:.0f} / {r.get('real_tokens_per_step', 0):.0f}",
             ]
         )
     parts.append(
@@ -1069,7 +1077,7 @@ def speed_tables(record: dict[str, Any]) -> str:
                 "GFLOP/step",
                 "GFLOP/s",
                 "% of peak (wall / CPU)",
-                "padded tokens/step",
+                "positions/step (padded / real)",
             ],
             rows,
         )
@@ -1222,8 +1230,8 @@ def speed_section(records: list[dict[str, Any]]) -> str:
 
 
 def update_doc(records_dir: str | os.PathLike[str], doc: str | os.PathLike[str]) -> Path:
-    """Rewrite the generated speed block of ``doc`` (between DOC_BEGIN and DOC_END) from the latest speed
-    record under ``records_dir``."""
+    """Rewrite the generated speed block of ``doc`` (between DOC_BEGIN and DOC_END) from the speed records
+    under ``records_dir`` (`doc_block`)."""
     from catmner_model.atomic import atomic_write_text
 
     from catmner_bench.records import RecordError, iter_records
@@ -1237,9 +1245,17 @@ def update_doc(records_dir: str | os.PathLike[str], doc: str | os.PathLike[str])
         raise RecordError(f"{path}: no generated speed block ({DOC_BEGIN} ... {DOC_END})")
     head, rest = text.split(DOC_BEGIN, 1)
     _, tail = rest.split(DOC_END, 1)
-    latest = max(recs, key=lambda r: r["created"])
-    atomic_write_text(path, f"{head}{DOC_BEGIN}\n{speed_tables(latest)}\n{DOC_END}{tail}")
+    atomic_write_text(path, f"{head}{DOC_BEGIN}\n{doc_block(recs)}\n{DOC_END}{tail}")
     return path
+
+
+def doc_block(records: list[dict[str, Any]]) -> str:
+    """The generated docs block: the latest record's tables, then every record's headline figures."""
+    latest = max(records, key=lambda r: r["created"])
+    text = speed_tables(latest)
+    if len(records) > 1:
+        text += "\n\nEvery speed record in this folder (headline figures):\n\n" + history_table(records)
+    return text
 
 
 if __name__ == "__main__":  # python -m catmner_bench.speed RECORDS_DIR DOC.md
