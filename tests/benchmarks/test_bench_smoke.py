@@ -140,6 +140,22 @@ def test_table2_is_scored_on_the_other_dataset(bench: dict) -> None:
         assert r["spec"]["train_dataset"] != r["spec"]["test_dataset"]
 
 
+def test_table2_reuses_the_table1_models(bench: dict) -> None:
+    """Table 2 scores the Table 1 models on the other dataset: no second training of the same run."""
+    t1 = {r["run_id"]: r for r in records(bench, "table1")}
+    t2 = records(bench, "table2")
+    assert t2
+    for r in t2:
+        reused = r["extra"]["reused_model"]
+        src = t1[reused["run_id"]]
+        assert src["spec"]["system"] == r["spec"]["system"] and src["spec"]["seed"] == r["spec"]["seed"]
+        assert src["spec"]["train_dataset"] == src["spec"]["test_dataset"] == r["spec"]["train_dataset"]
+        assert src["spec"]["config"] == r["spec"]["config"]
+        assert r["metrics"]["valid"] == src["metrics"]["valid"]  # the same model, not a retrained one
+        assert Path(reused["model_dir"]).is_dir()
+        assert r["data"]["test"]["files"] != src["data"]["test"]["files"]  # scored on the other dataset
+
+
 def test_report_files(bench: dict) -> None:
     rep = bench["report"]
     assert rep["n_records"] == 58

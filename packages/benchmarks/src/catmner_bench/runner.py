@@ -305,6 +305,37 @@ def log(ctx: RunContext, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _commit(record: dict[str, Any]) -> str:
+    git = record.get("git") or {}
+    commit = (git.get("commit") or "unknown")[:10]
+    return commit + (" (dirty)" if git.get("dirty") else "")
+
+
+def reusable_model(ctx: RunContext, spec: RunSpec) -> tuple[dict[str, Any], Path] | None:
+    """For a cross-dataset (table2) span run: the finished table1 run that trained the same system with the
+    same config and seed on ``spec.train_dataset`` and still has its saved model, as (record, model dir).
+    Table 2 then scores that model on the other dataset instead of training it again (the paper's Table 2
+    tests the Table 1 models); the record names the reused run and the commit it was trained at."""
+    if (
+        spec.train_dataset == spec.test_dataset
+        or spec.sample is not None
+        or SYSTEMS[spec.system].kind != "span"
+    ):
+        return None
+    twin = RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
+    source = finished(ctx.output, twin)
+    if source is None:
+        return None
+    run_dir = (source.get("extra") or {}).get("trainer_run_dir")
+    candidates = [ctx.output / "runs" / "table1" / source["run_id"] / "model"]
+    if run_dir:
+        candidates.append(Path(run_dir) / "model")
+    for model_dir in candidates:
+        if (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file():
+            return source, model_dir
+    return None
+
+
 def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tuple[dict[str, Any], bool]:
     """Run one spec unless its record exists. Returns (record, ran_now).
 
@@ -334,6 +365,27 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         metrics = {"valid": res["valid"], "test": res["test"]}
         extra.update(best_epoch=res["best_epoch"], epochs_run=res["epochs_run"], history=res["history"])
         extra["n_params"] = res["n_params"]
+    elif (reused := reusable_model(ctx, spec)) is not None:  # table2: a finished table1 model of the same run
+        source, model_dir = reused
+        log(ctx, f"     reusing the model of table1/{source['run_id']} (trained at {_commit(source)})")
+        metrics = {
+            "valid": source["metrics"]["valid"],
+            "test": evaluate_model_dir(
+                ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
+            ),
+        }
+        label_words = source.get("label_words")
+        src_extra = source.get("extra", {})
+        extra.update(
+            {k: src_extra.get(k) for k in ("best_epoch", "seconds_per_epoch", "image_stats", "model_config")},
+            trainer_run_dir=src_extra.get("trainer_run_dir"),
+            reused_model={
+                "run_id": source["run_id"],
+                "git": source.get("git"),
+                "wall_time_s": source.get("wall_time_s"),
+                "model_dir": str(model_dir),
+            },
+        )
     else:
         from catmner_model.train import train
 
