@@ -60,6 +60,15 @@ def test_speed_record_has_every_figure(run_speed: dict) -> None:
     assert all(0 < r["real_tokens_per_step"] <= r["padded_tokens_per_step"] for r in rows)
     assert cap["gflop_per_step"] > text["gflop_per_step"]
     assert set(s["gemm"]) == set(s["precisions"]) and s["gemm"]["fp32"]["gflops_best"] > 0
+    # the matmul rate at the encoder's own shapes: the step's real positions as rows, the encoder's sizes
+    ms = s["gemm"]["fp32"]["model_shapes"]
+    assert ms["m"] == round(cap["real_tokens_per_step"]) and ms["gflops"] > 0
+    assert [(r["k"], r["n"]) for r in ms["shapes"]] == [
+        (ms["hidden"], ms["hidden"]),
+        (ms["hidden"], ms["inner"]),
+        (ms["inner"], ms["hidden"]),
+    ]
+    assert "Matmul rate at the encoder's own shapes" in speed.speed_tables(rec)
     g = s["growth"]
     assert [x["words"] for x in g["tweet_words"]] == list(size.tweet_words)
     assert g["tweet_words"][0]["text_tokens"] < g["tweet_words"][-1]["text_tokens"]

@@ -133,6 +133,31 @@ def gemm_peak(n: int, reps: int, dtype: torch.dtype) -> dict[str, float]:
     }
 
 
+def gemm_model_shapes(m: int, hidden: int, inner: int, reps: int, dtype: torch.dtype) -> dict[str, Any]:
+    """GFLOP/s of the matrix products a transformer layer runs on m token rows (the step's real positions):
+    Q/K/V/output (m x hidden x hidden), feed-forward in (m x hidden x inner) and out (m x inner x hidden), as
+    ``F.linear`` with the weights' layout. The FLOP-weighted rate over the layer's six products is the rate
+    the encoder's matmuls can reach at these shapes on this machine, to set beside the square-GEMM peak."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [("qkvo", hidden, hidden, 4), ("ffn_in", hidden, inner, 1), ("ffn_out", inner, hidden, 1)]
+    rows, total_flops, total_s = [], 0.0, 0.0
+    for name, k, n, count in shapes:
+        x = torch.randn(m, k, generator=g).to(dtype)
+        w = torch.randn(n, k, generator=g).to(dtype)
+        torch.nn.functional.linear(x, w)  # warm-up
+        walls = []
+        for _ in range(reps):
+            with Clock() as c:
+                torch.nn.functional.linear(x, w)
+            walls.append(c.wall)
+        flops = 2.0 * m * k * n
+        best = min(walls)
+        rows.append({"name": name, "m": m, "k": k, "n": n, "gflops_best": flops / best / 1e9})
+        total_flops += count * flops
+        total_s += count * best
+    return {"m": m, "hidden": hidden, "inner": inner, "shapes": rows, "gflops": total_flops / total_s / 1e9}
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
     """Floating-point operations of ``fn()`` as torch's FlopCounterMode counts them (matmuls, convolutions)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -597,6 +622,14 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
         gemm[prec]["gflops_per_cpu_s_best"] = max(
             gemm[prec][w]["gflops_per_cpu_s_best"] for w in ("start", "end")
         )
+
+    enc_cfg = getattr(cat.model.encoder, "config", None)
+    if enc_cfg is not None and hasattr(enc_cfg, "intermediate_size"):  # the model's own matmul shapes
+        m_rows = max(1, round(padded[("cat-caption", "pieces")][1]))  # real positions per step
+        for prec in precisions:
+            gemm[prec]["model_shapes"] = gemm_model_shapes(
+                m_rows, enc_cfg.hidden_size, enc_cfg.intermediate_size, 20, _dtype(prec)
+            )
 
     train_rows = []
     for s in settings:
@@ -1093,6 +1126,30 @@ def speed_tables(record: dict[str, Any]) -> str:
     ]
     parts += ["", "Matmul peak (square GEMM, best of the timed products):", ""]
     parts.append(md_table(["Precision", "n", "GFLOP/s at start / end", "GFLOP per CPU-second"], gemm_rows))
+    shaped = {prec: g["model_shapes"] for prec, g in s["gemm"].items() if "model_shapes" in g}
+    if shaped:
+        first = next(iter(shaped.values()))
+        parts += [
+            "",
+            f"Matmul rate at the encoder's own shapes ({first['m']} token rows = CAT-MNER (caption)'s real "
+            f"positions per step; hidden {first['hidden']}, feed-forward {first['inner']}; best of 20): the "
+            "rate its linear layers can reach here, against the square-GEMM peak above.",
+            "",
+        ]
+        names = [r["name"] for r in first["shapes"]]
+        head = [
+            "Precision",
+            *(f"{n} ({r['k']}x{r['n']}) GFLOP/s" for n, r in zip(names, first["shapes"], strict=True)),
+        ]
+        head += ["layer (FLOP-weighted) GFLOP/s", "of square peak"]
+        rows = []
+        for prec, ms in shaped.items():
+            peak = s["gemm"][prec]["gflops_best"]
+            rows.append(
+                [prec, *(f"{r['gflops_best']:.0f}" for r in ms["shapes"]), f"{ms['gflops']:.0f}"]
+                + [f"{100 * ms['gflops'] / peak:.0f}%"]
+            )
+        parts.append(md_table(head, rows))
     g = s["growth"]
     parts += [
         "",
