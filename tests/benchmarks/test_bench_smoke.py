@@ -78,14 +78,14 @@ def test_smoke_runs_every_experiment_quickly(bench: dict) -> None:
     assert res["table2"]["ran"] == 2 * 2  # 2 directions x (LM-span, CAT-MNER)
     assert res["table3"]["ran"] == 2 * 6
     assert res["fig3"]["ran"] == 2 * 2 * 2 * 3  # datasets x alphas x samplings x systems
-    assert res["fig4"]["ran"] == 2 * 2
+    assert res["fig4"]["ran"] == 2 * 2 * 2  # grid models and (reused) caption models
     assert all(r["skipped"] == 0 for r in res.values())
     assert sum(bench["seconds"].values()) < 240, bench["seconds"]
 
 
 def test_records_are_complete_and_true(bench: dict) -> None:
     recs = [r for _, r in iter_records(bench["output"])]
-    assert len(recs) == 14 + 4 + 12 + 24 + 4
+    assert len(recs) == 14 + 4 + 12 + 24 + 8
     train15 = bench["data"] / "twitter2015" / "train.txt"
     sha = hashlib.sha256(train15.read_bytes()).hexdigest()
     for r in recs:
@@ -158,7 +158,7 @@ def test_table2_reuses_the_table1_models(bench: dict) -> None:
 
 def test_report_files(bench: dict) -> None:
     rep = bench["report"]
-    assert rep["n_records"] == 58
+    assert rep["n_records"] == 62
     assert sorted(rep["sections"]) == sorted(["table1", "table2", "table3", "fig3", "fig4"])
     md = Path(rep["markdown"]).read_text(encoding="utf-8")
     for fig in rep["figures"]:
@@ -296,7 +296,8 @@ def _fig3_block(md: str, ds: str) -> str:
 
 
 def test_fig4_records_and_report(bench: dict) -> None:
-    recs = records(bench, "fig4")
+    recs = [r for r in records(bench, "fig4") if r["spec"]["config"]["visual"] == "grid"]
+    assert len(recs) == 4
     md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
     for rec in recs:
         cases = rec["extra"]["attention"]["cases"]
@@ -324,6 +325,45 @@ def test_fig4_records_and_report(bench: dict) -> None:
             c = cat[(row["IMGID"], row["Entity"], row["Span"], row["Type"])]
             assert int(row["refined max cell"]) == max(range(16), key=lambda i: c["grid"][i])
             assert num(row["refined entropy"]) == [r2(entropy(c["grid"]))]
+
+
+def test_fig4_caption_maps_reuse_table1_models(bench: dict) -> None:
+    """Figure 4 over caption words: the Table 1 caption models' attention of test entity spans over the caption
+    pieces, a distribution per span, refined beside unrefined in the report."""
+    t1 = {r["run_id"]: r for r in records(bench, "table1")}
+    recs = [r for r in records(bench, "fig4") if "caption" in r["spec"]["config"]["visual"]]
+    assert {(r["spec"]["system"], r["spec"]["train_dataset"]) for r in recs} == {
+        (s, d) for s in ("cat-textual", "mm") for d in paper.DATASETS
+    }
+    for r in recs:
+        src = t1[r["extra"]["reused_model"]["run_id"]]
+        assert src["spec"]["config"] == r["spec"]["config"] and src["metrics"] == r["metrics"]
+        att = r["extra"]["caption_attention"]
+        assert att["tweets"] > 0 and att["cases"]
+        for c in att["cases"]:
+            assert c["split"] == "test" and c["caption"]
+            assert len(c["pieces"]) == len(c["weights"]) > 0
+            assert math.isclose(sum(c["weights"]), 1.0, abs_tol=1e-4) and min(c["weights"]) >= 0
+    md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
+    cap = section(md, "## Figure 4 (captions)")
+    for ds in paper.DATASETS:
+        (rows,) = tables(section(cap, f"### {DS_LABEL[ds]}"))
+        assert [row["Model"] for row in rows] == ["unrefined (MM)", "refined (CAT-MNER)"]
+        assert int(rows[0]["entity spans"]) > 0
+    names = {f.name for f in bench["report"]["figures"]}
+    assert all(any(n.startswith(f"fig4_caption_{ds}_") for n in names) for ds in paper.DATASETS)
+
+
+def test_table3_rows_shared_with_table1_reuse_its_runs(bench: dict) -> None:
+    t1 = {r["run_id"]: r for r in records(bench, "table1")}
+    t3 = records(bench, "table3")
+    shared = [r for r in t3 if r["spec"]["system"] in {"cat-textual", "mm", "lm-span", "cat-visualgenome"}]
+    assert len(shared) == 2 * 4
+    for r in shared:
+        src = t1[r["extra"]["reused_model"]["run_id"]]
+        assert src["spec"]["system"] == r["spec"]["system"] and src["metrics"] == r["metrics"]
+    # the ablations without a Table 1 twin are trained
+    assert all("reused_model" not in r["extra"] for r in t3 if r["spec"]["system"] in {"t2i", "i2t"})
 
 
 def test_rerun_skips_finished_runs(bench: dict) -> None:

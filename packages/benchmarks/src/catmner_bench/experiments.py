@@ -86,6 +86,9 @@ def plan(
                     # Figure 4 draws attention over the 4x4 grid: its models read grid features
                     cfg = system_config(s, p, visual="grid" if experiment == "fig4" else None)
                     specs.append(RunSpec(experiment, s, d, d, seed, cfg))
+                    if experiment == "fig4" and "caption" in (p.visual or ""):
+                        # and over the caption words: the profile's caption models (Table 1's, reused)
+                        specs.append(RunSpec(experiment, s, d, d, seed, system_config(s, p)))
     return specs
 
 
@@ -139,19 +142,95 @@ def image_tweets(ctx: RunContext, dataset: str) -> list[tuple[str, Tweet, Path]]
 
 
 def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str, Any]:
-    """Attention of every gold entity span of the image tweets over the 4x4 grid, for one trained model.
+    """Attention of gold entity spans over the visual tokens of one trained model, for the run record.
 
-    For each entity: the text->visual attention probabilities (B, L, H, T, I) of the last layer, averaged over
-    heads and over the first word pieces of the span's words, renormalised over the I = 16 grid cells (row-major,
-    cell 0 top-left). Returns {"attention": {"layer", "cases": [...]}} for the run record.
+    The grid runs (visual "grid"): {"attention": ...} over the 4x4 grid of every tweet whose image exists
+    (`grid_attention`); the caption runs (the profile's caption source, Table 1's models):
+    {"caption_attention": ...} over the caption word pieces of test tweets (`caption_attention`). Each map is the last layer's text->visual attention
+    probabilities, averaged over heads and over the first word pieces of the span's words, renormalised over
+    the grid cells (row-major, cell 0 top-left) or the caption's real pieces.
     """
-    import torch
     from catmner_model.predict import Predictor
 
     predictor = Predictor(model_dir, device="cpu", feature_cache=ctx.feature_cache)
+    cfg = model_config(predictor.model)
+    if not cfg.uses_grid and not cfg.uses_caption:
+        raise BenchError(f"{model_dir}: fig4 draws attention over the image; this model has no visual tokens")
+    if spec.config.get("visual") == "grid" or not cfg.uses_caption:  # the grid runs of Figure 4
+        if not cfg.uses_grid:
+            raise BenchError(f"{model_dir}: fig4 draws the 4x4 grid; this model has no grid visual source")
+        return {"attention": grid_attention(ctx, spec, predictor)}
+    return {"caption_attention": caption_attention(ctx, spec, predictor)}
+
+
+FIG4_CAPTION_TWEETS = 40  # test tweets (with entities and a caption) whose caption attention is recorded
+
+
+def caption_attention(ctx: RunContext, spec: RunSpec, predictor: Any) -> dict[str, Any]:
+    """Attention of the gold entity spans of the first test tweets over their caption's word pieces.
+
+    Per entity: the last layer's text->visual attention (mean over heads and the span's first word pieces)
+    over the caption pieces (after the grid tokens when the model has both), renormalised over the real
+    pieces. Returns {"layer", "cases": [{imgid, tokens, entity, caption, pieces, weights}]}."""
+    import torch
+
     model, collate = predictor.model.eval(), predictor.collate
-    if not model_config(model).uses_grid:
-        raise BenchError(f"{model_dir}: fig4 draws the 4x4 grid; this model has no grid visual source")
+    cfg = model_config(model)
+    tokenizer = collate.pieces.tokenizer
+    source = predictor.source(
+        spec.train_dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir, captions=ctx.captions
+    )
+    cases: list[dict[str, Any]] = []
+    n_tweets = 0
+    for tweet in read_split(spec.train_dataset, "test", ctx.data_dir):
+        if n_tweets >= FIG4_CAPTION_TWEETS:
+            break
+        if not tweet.entities:
+            continue
+        example = source.example(tweet)
+        if not example.caption:
+            continue
+        batch = collate([example])
+        if batch.caption_ids is None:
+            continue
+        with torch.inference_mode():
+            res = model(batch, output_attentions=True)
+        if res.attentions is None:
+            raise BenchError("the model returned no text->visual attention")
+        n_grid = 0
+        if cfg.uses_grid:
+            n_grid = batch.image_features.shape[1] if batch.image_features is not None else 1
+        real = batch.caption_mask[0]
+        att = res.attentions[0, -1].mean(0)[:, n_grid : n_grid + real.numel()][:, real]  # (T, Lc real)
+        pieces = tokenizer.convert_ids_to_tokens(batch.caption_ids[0][real].tolist())
+        n_words = int(batch.word_mask[0].sum())
+        n_tweets += 1
+        for ent in tweet.entities:
+            if ent.end > n_words:
+                continue  # truncated away
+            pos = batch.word_index[0, ent.start : ent.end]
+            w = att[pos].mean(0)
+            w = w / w.sum().clamp_min(1e-12)
+            cases.append(
+                {
+                    "dataset": spec.train_dataset,
+                    "split": "test",
+                    "imgid": tweet.imgid,
+                    "tokens": tweet.tokens,
+                    "entity": {"start": ent.start, "end": ent.end, "type": ent.type},
+                    "caption": example.caption,
+                    "pieces": pieces,
+                    "weights": [round(float(x), 6) for x in w],
+                }
+            )
+    return {"layer": "last", "tweets": n_tweets, "cases": cases}
+
+
+def grid_attention(ctx: RunContext, spec: RunSpec, predictor: Any) -> dict[str, Any]:
+    """The 4x4 grid maps of `fig4_attention` (the tweets whose image file exists)."""
+    import torch
+
+    model, collate = predictor.model.eval(), predictor.collate
     source = predictor.source(spec.train_dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir)
     n_cells = model_config(model).num_image_tokens
     cases = []
@@ -165,7 +244,7 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
         with torch.inference_mode():
             out = model(batch, output_attentions=True)
         if out.attentions is None:
-            raise BenchError(f"{model_dir}: the model returned no text->visual attention")
+            raise BenchError("the model returned no text->visual attention")
         att = out.attentions[0, -1].mean(0)[:, :n_cells]  # (T, I) last layer, mean over heads, grid cells
         n_words = int(batch.word_mask[0].sum())
         for ent in tweet.entities:
@@ -186,4 +265,4 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
                     "grid": [round(float(x), 6) for x in grid],
                 }
             )
-    return {"attention": {"layer": "last", "grid": [4, 4], "cases": cases}}
+    return {"layer": "last", "grid": [4, 4], "cases": cases}

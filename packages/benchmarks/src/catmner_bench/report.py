@@ -116,6 +116,18 @@ class Group:
         return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}, n={self.n})"
 
 
+def unique_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per run (system, datasets, config, seed, sample), across experiments: a Table 3 or Figure 4
+    record that reuses a Table 1 run (or trained the same spec again) is not another seed of it. Table 1's
+    record is kept where there is one."""
+    rank = {"table1": 0}
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in sorted(records, key=lambda r: rank.get(r["spec"]["experiment"], 1)):
+        s = r["spec"]
+        out.setdefault((group_key(r), s["seed"], repr(s.get("sample"))), r)
+    return list(out.values())
+
+
 def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
     by: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -451,6 +463,110 @@ def fig4_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple
     return "\n".join(parts), figures
 
 
+FIG4_CAPTION_DRAWN = 8  # entity spans drawn per dataset in the caption heat-map
+
+
+def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple[str, list[Path]]:
+    """Figure 4 over caption words: entity spans' attention over their tweet's caption pieces, refined
+    (CAT-MNER) against unrefined (MM), summarised per dataset and drawn as a text heat-map."""
+    maps: dict[tuple[str, str], dict[str, dict[tuple, dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for r in records:
+        for c in r.get("extra", {}).get("caption_attention", {}).get("cases", []):
+            key = (c["imgid"], c["entity"]["start"], c["entity"]["end"], c["entity"]["type"])
+            maps[(c["dataset"], encoder_of(r))][r["spec"]["system"]].setdefault(key, c)
+    if not maps:
+        return "", []
+    parts = [
+        "## Figure 4 (captions): attention of entity spans over the caption words",
+        "",
+        "The last layer's text→caption attention of each gold entity span of the first test tweets (mean over "
+        "heads and the span's words), renormalised over the caption's word pieces. Unrefined = MM, refined = "
+        "CAT-MNER, the Table 1 caption models. Entropy in nats (lower = more focused); 'top piece agrees' = both "
+        "models attend most to the same piece.",
+    ]
+    figures = []
+    for (ds, enc), by_system in sorted(maps.items()):
+        refined = by_system.get("cat-textual") or by_system.get("cat-visualgenome") or {}
+        unrefined = by_system.get("mm") or {}
+        both = sorted(set(refined) & set(unrefined), key=lambda k: (k[0], k[1]))
+        rows = []
+        for name, src in (("unrefined (MM)", unrefined), ("refined (CAT-MNER)", refined)):
+            cs = [src[k] for k in both]
+            ent = [entropy(c["weights"]) for c in cs]
+            uni = [math.log(len(c["weights"])) for c in cs if len(c["weights"]) > 1]
+            rows.append(
+                [
+                    name,
+                    str(len(cs)),
+                    fmt(mean(ent)) if ent else "-",
+                    fmt(mean(uni)) if uni else "-",
+                    fmt(mean([max(c["weights"]) for c in cs])) if cs else "-",
+                ]
+            )
+        agree = sum(
+            max(range(len(refined[k]["weights"])), key=refined[k]["weights"].__getitem__)
+            == max(range(len(unrefined[k]["weights"])), key=unrefined[k]["weights"].__getitem__)
+            for k in both
+        )
+        parts += [
+            "",
+            f"### {DATASET_LABEL.get(ds, ds)}, encoder {enc}",
+            "",
+            md_table(["Model", "entity spans", "mean entropy", "uniform entropy", "mean top weight"], rows),
+            "",
+            f"Top piece agrees on {agree} of {len(both)} spans.",
+        ]
+        if both:
+            png = figdir / f"fig4_caption_{ds}_{_safe(enc)}.png"
+            plot_fig4_caption(both[:FIG4_CAPTION_DRAWN], unrefined, refined, png)
+            figures.append(png)
+            parts.append(f"\n![Figure 4 (captions), {ds}]({rel}/{png.name})")
+    return "\n".join(parts), figures
+
+
+def plot_fig4_caption(keys: list[tuple], unrefined: dict, refined: dict, png: Path) -> None:
+    """A text heat-map: per entity span, the caption's pieces shaded by unrefined and by refined attention
+    (one colour scale per span)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("YlOrRd")  # light to dark; capped below its darkest so the text stays legible
+    lines = 3 * len(keys)
+    fig, ax = plt.subplots(figsize=(11, max(2.5, 0.32 * lines + 0.4)))
+    ax.set_xlim(0, 110)
+    ax.set_ylim(lines, 0)
+    ax.axis("off")
+    y = 0.5
+    for k in keys:
+        c = refined[k]
+        words = " ".join(c["tokens"][k[1] : k[2]])
+        ax.text(0, y, f"{c['imgid']}  '{words}' ({k[3]})", fontsize=8, weight="bold", va="center")
+        y += 1
+        vmax = max(max(src[k]["weights"]) for src in (unrefined, refined)) or 1.0
+        for name, src in (("MM", unrefined), ("CAT-MNER", refined)):
+            ax.text(0, y, name, fontsize=7, va="center", family="monospace")
+            x = 10.0
+            for piece, w in zip(src[k]["pieces"], src[k]["weights"], strict=True):
+                ax.text(
+                    x,
+                    y,
+                    piece,
+                    fontsize=7,
+                    va="center",
+                    family="monospace",
+                    bbox={"facecolor": cmap(0.7 * w / vmax), "edgecolor": "none", "pad": 1.0},
+                )
+                x += 0.75 * len(piece) + 1.2
+            y += 1
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99)
+    save_png(fig, png)
+    plt.close(fig)
+
+
 def _safe(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(s).name or s)
 
@@ -587,13 +703,17 @@ def write_report(
         text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
         sections += ["", text]
         figures += figs
+        text, figs = fig4_caption_section(by_exp["fig4"], figdir, "figures")
+        if text:
+            sections += ["", text]
+            figures += figs
     if "speed" in by_exp:
         from catmner_bench.speed import speed_section
 
         sections += ["", speed_section(by_exp["speed"])]
     from catmner_bench.verdicts import verdicts_section
 
-    sections += ["", verdicts_section(groups_of(loaded))]
+    sections += ["", verdicts_section(groups_of(unique_runs(loaded)))]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"
     atomic_write_text(md, "\n".join(sections))

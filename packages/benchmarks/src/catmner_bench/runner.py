@@ -311,16 +311,18 @@ def _commit(record: dict[str, Any]) -> str:
     return commit + (" (dirty)" if git.get("dirty") else "")
 
 
-def reusable_model(ctx: RunContext, spec: RunSpec) -> tuple[dict[str, Any], Path] | None:
-    """For a cross-dataset (table2) span run: the finished table1 run that trained the same system with the
-    same config and seed on ``spec.train_dataset`` and still has its saved model, as (record, model dir).
-    Table 2 then scores that model on the other dataset instead of training it again (the paper's Table 2
-    tests the Table 1 models); the record names the reused run and the commit it was trained at."""
-    if (
-        spec.train_dataset == spec.test_dataset
-        or spec.sample is not None
-        or SYSTEMS[spec.system].kind != "span"
-    ):
+def reusable_model(
+    ctx: RunContext, spec: RunSpec, need_model: bool = True
+) -> tuple[dict[str, Any], Path | None] | None:
+    """The finished table1 run of the same system, config and seed on ``spec.train_dataset``, as (record,
+    saved model dir), for a table2 / table3 / fig4 span run that would otherwise train the same model again.
+
+    Table 2 scores that model on the other dataset (the paper's Table 2 tests its Table 1 models); Table 3's
+    rows shared with Table 1 (CAT-MNER, MM, TEXT, Visual Genome words) take its scores; Figure 4 draws that
+    model's attention. ``need_model``: the saved model must still exist (None is returned otherwise); without
+    it the record alone serves (model dir None when gone). The new record names the reused run and the
+    commit it was trained at."""
+    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
         return None
     twin = RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
     source = finished(ctx.output, twin)
@@ -333,7 +335,7 @@ def reusable_model(ctx: RunContext, spec: RunSpec) -> tuple[dict[str, Any], Path
     for model_dir in candidates:
         if (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file():
             return source, model_dir
-    return None
+    return None if need_model else (source, None)
 
 
 def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tuple[dict[str, Any], bool]:
@@ -365,15 +367,20 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         metrics = {"valid": res["valid"], "test": res["test"]}
         extra.update(best_epoch=res["best_epoch"], epochs_run=res["epochs_run"], history=res["history"])
         extra["n_params"] = res["n_params"]
-    elif (reused := reusable_model(ctx, spec)) is not None:  # table2: a finished table1 model of the same run
+    elif (
+        reused := reusable_model(
+            ctx, spec, need_model=spec.train_dataset != spec.test_dataset or after_train is not None
+        )
+    ) is not None:  # a finished table1 run of the same system, config and seed
         source, model_dir = reused
-        log(ctx, f"     reusing the model of table1/{source['run_id']} (trained at {_commit(source)})")
-        metrics = {
-            "valid": source["metrics"]["valid"],
-            "test": evaluate_model_dir(
+        log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
+        metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
+        if spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
+            metrics["test"] = evaluate_model_dir(
                 ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
-            ),
-        }
+            )
+        if after_train is not None:
+            extra.update(after_train(model_dir, data) or {})
         label_words = source.get("label_words")
         src_extra = source.get("extra", {})
         extra.update(
@@ -383,7 +390,7 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
                 "run_id": source["run_id"],
                 "git": source.get("git"),
                 "wall_time_s": source.get("wall_time_s"),
-                "model_dir": str(model_dir),
+                "model_dir": str(model_dir) if model_dir else None,
             },
         )
     else:
