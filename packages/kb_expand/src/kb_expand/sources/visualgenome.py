@@ -6,10 +6,11 @@ plain, .gz or .zip. The top-level array is decoded one image at a time (json.JSO
 1 MiB chunks), so memory is bounded by the graph (distinct names and pairs), not by the file (~2.3M relations).
 
 Graph (networkx): nodes = object names (attribute `count`), undirected edges weighted by the number of
-relationships connecting the two names. Per label (see VisualGenomeSource): seeds = the 5 object names most
-related to the label by word vectors, then neighbours = the 5 other names most associated with the seeds in
-the scene graphs (normalised PMI, so objects that are in every picture - window, tree, shirt - do not fill
-every label), weighted by their own relatedness to the label.
+relationships connecting the two names. Per label (see VisualGenomeSource): seeds = up to 5 object names that
+WordNet files as kinds of the label or that are related to it (in the sense the pictures use the name in),
+then neighbours = the other names most associated with the seeds in the scene graphs (normalised PMI, so
+objects that are in every picture - window, tree, shirt - do not fill every label); fewer words when no
+other name passes the thresholds.
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ class VisualGenomeSource(Source):
         return {"vg": str(self.vg), "vectors": vectors_id(self.vectors), "n_seeds": self.n_seeds,
                 "n_neighbours": self.n_neighbours, "relationships": self.n_relationships,
                 "objects": self.graph.number_of_nodes() if self.graph is not None else None,
-                "min_cooccurrences": self.min_cooccurrences, "association": "npmi x relatedness",
+                "min_cooccurrences": self.min_cooccurrences, "association": "npmi, relatedness >= min_neighbour_relatedness",
                 "relatedness": "min(name cos, visible-sense cos)", "min_seed_relatedness": self.min_seed_relatedness,
                 "min_member_relatedness": self.min_member_relatedness,
                 "min_neighbour_relatedness": self.min_neighbour_relatedness, "min_npmi": self.min_npmi,
