@@ -162,12 +162,15 @@ def show(
     )
     if b["missing"]:
         typer.echo("missing: " + "; ".join(f"{k}: {v}" for k, v in b["missing"].items()))
-    current = None
-    for w in d["words"]:
-        if w["label"] != current:
-            current = w["label"]
-            typer.echo(f"\n{current} ({w['entity_type']})")
-        typer.echo(f"  {w['rank']:>2}. {w['word']:<18} {w['score']:>7.3f}  {w['summary']}")
+    top_k = b["params"].get("top_k")
+    for row in d["labels"]:
+        if label is not None and row["label"] != label:
+            continue
+        words = [w for w in d["words"] if w["label"] == row["label"]]
+        short = f", {len(words)} of {top_k} words: no other word passed the source's thresholds" if top_k and len(words) < top_k else ""  # fmt: skip
+        typer.echo(f"\n{row['label']} ({row['entity_type']}{short})")
+        for w in words:
+            typer.echo(f"  {w['rank']:>2}. {w['word']:<18} {w['score']:>7.3f}  {w['summary']}")
 
 
 @app.command()

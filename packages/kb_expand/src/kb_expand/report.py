@@ -228,7 +228,10 @@ def _markdown(data: list[dict], command: str) -> str:
         for w in d["words"]:
             ev = _short_evidence(b["source"], w["evidence"])
             by_label[w["label"]].append(f"{w['word']} ({ev})" if ev else w["word"])
+        top_k = b["params"].get("top_k")
         for r in d["labels"]:
-            lines.append(f"| {r['label']} | {r['entity_type']} | {', '.join(by_label[r['label']])} |")
+            words = by_label[r["label"]]
+            short = f" ({len(words)} of {top_k}: no other word passed the source's thresholds)" if top_k and len(words) < top_k else ""  # fmt: skip
+            lines.append(f"| {r['label']} | {r['entity_type']} | {', '.join(words) or '-'}{short} |")
         lines.append("")
     return "\n".join(lines)
