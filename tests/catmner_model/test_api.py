@@ -21,6 +21,7 @@ INFERENCE = (
     "modeling.py",
     "config.py",
     "model.py",
+    "r_transformer.py",
     "components.py",
     "text_encoder.py",
     "model_io.py",

@@ -1,8 +1,9 @@
 """Compatibility: the names `catmner_model.modeling` had before the model was split by responsibility.
 
 New code imports from the owning module: `config.py` (CatMnerConfig, variants, named configs), `model.py`
-(CatMner, create_model), `components.py` (gate, embeddings, span head, decoding), `text_encoder.py` (text
-encoders and tokenizers), `model_io.py` (the saved-model format).
+(CatMner, create_model), `r_transformer.py` (its layer computations), `components.py` (gate, embeddings,
+span head, decoding), `text_encoder.py` (text encoders and tokenizers), `model_io.py` (the saved-model
+format).
 """
 
 from __future__ import annotations
