@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .errors import KbxError
+from .sources import SOURCE_NAMES
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Expand entity labels into related words (kb store)."
@@ -22,13 +23,7 @@ DbOpt = Annotated[
 ]
 
 
-class SourceName(StrEnum):
-    textual = "textual"
-    wordnet = "wordnet"
-    conceptnet = "conceptnet"
-    embeddings = "embeddings"
-    relatedwords = "relatedwords"
-    visualgenome = "visualgenome"
+SourceName = StrEnum("SourceName", {name: name for name in SOURCE_NAMES})  # the choices of --source
 
 
 class Format(StrEnum):
