@@ -157,3 +157,27 @@ def test_verdicts_follow_the_seed_spread():
     assert Comparison([1.0, 2.0], [1.0, 2.0]).significant is False
     text = verdicts_section(clear)
     assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text
+
+
+def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
+    """BenchError is the package's one error base; known errors are one line, --debug shows the traceback."""
+    from catmner_bench.cli import app
+    from catmner_bench.errors import BenchError
+    from catmner_bench.runner import BenchError as RunnerBenchError
+    from typer.testing import CliRunner
+
+    assert issubclass(RecordError, BenchError) and RunnerBenchError is BenchError
+    monkeypatch.delenv("CATMNER_DEBUG", raising=False)
+    runner = CliRunner()
+    missing = tmp_path / "none"
+    r = runner.invoke(app, ["report", str(missing)])
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"error: {missing}: not a folder of benchmark records"
+    ]
+    for argv in (["--debug", "report", str(missing)], ["report", str(missing), "--debug"]):
+        assert isinstance(runner.invoke(app, argv).exception, RecordError), argv
+    monkeypatch.setenv("CATMNER_DEBUG", "1")
+    assert isinstance(runner.invoke(app, ["report", str(missing)]).exception, RecordError)
+    monkeypatch.delenv("CATMNER_DEBUG")
+    r = runner.invoke(app, ["run", "table1", "--seeds", "1,x", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.stderr.strip() == "error: --seeds '1,x': expected comma-separated integers"

@@ -20,12 +20,9 @@ from typing import Any
 
 from catmner_model.data import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
 
+from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
-
-
-class BenchError(ValueError):
-    """A benchmark that cannot run as asked; one line for the user."""
 
 
 @dataclass(frozen=True)

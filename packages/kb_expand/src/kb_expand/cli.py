@@ -209,15 +209,18 @@ def export(
     typer.echo(f"wrote {output}", err=True)
 
 
+def debug_enabled() -> bool:
+    """Whether tracebacks are shown: ``kbx --debug`` (read by the app's callback), KBX_DEBUG=1 or CATMNER_DEBUG=1."""
+    return _state["debug"] or os.environ.get("KBX_DEBUG") == "1" or os.environ.get("CATMNER_DEBUG") == "1"
+
+
 def main() -> None:
-    """Entry point: known failures are one line on stderr and exit status 1 (--debug / KBX_DEBUG=1: traceback)."""
-    debug = (
-        "--debug" in sys.argv or os.environ.get("KBX_DEBUG") == "1" or os.environ.get("CATMNER_DEBUG") == "1"
-    )
+    """Entry point and the one error handler of `kbx`: a known failure (KbxError) is one line on stderr and
+    exit status 1 (`debug_enabled`: the traceback); an interrupt is exit status 130."""
     try:
         app(standalone_mode=False)
     except KbxError as e:
-        if debug:
+        if debug_enabled():
             raise
         print(f"kbx: error: {e}", file=sys.stderr)
         sys.exit(1)
