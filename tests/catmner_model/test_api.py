@@ -4,6 +4,7 @@ a tiny model), and the import rule: the inference modules never import the train
 from __future__ import annotations
 
 import ast
+import json
 import os
 from pathlib import Path
 
@@ -53,6 +54,15 @@ def test_documented_api_example_runs(tmp_path, monkeypatch):
         num_threads=1,
     )
     record = train_model(config, data={"train": tweets, "valid": tweets, "test": tweets})
+    from catmner_model import RunRecord
+
+    typed = RunRecord.from_json(record)  # the run record is one typed, versioned schema
+    assert typed.to_json() == record and list(typed.to_json()) == list(record)
+    assert json.loads((tmp_path / "run" / "run.json").read_text()) == json.loads(json.dumps(record))
+    assert (
+        typed.schema == "catmner-run/1"
+        and typed.scores("test")["conlleval"] == record["metrics"]["test"]["lenient"]
+    )
     model = load_model(record["model_dir"])
     out = model.predict(
         ["Messi scores for Barcelona", ["Obama", "in", "Paris"]],

@@ -26,6 +26,7 @@ _API = {
     "create_model": ("catmner_model.modeling", "create_model"),
     "TrainConfig": ("catmner_model.train", "TrainConfig"),
     "train_model": ("catmner_model.train", "train"),
+    "RunRecord": ("catmner_model.training.record", "RunRecord"),
     "Predictor": ("catmner_model.predict", "Predictor"),
     "load_model": ("catmner_model.predict", "load_model"),
     "evaluate_model": ("catmner_model.evaluate", "evaluate_model"),

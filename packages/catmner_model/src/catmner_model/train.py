@@ -50,7 +50,7 @@ from catmner_model.training.inputs import (
 )
 from catmner_model.training.loop import evaluate_split, run_epoch, train
 from catmner_model.training.optim import linear_schedule, make_optimizer, param_groups
-from catmner_model.training.record import RUN_RECORD_SCHEMA, peak_rss_mib, run_record
+from catmner_model.training.record import RUN_RECORD_SCHEMA, RunRecord, peak_rss_mib, run_record
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -58,6 +58,7 @@ __all__ = [
     "LABEL_WORD_VARIANTS",
     "RUN_RECORD_SCHEMA",
     "TRAINING_SIDECAR",
+    "RunRecord",
     "DistInfo",
     "TrainConfig",
     "TrainError",

@@ -410,7 +410,7 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
         world_size=info.world_size,
         precision=resolve_precision(config.precision, run.device),
         model_dir=str(run.output / "model"),
-    )
+    ).to_json()
     if info.is_main:
         write_json(run.output / "run.json", record)
         if run.show:
