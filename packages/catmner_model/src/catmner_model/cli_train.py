@@ -20,7 +20,10 @@ from catmner_model.cli_common import (
     friendly_errors,
     print_json,
 )
+from catmner_model.config import VARIANT_SPECS
 
+# the variants, from the registry (config.VARIANT_SPECS): "cat (CAT-MNER: refined I2T and T2I) | i2t (...) | ..."
+VARIANT_HELP = " | ".join(f"{v.name} ({v.help})" for v in VARIANT_SPECS.values())
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also CATMNER_DEBUG=1).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="twitter2015 or twitter2017")]
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory (e.g. RUN/model).")]
@@ -50,9 +53,7 @@ def train_cli(
             "instead of cached frozen features."
         ),
     ] = False,
-    variant: Annotated[
-        str, typer.Option(help="cat | mm (no refinement) | i2t | t2i | text (no image)")
-    ] = "cat",
+    variant: Annotated[str, typer.Option(help=VARIANT_HELP)] = "cat",
     visual: Annotated[
         str,
         typer.Option(
