@@ -157,3 +157,51 @@ def test_verdicts_follow_the_seed_spread():
     assert Comparison([1.0, 2.0], [1.0, 2.0]).significant is False
     text = verdicts_section(clear)
     assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text
+
+
+def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
+    """BenchError is the package's one error base; known errors are one line, --debug shows the traceback."""
+    from catmner_bench.cli import app
+    from catmner_bench.errors import BenchError
+    from catmner_bench.runner import BenchError as RunnerBenchError
+    from typer.testing import CliRunner
+
+    assert issubclass(RecordError, BenchError) and RunnerBenchError is BenchError
+    monkeypatch.delenv("CATMNER_DEBUG", raising=False)
+    runner = CliRunner()
+    missing = tmp_path / "none"
+    r = runner.invoke(app, ["report", str(missing)])
+    assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
+        f"error: {missing}: not a folder of benchmark records"
+    ]
+    for argv in (["--debug", "report", str(missing)], ["report", str(missing), "--debug"]):
+        assert isinstance(runner.invoke(app, argv).exception, RecordError), argv
+    monkeypatch.setenv("CATMNER_DEBUG", "1")
+    assert isinstance(runner.invoke(app, ["report", str(missing)]).exception, RecordError)
+    monkeypatch.delenv("CATMNER_DEBUG")
+    r = runner.invoke(app, ["run", "table1", "--seeds", "1,x", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 1 and r.stderr.strip() == "error: --seeds '1,x': expected comma-separated integers"
+
+
+def test_an_experiment_is_one_registry_entry(tmp_path, monkeypatch) -> None:
+    """Experiments are objects in `EXPERIMENT_SPECS`: `plan` and `run_experiment` look them up by name."""
+    from catmner_bench import experiments
+    from catmner_bench.errors import BenchError
+    from catmner_bench.profiles import resolve_profile
+    from catmner_bench.runner import RunContext
+
+    ctx = RunContext(output=tmp_path, profile=resolve_profile("paper"))
+    assert experiments.EXPERIMENTS == ("table1", "table2", "table3", "fig3", "fig4", "speed")
+    assert experiments.EXPERIMENT_SPECS["fig4"].after_train(ctx, None) is not None
+    assert experiments.EXPERIMENT_SPECS["table1"].after_train(ctx, None) is None
+    monkeypatch.setitem(
+        experiments.EXPERIMENT_SPECS, "mini", experiments.Experiment("mini", ("lm-span", "mm"))
+    )
+    specs = experiments.plan("mini", ctx, datasets=["twitter2017"])
+    assert [(s.experiment, s.system, s.train_dataset) for s in specs[:2]] == [
+        ("mini", "lm-span", "twitter2017"),
+        ("mini", "lm-span", "twitter2017"),
+    ]
+    assert len(specs) == 2 * len(ctx.profile.seeds) and len({s.key for s in specs}) == len(specs)
+    with pytest.raises(BenchError, match="unknown experiment 'nope': choose one of table1"):
+        experiments.plan("nope", ctx)

@@ -137,3 +137,21 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
     assert "is empty" in line
     changed = [a if a != "1e-3" else "2e-3" for a in args]
     assert "different config" in one_error_line(runner.invoke(app, changed))
+
+
+def test_one_error_handler_and_its_debug_switches(tmp_path, monkeypatch):
+    """A known error is one line and exit 1; `catmner --debug`, the command's --debug and CATMNER_DEBUG=1 each
+    let it propagate with its traceback, and one call's switch does not leak into the next."""
+    from catmner_model.errors import CatmnerError
+
+    args = ["evaluate", str(tmp_path / "nope"), "--dataset", "twitter2017"]
+    assert "nope" in one_error_line(runner.invoke(app, args))
+    for argv, env in ((["--debug", *args], None), ([*args, "--debug"], None), (args, "1")):
+        if env is not None:
+            monkeypatch.setenv("CATMNER_DEBUG", env)
+        result = runner.invoke(app, argv)
+        assert isinstance(result.exception, CatmnerError), (argv, result.output)
+        monkeypatch.delenv("CATMNER_DEBUG", raising=False)
+    assert "nope" in one_error_line(runner.invoke(app, args))
+    data = one_error_line(runner.invoke(app, ["data", "stats", "twitter2017", "--data-dir", str(tmp_path)]))
+    assert "train.txt" in data  # the data commands go through the same handler

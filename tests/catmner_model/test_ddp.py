@@ -67,7 +67,7 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
 
 def _param_worker(rank: int, world: int, port: int, root: str) -> None:
     """Train and dump this rank's own final parameters (not rank 0's files) for an exact comparison."""
-    import catmner_model.train as T
+    import catmner_model.training.loop as T  # where the loop looks run_epoch up
 
     captured = {}
     orig = T.run_epoch

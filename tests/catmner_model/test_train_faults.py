@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from catmner_model import train as train_mod
 from catmner_model.cli import app
 from catmner_model.data import load_split
 from catmner_model.train import TrainConfig, TrainError, train
+from catmner_model.training import loop as train_loop
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,7 +184,7 @@ def test_run_that_died_before_its_first_checkpoint_restarts(tmp_path, labels, da
     def die(*args, **kwargs):
         raise KeyboardInterrupt  # e.g. killed by a full disk right after model/ was written
 
-    monkeypatch.setattr(train_mod, "save_checkpoint", die)
+    monkeypatch.setattr(train_loop, "save_checkpoint", die)
     with pytest.raises(KeyboardInterrupt):
         train(config(run, labels), data=data)
     monkeypatch.undo()

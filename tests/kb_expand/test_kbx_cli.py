@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from kb_expand import load_label_words
 from kb_expand.cli import app
 from typer.testing import CliRunner
@@ -87,6 +88,28 @@ def test_known_failures_are_one_line(db, tmp_path):
         [*cmd, "--debug", "show", "textual"], env=env, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 1 and "Traceback" in r.stderr
+    for var in ("KBX_DEBUG", "CATMNER_DEBUG"):
+        r = subprocess.run([*cmd, "show", "textual"], env={**env, var: "1"}, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+        assert r.returncode == 1 and "Traceback" in r.stderr, var
+
+
+def test_debug_flag_is_read_by_the_handler(db, monkeypatch, capsys):
+    """`kbx --debug` reaches the one handler through the app's callback (in-process, argv as typed)."""
+    from kb_expand import cli
+    from kb_expand.errors import KbxError
+
+    monkeypatch.delenv("KBX_DEBUG", raising=False)
+    monkeypatch.delenv("CATMNER_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "_state", {"debug": False})
+    monkeypatch.setattr(sys, "argv", ["kbx", "show", "textual"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 1 and "kbx: error: " in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["kbx", "--debug", "show", "textual"])
+    with pytest.raises(KbxError):  # the one-line error above, now raised with its traceback
+        cli.main()
+    assert cli.debug_enabled()
 
 
 def test_identical_build_is_reused_and_force_builds_anew(db, ckbc):

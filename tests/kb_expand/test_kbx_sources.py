@@ -268,3 +268,29 @@ def test_vg_source_seeds_then_associated_neighbours(data_dir):
     assert all(len(ws) <= 10 for ws in found.values())
     assert {"dog", "cat", "ear", "tail"} <= set(found["animal"])
     assert {"truck", "car", "wheel", "tire"} <= set(found["transportation"])
+
+
+def test_the_source_registry_is_what_build_and_the_cli_offer(db, monkeypatch):
+    """A source is its class plus its line in `sources.SOURCES`: build and `kbx build --source` read it."""
+    from kb_expand import sources
+    from kb_expand.build import BuildConfig, run_build
+    from kb_expand.cli import SourceName
+    from kb_expand.errors import KbxError
+    from kb_expand.sources.base import Source
+
+    assert [s.value for s in SourceName] == list(sources.SOURCE_NAMES) == list(sources.SOURCES)
+    for name in sources.SOURCE_NAMES:
+        cls = sources.source_class(name)
+        assert issubclass(cls, Source) and cls.name == name
+    with pytest.raises(KbxError, match="unknown source 'nope': choose one of textual, wordnet"):
+        run_build(BuildConfig(source="nope", progress=False), db)
+
+    class Echo(Source):
+        name = "echo"
+
+        def expand(self, label, seeds, k):
+            return finalize([Candidate(s, 1.0 / (i + 1)) for i, s in enumerate(seeds)], label, k)
+
+    monkeypatch.setitem(sources.SOURCES, "echo", Echo)
+    res = run_build(BuildConfig(source="echo", progress=False), db)
+    assert res.source == "echo" and any(res.labels.values())

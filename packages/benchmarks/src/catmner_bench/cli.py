@@ -1,15 +1,18 @@
 """The `catmner-bench` command line: `run EXPERIMENT` and `report DIR`.
 
-Commands only parse options and call plain functions (`run_experiment`, `write_report`). Known failures are one
-line on stderr and exit code 1; ``--debug`` or ``CATMNER_DEBUG=1`` shows the traceback.
+Commands only parse options and call plain functions (`run_experiment`, `write_report`). Known failures
+(`BenchError`, `CatmnerError`, `KbxError`) are one line on stderr and exit code 1 through one handler,
+`_handled`; ``--debug`` (before or after the command) or ``CATMNER_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,43 +26,58 @@ app = typer.Typer(
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 
 
+_state = {"debug": False}  # `catmner-bench --debug ...` (set by the app's callback)
+
+
+@app.callback()
+def _main(debug: DebugOpt = False) -> None:
+    _state["debug"] = debug
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from catmner_model.data import DataError
+    """Exception types shown as one line: this package's, catmner_model's and kb_expand's error bases."""
+    from catmner_model.errors import CatmnerError
+    from kb_expand.errors import KbxError
 
-    from catmner_bench.records import RecordError
-    from catmner_bench.runner import BenchError
+    from catmner_bench.errors import BenchError
 
-    errors: list[type[BaseException]] = [
-        BenchError,
-        RecordError,
-        DataError,
-        FileNotFoundError,
-        PermissionError,
-    ]
-    for mod, name in (
-        ("catmner_model.train", "TrainError"),
-        ("catmner_model.modeling", "ModelFormatError"),
-        ("kb_expand.errors", "KbxError"),
-    ):
+    return (BenchError, CatmnerError, KbxError, FileNotFoundError, PermissionError)
+
+
+def _handled(fn: Callable[..., None]) -> Callable[..., None]:
+    """The one error handler of every `catmner-bench` command: a known error becomes ``error: <first line>``
+    on stderr and exit status 1; with the command's ``--debug``, ``catmner-bench --debug`` or
+    ``CATMNER_DEBUG=1`` it propagates with its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            errors.append(getattr(__import__(mod, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(errors)
+            return fn(*args, **kwargs)
+        except _known_errors() as exc:
+            debug = kwargs.get("debug") or _state["debug"]
+            if debug or os.environ.get("CATMNER_DEBUG", "") not in ("", "0"):
+                raise
+            typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+            raise typer.Exit(1) from None
 
-
-def _fail(exc: BaseException, debug: bool) -> None:
-    if debug or os.environ.get("CATMNER_DEBUG", "") not in ("", "0"):
-        raise exc
-    typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
-    raise typer.Exit(1)
+    return wrapper
 
 
 def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _seeds(value: str | None) -> tuple[int, ...] | None:
+    from catmner_bench.errors import BenchError
+
+    try:
+        return tuple(int(s) for s in _csv(value) or ()) or None
+    except ValueError:
+        raise BenchError(f"--seeds {value!r}: expected comma-separated integers") from None
+
+
 @app.command("run")
+@_handled
 def run_cli(
     experiment: Annotated[str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | speed")],
     profile: Annotated[
@@ -110,34 +128,29 @@ def run_cli(
     debug: DebugOpt = False,
 ) -> None:
     """Run one experiment's runs (finished runs of the same command are skipped) and print a summary."""
-    try:
-        result = run(
-            experiment,
-            profile=profile,
-            output=output,
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-            seeds=tuple(int(s) for s in _csv(seeds) or ()) or None,
-            systems=_csv(systems),
-            datasets=_csv(datasets),
-            epochs=epochs,
-            max_train=max_train,
-            max_eval=max_eval,
-            labels_textual=labels_textual,
-            labels_multimodal=labels_multimodal,
-            data_dir=data_dir,
-            image_dir=image_dir,
-            db=db,
-            feature_cache=feature_cache,
-            visual=visual,
-            captions=captions,
-            threads=threads,
-            quiet=quiet,
-        )
-    except ValueError as exc:  # BenchError, DataError, TrainError ... are ValueErrors with a user message
-        _fail(exc, debug)
-    except _known_errors() as exc:
-        _fail(exc, debug)
+    result = run(
+        experiment,
+        profile=profile,
+        output=output,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        seeds=_seeds(seeds),
+        systems=_csv(systems),
+        datasets=_csv(datasets),
+        epochs=epochs,
+        max_train=max_train,
+        max_eval=max_eval,
+        labels_textual=labels_textual,
+        labels_multimodal=labels_multimodal,
+        data_dir=data_dir,
+        image_dir=image_dir,
+        db=db,
+        feature_cache=feature_cache,
+        visual=visual,
+        captions=captions,
+        threads=threads,
+        quiet=quiet,
+    )
     typer.echo(
         f"{experiment}: {result['ran']} run(s) done, {result['skipped']} skipped (finished before); "
         f"records in {Path(result['output']) / 'records' / experiment}"
@@ -193,6 +206,7 @@ def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **o
 
 
 @app.command("report")
+@_handled
 def report_cli(
     directory: Annotated[Path, typer.Argument(help="A benchmark output folder (or its records/ folder).")],
     out: Annotated[
@@ -204,12 +218,7 @@ def report_cli(
     """Render Markdown tables (ours beside the paper's) and PNG plots from the run records in DIR."""
     from catmner_bench.report import write_report
 
-    try:
-        result = write_report(directory, out, title=title)
-    except _known_errors() as exc:
-        _fail(exc, debug)
-    except ValueError as exc:
-        _fail(exc, debug)
+    result = write_report(directory, out, title=title)
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )

@@ -2,13 +2,16 @@
 
 This module owns the experiment definitions: Table 1 (every runnable system on both datasets), Table 2
 (cross-dataset generalisation), Table 3 (ablations), Figure 3 (data efficiency over random samplings) and
-Figure 4 (attention of entity spans over the 4x4 image grid, refined vs unrefined). `plan` lists the RunSpecs
-of an experiment; `run_experiment` runs them (skipping finished ones) and returns their records.
+Figure 4 (attention of entity spans over the 4x4 image grid and over caption words, refined vs unrefined), and
+the speed benchmark.
+Each is an `Experiment` object in `EXPERIMENT_SPECS` (default systems, `plan` of RunSpecs, an `after_train`
+hook, `run`); `plan` and `run_experiment` look one up by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,50 +28,98 @@ from catmner_bench.runner import (
     system_config,
 )
 
-EXPERIMENTS = ("table1", "table2", "table3", "fig3", "fig4", "speed")  # speed: catmner_bench.speed
-DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {
-    "table1": ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
-    "table2": ("lm-span", "cat-textual"),
-    "table3": ("cat-textual", "mm", "t2i", "i2t", "lm-span", "cat-visualgenome"),
-    "fig3": ("lm-span", "mm", "cat-textual"),
-    "fig4": ("cat-textual", "mm"),
-}
 CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
 
 
-def plan(
-    experiment: str,
-    ctx: RunContext,
-    systems: Sequence[str] | None = None,
-    datasets: Sequence[str] | None = None,
-) -> list[RunSpec]:
-    """The runs of an experiment under the context's profile, in execution order."""
-    if experiment not in EXPERIMENTS:
-        raise BenchError(f"unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}")
-    systems = tuple(systems) if systems else DEFAULT_SYSTEMS[experiment]
-    for s in systems:
-        if s not in SYSTEMS:
-            raise BenchError(f"unknown system {s!r}: choose from {', '.join(SYSTEMS)}")
-        if experiment in ("table2", "fig3", "fig4") and SYSTEMS[s].kind != "span":
-            raise BenchError(f"{experiment} runs span models only; {s!r} is a CRF baseline")
-    if experiment == "fig4":
-        bad = [s for s in systems if SYSTEMS[s].variant == "text"]
-        if bad:
-            raise BenchError(f"fig4 needs models that see the image; {', '.join(bad)} does not")
-    datasets = tuple(datasets) if datasets else DATASETS
-    for d in datasets:
-        if d not in DATASETS:
-            raise BenchError(f"unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
-    p = ctx.profile
-    specs: list[RunSpec] = []
-    if experiment == "table2":
-        for train_ds, test_ds in CROSS:
-            if train_ds not in datasets and test_ds not in datasets:
-                continue
-            for s in systems:
-                for seed in p.seeds:
-                    specs.append(RunSpec(experiment, s, train_ds, test_ds, seed, system_config(s, p)))
-    elif experiment == "fig3":
+@dataclass(frozen=True)
+class Experiment:
+    """A paper artefact as a benchmark: its default systems, the runs it needs (`runs`), what a trained model
+    adds to a run's record (`after_train`) and running them (`run`). Its report section is rendered from the
+    records by ``report.<name>_section``. Register new ones in `EXPERIMENT_SPECS`.
+
+    The default `runs`: every dataset x system x profile seed, trained and tested on the same dataset.
+    """
+
+    name: str
+    systems: tuple[str, ...]  # default systems (keys of runner.SYSTEMS), in report order
+    span_only: bool = False  # span models only (no CRF baselines)
+    needs_image: bool = False  # only systems with visual tokens
+    visual: str | None = None  # the visual source its span models read (None: the profile's)
+
+    def plan(
+        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+    ) -> list[RunSpec]:
+        """The runs under the context's profile, in execution order (systems and datasets checked first)."""
+        systems = tuple(systems) if systems else self.systems
+        for s in systems:
+            if s not in SYSTEMS:
+                raise BenchError(f"unknown system {s!r}: choose from {', '.join(SYSTEMS)}")
+            if self.span_only and SYSTEMS[s].kind != "span":
+                raise BenchError(f"{self.name} runs span models only; {s!r} is a CRF baseline")
+        if self.needs_image:
+            bad = [s for s in systems if SYSTEMS[s].variant == "text"]
+            if bad:
+                raise BenchError(f"{self.name} needs models that see the image; {', '.join(bad)} does not")
+        datasets = tuple(datasets) if datasets else DATASETS
+        for d in datasets:
+            if d not in DATASETS:
+                raise BenchError(f"unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
+        return self.runs(ctx, systems, datasets)
+
+    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
+        p = ctx.profile
+        return [
+            RunSpec(self.name, s, d, d, seed, system_config(s, p, visual=self.visual))
+            for d in datasets
+            for s in systems
+            for seed in p.seeds
+        ]
+
+    def after_train(self, ctx: RunContext, spec: RunSpec) -> Callable[[Path, Any], dict[str, Any]] | None:
+        """A hook ``(model_dir, data) -> extra record fields`` run after a span model is trained (None: none)."""
+        return None
+
+    def run(
+        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Run (or skip, when finished) every planned run. Returns {"records", "ran", "skipped", ...}."""
+        records, ran, skipped = [], 0, 0
+        for spec in self.plan(ctx, systems, datasets):
+            rec, now = run_spec(ctx, spec, after_train=self.after_train(ctx, spec))
+            records.append(rec)
+            ran += now
+            skipped += not now
+        return {
+            "experiment": self.name,
+            "records": records,
+            "ran": ran,
+            "skipped": skipped,
+            "output": str(ctx.output),
+        }
+
+
+@dataclass(frozen=True)
+class CrossDataset(Experiment):
+    """Table 2: train on one dataset, test on the other (both directions, the paper's order)."""
+
+    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
+        p = ctx.profile
+        return [
+            RunSpec(self.name, s, train_ds, test_ds, seed, system_config(s, p))
+            for train_ds, test_ds in CROSS
+            if train_ds in datasets or test_ds in datasets
+            for s in systems
+            for seed in p.seeds
+        ]
+
+
+@dataclass(frozen=True)
+class DataEfficiency(Experiment):
+    """Figure 3: alpha training tweets in the profile's sizes, several random samplings of each."""
+
+    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
+        p = ctx.profile
+        specs = []
         for d in datasets:
             for alpha in p.fig3_alphas:
                 for index in range(p.fig3_samplings):
@@ -76,52 +127,92 @@ def plan(
                         # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
                         seed = p.seeds[0] + index
                         cfg = system_config(s, p, epochs=p.fig3_epochs)
-                        specs.append(
-                            RunSpec(experiment, s, d, d, seed, cfg, {"alpha": alpha, "index": index})
-                        )
-    else:
+                        specs.append(RunSpec(self.name, s, d, d, seed, cfg, {"alpha": alpha, "index": index}))
+        return specs
+
+
+@dataclass(frozen=True)
+class AttentionMaps(Experiment):
+    """Figure 4: after training, the attention of gold entity spans over the visual tokens (`fig4_attention`):
+    models with grid features over the 4x4 grid, and, where the profile's visual source has captions, its
+    caption models (Table 1's, reused when finished) over the caption word pieces."""
+
+    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
+        p = ctx.profile
+        specs = []
         for d in datasets:
             for s in systems:
                 for seed in p.seeds:
-                    # Figure 4 draws attention over the 4x4 grid: its models read grid features
-                    cfg = system_config(s, p, visual="grid" if experiment == "fig4" else None)
-                    specs.append(RunSpec(experiment, s, d, d, seed, cfg))
-                    if experiment == "fig4" and "caption" in (p.visual or ""):
-                        # and over the caption words: the profile's caption models (Table 1's, reused)
-                        specs.append(RunSpec(experiment, s, d, d, seed, system_config(s, p)))
-    return specs
+                    specs.append(RunSpec(self.name, s, d, d, seed, system_config(s, p, visual=self.visual)))
+                    if "caption" in (p.visual or ""):
+                        specs.append(RunSpec(self.name, s, d, d, seed, system_config(s, p)))
+        return specs
+
+    def after_train(self, ctx: RunContext, spec: RunSpec) -> Callable[[Path, Any], dict[str, Any]] | None:
+        return lambda model_dir, data: fig4_attention(ctx, spec, model_dir)
+
+
+@dataclass(frozen=True)
+class Speed(Experiment):
+    """Speed: one measurement run of its own kind (catmner_bench.speed), not a table of trained systems."""
+
+    def plan(
+        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+    ) -> list[RunSpec]:
+        raise BenchError("speed plans no trained runs: `catmner-bench run speed` measures them itself")
+
+    def run(
+        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        from catmner_bench.speed import run_speed_experiment
+
+        return run_speed_experiment(ctx)
+
+
+EXPERIMENT_SPECS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "table1",
+            ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
+        ),
+        CrossDataset("table2", ("lm-span", "cat-textual"), span_only=True),
+        Experiment("table3", ("cat-textual", "mm", "t2i", "i2t", "lm-span", "cat-visualgenome")),
+        DataEfficiency("fig3", ("lm-span", "mm", "cat-textual"), span_only=True),
+        # Figure 4 draws attention over the 4x4 grid: its models read grid features
+        AttentionMaps("fig4", ("cat-textual", "mm"), span_only=True, needs_image=True, visual="grid"),
+        Speed("speed", ()),
+    )
+}
+EXPERIMENTS: tuple[str, ...] = tuple(EXPERIMENT_SPECS)
+DEFAULT_SYSTEMS: dict[str, tuple[str, ...]] = {n: e.systems for n, e in EXPERIMENT_SPECS.items() if e.systems}
+
+
+def experiment(name: str) -> Experiment:
+    """The registered experiment ``name`` (BenchError naming the choices otherwise)."""
+    if name not in EXPERIMENT_SPECS:
+        raise BenchError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENT_SPECS[name]
+
+
+def plan(
+    experiment_name: str,
+    ctx: RunContext,
+    systems: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> list[RunSpec]:
+    """The runs of an experiment under the context's profile, in execution order."""
+    return experiment(experiment_name).plan(ctx, systems, datasets)
 
 
 def run_experiment(
-    experiment: str,
+    experiment_name: str,
     ctx: RunContext,
     systems: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or skip, when finished) every run of an experiment. Returns {"records", "ran", "skipped"}."""
-    if experiment == "speed":  # one measurement run of its own kind, not a table of trained systems
-        from catmner_bench.speed import run_speed_experiment
-
-        return run_speed_experiment(ctx)
-    specs = plan(experiment, ctx, systems, datasets)
-    records, ran, skipped = [], 0, 0
-    for spec in specs:
-        hook = (
-            (lambda model_dir, data, spec=spec: fig4_attention(ctx, spec, model_dir))
-            if experiment == "fig4"
-            else None
-        )
-        rec, now = run_spec(ctx, spec, after_train=hook)
-        records.append(rec)
-        ran += now
-        skipped += not now
-    return {
-        "experiment": experiment,
-        "records": records,
-        "ran": ran,
-        "skipped": skipped,
-        "output": str(ctx.output),
-    }
+    return experiment(experiment_name).run(ctx, systems, datasets)
 
 
 # ------------------------------------------------------------------------------------------------- Figure 4
@@ -146,9 +237,10 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
 
     The grid runs (visual "grid"): {"attention": ...} over the 4x4 grid of every tweet whose image exists
     (`grid_attention`); the caption runs (the profile's caption source, Table 1's models):
-    {"caption_attention": ...} over the caption word pieces of test tweets (`caption_attention`). Each map is the last layer's text->visual attention
-    probabilities, averaged over heads and over the first word pieces of the span's words, renormalised over
-    the grid cells (row-major, cell 0 top-left) or the caption's real pieces.
+    {"caption_attention": ...} over the caption word pieces of test tweets (`caption_attention`). Each map is
+    the last layer's text->visual attention probabilities, averaged over heads and over the first word pieces
+    of the span's words, renormalised over the grid cells (row-major, cell 0 top-left) or the caption's real
+    pieces.
     """
     from catmner_model.predict import Predictor
 

@@ -23,6 +23,8 @@ from catmner_model import provenance
 from catmner_model.atomic import atomic_write_json
 from catmner_model.provenance import git_info, hardware, package_versions
 
+from catmner_bench.errors import BenchError
+
 SCHEMA_VERSION = 1
 METRIC_DEFINITION = (
     "Entity-level micro precision/recall/F1 (0-100) over PER/LOC/ORG/MISC, entities compared by (start, end, "
@@ -32,7 +34,7 @@ METRIC_DEFINITION = (
 PACKAGES = ("catmner-bench", *provenance.PACKAGES)
 
 
-class RecordError(ValueError):
+class RecordError(BenchError):
     """A run record that cannot be read; the message names the file."""
 
 

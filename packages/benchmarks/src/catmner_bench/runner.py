@@ -20,12 +20,9 @@ from typing import Any
 
 from catmner_model.data import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
 
+from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
-
-
-class BenchError(ValueError):
-    """A benchmark that cannot run as asked; one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -261,11 +258,6 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
     )
 
 
-def _rename_modes(m: dict[str, Any]) -> dict[str, Any]:
-    """The trainer labels modes lenient/strict; records use the metric module's names conlleval/strict."""
-    return {"conlleval": m.get("conlleval", m.get("lenient")), "strict": m["strict"]}
-
-
 def model_config(model: Any) -> Any:
     """The CatMnerConfig of a loaded model."""
     cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
@@ -394,7 +386,7 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
             },
         )
     else:
-        from catmner_model.train import train
+        from catmner_model import RunRecord, train_model
 
         run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
         cross = spec.train_dataset != spec.test_dataset
@@ -402,21 +394,21 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         train_data = dict(data)
         if cross:
             train_data["test"] = data["valid"][:1]
-        rec = train(train_config(ctx, spec, run_dir), data=train_data)
-        model_dir = Path(rec["model_dir"])
-        metrics = {"valid": _rename_modes(rec["metrics"]["valid"])}
+        rec = RunRecord.from_json(train_model(train_config(ctx, spec, run_dir), data=train_data))
+        model_dir = Path(rec.model_dir)
+        metrics = {"valid": rec.scores("valid")}
         if cross:
             metrics["test"] = evaluate_model_dir(
                 ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
             )
         else:
-            metrics["test"] = _rename_modes(rec["metrics"]["test"])
-        label_words = rec.get("label_words")
+            metrics["test"] = rec.scores("test")
+        label_words = rec.label_words
         extra.update(
-            best_epoch=rec.get("best_epoch"),
-            seconds_per_epoch=rec.get("seconds_per_epoch"),
-            image_stats=rec.get("image_stats"),
-            model_config=rec.get("model_config"),
+            best_epoch=rec.best_epoch,
+            seconds_per_epoch=rec.seconds_per_epoch,
+            image_stats=rec.image_stats,
+            model_config=rec.model_config,
             trainer_run_dir=str(run_dir),
         )
         if after_train is not None:

@@ -21,11 +21,12 @@ __version__ = "0.1.0"
 
 _API = {
     "CatmnerError": ("catmner_model.errors", "CatmnerError"),
-    "CatMnerConfig": ("catmner_model.modeling", "CatMnerConfig"),
-    "CatMner": ("catmner_model.modeling", "CatMner"),
-    "create_model": ("catmner_model.modeling", "create_model"),
-    "TrainConfig": ("catmner_model.train", "TrainConfig"),
-    "train_model": ("catmner_model.train", "train"),
+    "CatMnerConfig": ("catmner_model.config", "CatMnerConfig"),
+    "CatMner": ("catmner_model.model", "CatMner"),
+    "create_model": ("catmner_model.model", "create_model"),
+    "TrainConfig": ("catmner_model.training.config", "TrainConfig"),
+    "train_model": ("catmner_model.training.loop", "train"),
+    "RunRecord": ("catmner_model.training.record", "RunRecord"),
     "Predictor": ("catmner_model.predict", "Predictor"),
     "load_model": ("catmner_model.predict", "load_model"),
     "evaluate_model": ("catmner_model.evaluate", "evaluate_model"),

@@ -297,43 +297,10 @@ class Collator:
             token_type_ids = torch.zeros((B, T), dtype=torch.long)
             for b, ((ids, _), n0) in enumerate(zip(encoded, n_first, strict=True)):
                 token_type_ids[b, n0 : len(ids)] = 1
-        caption_ids = caption_mask = None
-        if self.use_captions and any(ex.caption for ex in examples):
-            caps = [self.caption_pieces(ex.caption) if ex.caption else [] for ex in examples]
-            Lc = max(len(c) for c in caps)
-            caption_ids = torch.full((B, Lc), self.pieces.pad_id, dtype=torch.long)
-            caption_mask = torch.zeros((B, Lc), dtype=torch.bool)
-            for b, c in enumerate(caps):
-                caption_ids[b, : len(c)] = torch.tensor(c, dtype=torch.long)
-                caption_mask[b, : len(c)] = True
+        caption_ids, caption_mask = self._caption_tensors(examples)
         if self.use_captions:
             stats["captions"] = sum(1 for ex in examples if ex.caption)
-        image_pixels = None
-        if self.image_cells is not None:
-            cells = self._read_images(examples)
-            image_mask = torch.tensor([c is not None for c in cells], dtype=torch.bool)
-            if bool(image_mask.any()):
-                ref = next(c for c in cells if c is not None)
-                image_pixels = torch.zeros((B, *ref.shape), dtype=ref.dtype)  # (B, I, 3, S, S)
-                for b, c in enumerate(cells):
-                    if c is not None:
-                        image_pixels[b] = c
-        else:
-            image_mask = torch.tensor(
-                [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
-            )
-        image_features = None
-        if self.image_cells is None and bool(image_mask.any()):
-            ref = next(ex.image_features for ex, m in zip(examples, image_mask, strict=True) if m)
-            image_features = torch.zeros((B, *ref.shape), dtype=torch.float32)  # (B, I, F)
-            for b, ex in enumerate(examples):
-                if image_mask[b]:
-                    if ex.image_features.shape != ref.shape:
-                        raise ValueError(
-                            f"image features of tweet {ex.tweet.imgid} have shape {tuple(ex.image_features.shape)}"
-                            f", expected {tuple(ref.shape)} like the rest of the batch"
-                        )
-                    image_features[b] = ex.image_features
+        image_mask, image_features, image_pixels = self._image_tensors(examples)
         return Batch(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -355,6 +322,55 @@ class Collator:
             word_shapes=word_shapes,
             word_chars=word_chars,
         )
+
+    def _caption_tensors(
+        self, examples: Sequence[Example]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Caption word pieces (B, Lc) and their mask, padded to the batch's longest caption; (None, None)
+        when the model reads no captions or no example of the batch has one."""
+        if not (self.use_captions and any(ex.caption for ex in examples)):
+            return None, None
+        caps = [self.caption_pieces(ex.caption) if ex.caption else [] for ex in examples]
+        B, Lc = len(examples), max(len(c) for c in caps)
+        caption_ids = torch.full((B, Lc), self.pieces.pad_id, dtype=torch.long)
+        caption_mask = torch.zeros((B, Lc), dtype=torch.bool)
+        for b, c in enumerate(caps):
+            caption_ids[b, : len(c)] = torch.tensor(c, dtype=torch.long)
+            caption_mask[b, : len(c)] = True
+        return caption_ids, caption_mask
+
+    def _image_tensors(
+        self, examples: Sequence[Example]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(image_mask (B,), frozen grid features (B, I, F) or None, grid-cell pixels (B, I, 3, S, S) or
+        None): pixels when the model runs its own image encoder, else the examples' precomputed features."""
+        B = len(examples)
+        image_pixels = image_features = None
+        if self.image_cells is not None:
+            cells = self._read_images(examples)
+            image_mask = torch.tensor([c is not None for c in cells], dtype=torch.bool)
+            if bool(image_mask.any()):
+                ref = next(c for c in cells if c is not None)
+                image_pixels = torch.zeros((B, *ref.shape), dtype=ref.dtype)  # (B, I, 3, S, S)
+                for b, c in enumerate(cells):
+                    if c is not None:
+                        image_pixels[b] = c
+            return image_mask, None, image_pixels
+        image_mask = torch.tensor(
+            [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
+        )
+        if bool(image_mask.any()):
+            ref = next(ex.image_features for ex, m in zip(examples, image_mask, strict=True) if m)
+            image_features = torch.zeros((B, *ref.shape), dtype=torch.float32)  # (B, I, F)
+            for b, ex in enumerate(examples):
+                if image_mask[b]:
+                    if ex.image_features.shape != ref.shape:
+                        raise ValueError(
+                            f"image features of tweet {ex.tweet.imgid} have shape {tuple(ex.image_features.shape)}"
+                            f", expected {tuple(ref.shape)} like the rest of the batch"
+                        )
+                    image_features[b] = ex.image_features
+        return image_mask, image_features, None
 
 
 def to_device(batch: Any, device: torch.device | str) -> Any:

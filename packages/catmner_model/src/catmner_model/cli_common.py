@@ -1,7 +1,8 @@
 """Options and error handling shared by every `catmner` command.
 
-Known failures (bad data, bad model directories, unreachable services) become one line on stderr and exit
-code 1; ``--debug`` or ``CATMNER_DEBUG=1`` shows the traceback instead.
+Known failures (`CatmnerError`, `KbxError`, missing or unreadable files) become one line on stderr and exit
+code 1 through one handler, `friendly_errors`; ``catmner --debug``, a command's ``--debug`` or
+``CATMNER_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from catmner_model.errors import CatmnerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,39 +37,39 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-class UserError(Exception):
-    """A failure the user can fix; shown as one line."""
+class UserError(CatmnerError):
+    """A usage failure found by the CLI itself (e.g. two options that exclude each other); one line."""
+
+
+_state = {"debug": False}  # `catmner --debug ...` (set by the app's callback in cli.py)
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
     """Exception types shown as one line instead of a traceback."""
-    from catmner_model.errors import CatmnerError
+    from kb_expand.errors import KbxError
 
-    errors: list[type[BaseException]] = [UserError, CatmnerError, FileNotFoundError, PermissionError]
-    try:
-        from kb_expand.errors import KbxError  # type: ignore[import-not-found]
-
-        errors.append(KbxError)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (CatmnerError, KbxError, FileNotFoundError, PermissionError)
 
 
-def debug_enabled() -> bool:
-    return os.environ.get("CATMNER_DEBUG", "") not in ("", "0")
+def debug_enabled(flag: bool = False) -> bool:
+    """Whether tracebacks are shown: a command's ``--debug``, ``catmner --debug`` or ``CATMNER_DEBUG=1``."""
+    return flag or _state["debug"] or os.environ.get("CATMNER_DEBUG", "") not in ("", "0")
 
 
 def friendly_errors(fn: F) -> F:
-    """Decorator for CLI commands: known errors -> ``error: <message>`` on stderr, exit 1."""
+    """The one error handler of every `catmner` command: a known error becomes ``error: <message>`` (its first
+    line) on stderr and exit status 1, an interrupt exit status 130; in debug mode (`debug_enabled`, which
+    reads the command's own ``debug`` option) the exception propagates with its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except known_errors() as exc:
-            if debug_enabled():
+            if debug_enabled(bool(kwargs.get("debug", False))):
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)

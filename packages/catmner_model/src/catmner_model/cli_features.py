@@ -5,7 +5,6 @@ Commands only parse options and call `catmner_model.vision.precompute_dataset` /
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -55,21 +54,6 @@ ThreadsOpt = Annotated[
 ]
 
 
-def _vision_errors(fn: Fn) -> Fn:
-    """VisionError (a library error) -> UserError, which `friendly_errors` prints as one line."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from catmner_model.vision import VisionError
-
-        try:
-            return fn(*args, **kwargs)
-        except VisionError as exc:
-            raise UserError(str(exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _config(
     encoder: str, device: str, batch_images: int, threads: int | None, cells_per_pass: int | None
 ) -> Any:
@@ -111,7 +95,6 @@ def format_bench(stats: dict) -> str:
 
 @features_app.command("precompute")
 @friendly_errors
-@_vision_errors
 def precompute_cli(
     dataset: Annotated[str, typer.Argument(help="twitter2015 or twitter2017")],
     split: Annotated[
@@ -148,7 +131,6 @@ def precompute_cli(
 
 @features_app.command("bench")
 @friendly_errors
-@_vision_errors
 def bench_cli(
     images: Annotated[
         list[Path] | None,

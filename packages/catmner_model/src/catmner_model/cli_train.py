@@ -3,11 +3,9 @@ evaluate.py, predict.py and bench.py."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -19,36 +17,16 @@ from catmner_model.cli_common import (
     JsonOpt,
     QuietOpt,
     UserError,
-    debug_enabled,
     friendly_errors,
     print_json,
 )
+from catmner_model.config import VARIANT_SPECS
 
+# the variants, from the registry (config.VARIANT_SPECS): "cat (CAT-MNER: refined I2T and T2I) | i2t (...) | ..."
+VARIANT_HELP = " | ".join(f"{v.name} ({v.help})" for v in VARIANT_SPECS.values())
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks (also CATMNER_DEBUG=1).")]
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="twitter2015 or twitter2017")]
 ModelDirArg = Annotated[Path, typer.Argument(help="A model directory (e.g. RUN/model).")]
-
-
-@contextlib.contextmanager
-def user_errors(debug: bool) -> Iterator[None]:
-    """Turn this module's known failures (training, prediction, model loading) into one-line UserErrors."""
-    import os
-
-    if debug:
-        os.environ["CATMNER_DEBUG"] = "1"
-    from catmner_model.errors import CatmnerError
-
-    known: list[type[BaseException]] = [CatmnerError]
-    with contextlib.suppress(ImportError):
-        from kb_expand.errors import KbxError  # type: ignore[import-not-found]
-
-        known.append(KbxError)
-    try:
-        yield
-    except tuple(known) as exc:
-        if debug_enabled():
-            raise
-        raise UserError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
 @friendly_errors
@@ -75,9 +53,7 @@ def train_cli(
             "instead of cached frozen features."
         ),
     ] = False,
-    variant: Annotated[
-        str, typer.Option(help="cat | mm (no refinement) | i2t | t2i | text (no image)")
-    ] = "cat",
+    variant: Annotated[str, typer.Option(help=VARIANT_HELP)] = "cat",
     visual: Annotated[
         str,
         typer.Option(
@@ -134,44 +110,43 @@ def train_cli(
     if labels is None:  # not given: the default of the variant
         labels = "textual" if variant in LABEL_WORD_VARIANTS else None
 
-    with user_errors(debug):
-        overrides = {}
-        if model_config:
-            try:
-                overrides = json.loads(model_config)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"--model-config: not JSON ({exc.msg})") from None
-            if not isinstance(overrides, dict):
-                raise UserError("--model-config: expected a JSON object")
-        config = TrainConfig(
-            dataset=dataset,
-            labels=labels or None,
-            db=str(db) if db else None,
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-            finetune_image_encoder=finetune_image_encoder,
-            variant=variant,
-            visual=visual,
-            captions=str(captions) if captions else None,
-            captioner=captioner,
-            knowledge=knowledge or None,
-            epochs=epochs,
-            lr=lr,
-            encoder_lr=encoder_lr,
-            batch_size=batch_size,
-            seed=seed,
-            max_train=max_train,
-            max_eval=max_eval,
-            data_dir=str(data_dir) if data_dir else None,
-            image_dir=str(image_dir) if image_dir else None,
-            output=str(output) if output else None,
-            model_overrides=overrides,
-            num_threads=threads,
-            deterministic=deterministic,
-            precision=precision,
-            quiet=quiet,
-        )
-        record = train(config)
+    overrides = {}
+    if model_config:
+        try:
+            overrides = json.loads(model_config)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"--model-config: not JSON ({exc.msg})") from None
+        if not isinstance(overrides, dict):
+            raise UserError("--model-config: expected a JSON object")
+    config = TrainConfig(
+        dataset=dataset,
+        labels=labels or None,
+        db=str(db) if db else None,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        finetune_image_encoder=finetune_image_encoder,
+        variant=variant,
+        visual=visual,
+        captions=str(captions) if captions else None,
+        captioner=captioner,
+        knowledge=knowledge or None,
+        epochs=epochs,
+        lr=lr,
+        encoder_lr=encoder_lr,
+        batch_size=batch_size,
+        seed=seed,
+        max_train=max_train,
+        max_eval=max_eval,
+        data_dir=str(data_dir) if data_dir else None,
+        image_dir=str(image_dir) if image_dir else None,
+        output=str(output) if output else None,
+        model_overrides=overrides,
+        num_threads=threads,
+        deterministic=deterministic,
+        precision=precision,
+        quiet=quiet,
+    )
+    record = train(config)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
         return
     if as_json:
@@ -208,19 +183,18 @@ def evaluate_cli(
     """Score a model directory on a benchmark split: lenient and strict F1, overall and per type."""
     from catmner_model.evaluate import evaluate_model, format_report
 
-    with user_errors(debug):
-        result = evaluate_model(
-            model_dir,
-            dataset,
-            split,
-            data_dir=data_dir,
-            image_dir=image_dir,
-            predictions=predictions,
-            batch_size=batch_size,
-            max_tweets=max_tweets,
-            captions=captions,
-            progress=not quiet,
-        )
+    result = evaluate_model(
+        model_dir,
+        dataset,
+        split,
+        data_dir=data_dir,
+        image_dir=image_dir,
+        predictions=predictions,
+        batch_size=batch_size,
+        max_tweets=max_tweets,
+        captions=captions,
+        progress=not quiet,
+    )
     if as_json:
         print_json(result)
     else:
@@ -267,30 +241,27 @@ def predict_cli(
 
     if (text is None) == (input is None):
         raise UserError("give exactly one of --text or --input")
-    with user_errors(debug):
-        predictor = Predictor(model_dir, captioner=captioner, precision=precision)
-        if text is not None:
-            if predictor.uses_captions and caption is None and (image is None or captioner is None):
-                typer.echo(
-                    "warning: this model reads the image's caption: give --caption (or --image with "
-                    "--captioner); predicting with the no-caption token",
-                    err=True,
-                )
-            print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
-            return
-        if image is not None or caption is not None:
-            raise UserError(
-                "--image/--caption go with --text; in --input files give 'image'/'caption' per line"
+    predictor = Predictor(model_dir, captioner=captioner, precision=precision)
+    if text is not None:
+        if predictor.uses_captions and caption is None and (image is None or captioner is None):
+            typer.echo(
+                "warning: this model reads the image's caption: give --caption (or --image with "
+                "--captioner); predicting with the no-caption token",
+                err=True,
             )
-        notes: list[str] = []
-        rows = predictor.predict_jsonl(
-            input,
-            batch_size=batch_size,
-            progress=not quiet,
-            image_dir=image_dir,
-            strict=strict,
-            warnings=notes,
-        )
+        print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
+        return
+    if image is not None or caption is not None:
+        raise UserError("--image/--caption go with --text; in --input files give 'image'/'caption' per line")
+    notes: list[str] = []
+    rows = predictor.predict_jsonl(
+        input,
+        batch_size=batch_size,
+        progress=not quiet,
+        image_dir=image_dir,
+        strict=strict,
+        warnings=notes,
+    )
     for note in notes:
         typer.echo(f"warning: {note}", err=True)
     cut = [r["truncated_words"] for r in rows if r["truncated_words"]]
@@ -328,25 +299,24 @@ def bench_speed_cli(
     peak memory; print and optionally write a JSON record."""
     from catmner_model.bench import BenchConfig, bench_speed, format_bench
 
-    with user_errors(debug):
-        record = bench_speed(
-            BenchConfig(
-                dataset=dataset,
-                labels=labels,
-                db=str(db) if db else None,
-                text_encoder=text_encoder,
-                image_encoder=image_encoder,
-                variants=[v.strip() for v in variants.split(",") if v.strip()],
-                max_train=max_train,
-                n_predict=n_predict,
-                batch_size=batch_size,
-                data_dir=str(data_dir) if data_dir else None,
-                image_dir=str(image_dir) if image_dir else None,
-                output=str(output) if output else None,
-                num_threads=threads,
-                quiet=quiet,
-            )
+    record = bench_speed(
+        BenchConfig(
+            dataset=dataset,
+            labels=labels,
+            db=str(db) if db else None,
+            text_encoder=text_encoder,
+            image_encoder=image_encoder,
+            variants=[v.strip() for v in variants.split(",") if v.strip()],
+            max_train=max_train,
+            n_predict=n_predict,
+            batch_size=batch_size,
+            data_dir=str(data_dir) if data_dir else None,
+            image_dir=str(image_dir) if image_dir else None,
+            output=str(output) if output else None,
+            num_threads=threads,
+            quiet=quiet,
         )
+    )
     typer.echo(format_bench(record))
 
 

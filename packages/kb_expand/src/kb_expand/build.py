@@ -12,11 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import __version__
-from .errors import KbxError, SourceUnavailable
+from .errors import KbxError
 from .scheme import Scheme, load_scheme
-from .sources import SOURCE_NAMES, Source
-from .sources.conceptnet import DEFAULT_CONCEPTNET_URL, ConceptNetSource
-from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL, RelatedWordsSource
+from .sources import Source, SourceContext, source_class
+from .sources.conceptnet import DEFAULT_CONCEPTNET_URL
+from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL
 from .store import LabelResult, Store, StoreLocked, WordRow
 from .web import HttpClient, HttpConfig
 
@@ -51,68 +51,11 @@ class BuildResult:
     created_at: str = ""  # when build_id was written
 
 
-def _noun_filter() -> tuple[Callable[[str], bool] | None, str | None]:
-    from .sources.wordnet import is_mainly_noun, load_wordnet
-
-    try:
-        load_wordnet()
-    except SourceUnavailable as e:
-        return None, str(e)
-    return is_mainly_noun, None
-
-
 def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Source, dict[str, str]]:
-    """The configured source and a {source: reason} map of what was unavailable."""
-    name = cfg.source
-    if name not in SOURCE_NAMES:
-        raise KbxError(f"unknown source {name!r}: choose one of {', '.join(SOURCE_NAMES)}")
-    dump = cfg.conceptnet_dump or os.environ.get("KBX_CONCEPTNET_DUMP") or None
-    if name == "wordnet":
-        from .sources.wordnet import WordNetSource
-
-        return WordNetSource(), {}
-    if name == "embeddings":
-        from .sources.embeddings import EmbeddingSource
-
-        keep, _ = _noun_filter()
-        return EmbeddingSource(cfg.vectors, keep=keep, trust_pickle=cfg.trust_pickle), {}
-    if name == "conceptnet":
-        keep, _ = _noun_filter()
-        return ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress), {}
-    if name == "relatedwords":
-        return RelatedWordsSource(http, cfg.relatedwords_url), {}
-    if name == "visualgenome":
-        from .sources.visualgenome import VisualGenomeSource
-
-        if not cfg.vg:
-            raise KbxError("--source visualgenome needs --vg PATH (relationships.json or scene_graphs.json)")
-        return VisualGenomeSource(
-            cfg.vg, cfg.vectors, progress=cfg.progress, trust_pickle=cfg.trust_pickle
-        ), {}
-    # textual: wordnet + conceptnet + embeddings; a missing one is recorded, not fatal
-    from .sources.embeddings import EmbeddingSource
-    from .sources.textual import TextualSource
-    from .sources.wordnet import WordNetSource
-
-    parts: list[Source] = []
-    missing: dict[str, str] = {}
-    keep, why = _noun_filter()
-    for sname, factory in (
-        ("wordnet", lambda: WordNetSource()),
-        (
-            "conceptnet",
-            lambda: ConceptNetSource(dump, None if dump else http, cfg.conceptnet_url, keep, cfg.progress),
-        ),
-        ("embeddings", lambda: EmbeddingSource(cfg.vectors, keep=keep, trust_pickle=cfg.trust_pickle)),
-    ):
-        if sname == "wordnet" and why:
-            missing[sname] = why
-            continue
-        try:
-            parts.append(factory())
-        except SourceUnavailable as e:
-            missing[sname] = str(e)
-    return TextualSource(parts, missing), missing
+    """The configured source (from the `sources.SOURCES` registry) and a {source: reason} map of what was
+    unavailable (the fused sources of textual)."""
+    source = source_class(cfg.source).from_context(SourceContext(cfg, http))
+    return source, dict(getattr(source, "missing", {}))
 
 
 def _inputs(source: Source, scheme: Scheme, store: Store) -> dict:
@@ -173,7 +116,7 @@ def build_key(source: str, k: int, scheme: Scheme, params: dict, inputs: dict, m
 
 def _params(cfg: BuildConfig, k: int, scheme: Scheme, source: Source) -> dict:
     params = {"source": cfg.source, "top_k": k, "scheme": scheme.name, **source.params()}
-    params["http"] = asdict(cfg.http) if cfg.source in ("relatedwords", "textual", "conceptnet") else None
+    params["http"] = asdict(cfg.http) if type(source).uses_http else None
     return params
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .errors import KbxError
+from .sources import SOURCE_NAMES
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Expand entity labels into related words (kb store)."
@@ -22,13 +23,7 @@ DbOpt = Annotated[
 ]
 
 
-class SourceName(StrEnum):
-    textual = "textual"
-    wordnet = "wordnet"
-    conceptnet = "conceptnet"
-    embeddings = "embeddings"
-    relatedwords = "relatedwords"
-    visualgenome = "visualgenome"
+SourceName = StrEnum("SourceName", {name: name for name in SOURCE_NAMES})  # the choices of --source
 
 
 class Format(StrEnum):
@@ -217,15 +212,18 @@ def export(
     typer.echo(f"wrote {output}", err=True)
 
 
+def debug_enabled() -> bool:
+    """Whether tracebacks are shown: ``kbx --debug`` (read by the app's callback), KBX_DEBUG=1 or CATMNER_DEBUG=1."""
+    return _state["debug"] or os.environ.get("KBX_DEBUG") == "1" or os.environ.get("CATMNER_DEBUG") == "1"
+
+
 def main() -> None:
-    """Entry point: known failures are one line on stderr and exit status 1 (--debug / KBX_DEBUG=1: traceback)."""
-    debug = (
-        "--debug" in sys.argv or os.environ.get("KBX_DEBUG") == "1" or os.environ.get("CATMNER_DEBUG") == "1"
-    )
+    """Entry point and the one error handler of `kbx`: a known failure (KbxError) is one line on stderr and
+    exit status 1 (`debug_enabled`: the traceback); an interrupt is exit status 130."""
     try:
         app(standalone_mode=False)
     except KbxError as e:
-        if debug:
+        if debug_enabled():
             raise
         print(f"kbx: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ..scheme import LabelSpec
 from ..text import acceptable, dedup_key, excluded_keys, normalize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..build import BuildConfig
+    from ..web import HttpClient
 
 
 @dataclass
@@ -16,14 +22,43 @@ class Candidate:
     evidence: dict = field(default_factory=dict)  # relation path / edge / co-occurrence count / cosine
 
 
+@dataclass
+class SourceContext:
+    """What `kbx build` gives a source to configure itself from (`Source.from_context`)."""
+
+    cfg: BuildConfig  # the build's options (paths, URLs, flags)
+    http: HttpClient  # the store-cached HTTP client of the build
+    _nouns: tuple[Callable[[str], bool] | None, str | None] | None = None
+
+    @property
+    def conceptnet_dump(self) -> str | None:
+        """The ConceptNet dump to read (--conceptnet-dump, else $KBX_CONCEPTNET_DUMP), None: the REST API."""
+        return self.cfg.conceptnet_dump or os.environ.get("KBX_CONCEPTNET_DUMP") or None
+
+    def noun_filter(self) -> tuple[Callable[[str], bool] | None, str | None]:
+        """(WordNet's "mainly a noun" test, None) or (None, why WordNet is unavailable); computed once."""
+        if self._nouns is None:
+            from .wordnet import noun_filter
+
+            self._nouns = noun_filter()
+        return self._nouns
+
+
 class Source:
-    """A knowledge source. Subclasses set `name` and implement `expand`.
+    """A knowledge source. Subclasses set `name`, implement `expand` and, when `kbx build` must pass them
+    options, `from_context`; a source is offered by `kbx build --source` once listed in `sources.SOURCES`.
 
     prepare(labels) runs once before expansion (e.g. one streaming pass over a dump for all labels);
     params() and inputs() are recorded with the build (inputs: {name: sha256 or URL}).
     """
 
     name = "source"
+    uses_http = False  # True: the build's parameters record its HTTP settings (timeouts, retries, offline)
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> Any:
+        """This source configured for a `kbx build` (default: no options)."""
+        return cls()
 
     def prepare(self, labels: Sequence[LabelSpec]) -> None:  # noqa: B027 - optional hook
         pass

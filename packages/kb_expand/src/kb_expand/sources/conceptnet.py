@@ -15,7 +15,7 @@ from ..errors import InputError, SourceUnavailable
 from ..scheme import LabelSpec
 from ..text import normalize
 from ..web import HttpClient
-from .base import Candidate, Source, finalize
+from .base import Candidate, Source, SourceContext, finalize
 
 DEFAULT_CONCEPTNET_URL = "https://api.conceptnet.io"
 
@@ -116,6 +116,14 @@ class ConceptNetSource(Source):
     times 1.0 for the label itself and 0.8 for other seeds."""
 
     name = "conceptnet"
+
+    uses_http = True
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> ConceptNetSource:
+        keep, _ = ctx.noun_filter()
+        dump = ctx.conceptnet_dump
+        return cls(dump, None if dump else ctx.http, ctx.cfg.conceptnet_url, keep, ctx.cfg.progress)
 
     def __init__(
         self,

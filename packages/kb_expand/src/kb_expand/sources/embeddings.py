@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError, SourceUnavailable
 from ..paths import cache_dir
 from ..text import content_tokens
-from .base import Candidate, Source, finalize
+from .base import Candidate, Source, SourceContext, finalize
 
 DEFAULT_VECTORS = "glove-6b-50d"
 
@@ -204,6 +204,11 @@ class EmbeddingSource(Source):
     vector and to the nearest seed (so "christmas", close to "holiday" only, can still rank for "event")."""
 
     name = "embeddings"
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> EmbeddingSource:
+        keep, _ = ctx.noun_filter()
+        return cls(ctx.cfg.vectors, keep=keep, trust_pickle=ctx.cfg.trust_pickle)
 
     def __init__(
         self,

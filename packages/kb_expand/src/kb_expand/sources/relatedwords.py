@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import SourceUnavailable
 from ..web import HttpClient
-from .base import Candidate, Source, finalize
+from .base import Candidate, Source, SourceContext, finalize
 
 DEFAULT_RELATEDWORDS_URL = "https://relatedwords.org"
 
@@ -15,6 +15,11 @@ class RelatedWordsSource(Source):
     """Queries the label itself (as the paper does); keeps the service's order and scores."""
 
     name = "relatedwords"
+    uses_http = True
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> RelatedWordsSource:
+        return cls(ctx.http, ctx.cfg.relatedwords_url)
 
     def __init__(
         self, http: HttpClient, base_url: str = DEFAULT_RELATEDWORDS_URL, keep: Callable | None = None

@@ -32,13 +32,38 @@ from collections.abc import Sequence
 from ..errors import SourceUnavailable
 from ..scheme import LabelSpec
 from ..text import content_tokens, singular
-from .base import Candidate, Source, finalize
+from .base import Candidate, Source, SourceContext, finalize
 
 RANKING_VERSION = 2  # recorded with every build: 1 = reciprocal-rank fusion only
 
 
 class TextualSource(Source):
     name = "textual"
+    uses_http = True
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> TextualSource:
+        """wordnet + conceptnet + embeddings; a missing one is recorded in ``missing``, not fatal."""
+        from .conceptnet import ConceptNetSource
+        from .embeddings import EmbeddingSource
+        from .wordnet import WordNetSource
+
+        parts: list[Source] = []
+        missing: dict[str, str] = {}
+        _, why = ctx.noun_filter()
+        for sname, part in (
+            ("wordnet", WordNetSource),
+            ("conceptnet", ConceptNetSource),
+            ("embeddings", EmbeddingSource),
+        ):
+            if sname == "wordnet" and why:
+                missing[sname] = why
+                continue
+            try:
+                parts.append(part.from_context(ctx))
+            except SourceUnavailable as e:
+                missing[sname] = str(e)
+        return cls(parts, missing)
 
     def __init__(
         self,

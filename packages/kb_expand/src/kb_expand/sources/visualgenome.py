@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, SourceUnavailable
+from ..errors import InputError, KbxError, SourceUnavailable
 from ..text import STOP_WORDS, acceptable, dedup_key, excluded_keys, normalize
-from .base import Candidate, Source
+from .base import Candidate, Source, SourceContext
 from .embeddings import load_vectors, phrase_vector, vectors_id
 
 CHUNK = 1 << 20
@@ -257,6 +257,12 @@ class VisualGenomeSource(Source):
     """
 
     name = "visualgenome"
+
+    @classmethod
+    def from_context(cls, ctx: SourceContext) -> VisualGenomeSource:
+        if not ctx.cfg.vg:
+            raise KbxError("--source visualgenome needs --vg PATH (relationships.json or scene_graphs.json)")
+        return cls(ctx.cfg.vg, ctx.cfg.vectors, progress=ctx.cfg.progress, trust_pickle=ctx.cfg.trust_pickle)
 
     def __init__(
         self,

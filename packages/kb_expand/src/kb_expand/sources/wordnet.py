@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -185,6 +185,15 @@ def is_noun(word: str) -> bool:
     """True when WordNet knows `word` (or its base form) as a noun; multiword as 'police_officer'."""
     wn = load_wordnet()
     return bool(wn.synsets(word.replace(" ", "_"), pos="n"))
+
+
+def noun_filter() -> tuple[Callable[[str], bool] | None, str | None]:
+    """(`is_mainly_noun`, None) when WordNet is available, else (None, why not)."""
+    try:
+        load_wordnet()
+    except SourceUnavailable as e:
+        return None, str(e)
+    return is_mainly_noun, None
 
 
 class WordNetSource(Source):

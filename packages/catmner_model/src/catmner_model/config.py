@@ -1,0 +1,185 @@
+"""The model's configuration: `CatMnerConfig`, the variant registry `VARIANT_SPECS` and the named configs.
+
+A variant is one `Variant(...)` entry in `VARIANT_SPECS` (which attention blocks are refined, whether the
+model has visual tokens); `CatMnerConfig`, the trainer, the CLI and the benchmarks all read it. Named configs
+are JSON files in ``configs/`` (``minilm``, ``tiny``, ...) loaded by `load_config`. The resolved config is
+saved in every model directory (`model_io.py`), so its field names are part of the saved format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model variant: which attention blocks are refined and whether the model has visual tokens. Register
+    new ones in VARIANT_SPECS (the CLI, the trainer and the benchmarks read it)."""
+
+    name: str
+    refine_i2t: bool  # text queries over visual keys refined (Eq. 4)
+    refine_t2i: bool  # visual queries over text keys refined
+    visual: bool  # has visual tokens at all
+    help: str
+
+    @property
+    def uses_label_words(self) -> bool:
+        return self.refine_i2t or self.refine_t2i
+
+
+VARIANT_SPECS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("cat", True, True, True, "CAT-MNER: refined I2T and T2I"),
+        Variant("i2t", True, False, True, "w/o T2I refinement"),
+        Variant("t2i", False, True, True, "w/o I2T refinement"),
+        Variant("mm", False, False, True, "no refinement: self-attention over [text; visual]"),
+        Variant("text", False, False, False, "text only (no visual tokens)"),
+    )
+}
+VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
+R_TRANSFORMERS: tuple[str, ...] = ("auto", "loop", "intercept")
+
+
+@dataclass
+class CatMnerConfig:
+    """Everything that defines a CAT-MNER model; saved (resolved) in every model directory."""
+
+    text_encoder: str = "minilm"  # "minilm" (offline all-MiniLM-L6-v2), "tiny" (random init), HF name or path
+    variant: str = "cat"  # cat | i2t | t2i | mm (refinement off) | text (no image)
+    image_feature_dim: int = 1280  # F, width of the frozen grid features (EfficientNet-Lite0: 1280)
+    num_image_tokens: int = 16  # I, grid cells per image (4x4)
+    max_span_len: int = 8  # longest span in words (covers all but one gold entity of Twitter-2015/2017)
+    max_length: int | None = None  # max tokens incl. [CLS]/[SEP]; None = the tokenizer's model_max_length
+    max_word_pieces: int | None = 8  # max word pieces kept per word; None = no limit
+    max_url_pieces: int | None = 2  # max word pieces kept per URL word (http://t.co/...); None = no limit
+    # "paper" (s is a probability), "keys" (s * #keys), "learned" (s * #keys * exp(w_l), w_l learned per
+    # layer from 0) or a number
+    saliency_scale: str | float = "paper"
+    gate_init_std: float = 0.0  # std of the gate FFN's output layer at init; 0 => g = 0 => starts vanilla
+    span_hidden: int | None = None  # hidden width of the span FFN; None = encoder width D
+    dropout: float | None = None  # dropout of new layers; None = the encoder's hidden_dropout_prob
+    # an image encoder spec (efficientnet-lite0 | open_clip:<model>[:<tag>] | tiny) run INSIDE the model on the
+    # grid-cell pixels and fine-tuned with it (GPU users); None: the model reads precomputed frozen features
+    trainable_image_encoder: str | None = None
+    # where the visual tokens come from (visual.py): grid (image encoder over the 4x4 grid), caption (the
+    # image's caption, embedded with the LM's embedding layer), grid+caption, none (= the text variant)
+    visual: str = "grid"
+    image_encoder: str | None = None  # the frozen encoder the grid features come from (recorded for predict)
+    max_caption_pieces: int = 32  # L_I of a caption: its word pieces (incl. a closing [SEP]) are capped here
+    text_context: str | None = None  # a second text segment after the tweet: "pgim" (PGIM's knowledge)
+    max_context_pieces: int = 160  # word pieces of the second segment kept (incl. its closing [SEP])
+    # the cased word's form added to its first word piece (wordform.py): none | shape | char | shape+char
+    case_features: str = "none"
+    # how the R-Transformer runs the encoder's layers (layouts.py): "loop" (our layer loop: BERT/RoBERTa/MPNet
+    # layouts, fastest), "intercept" (the encoder's own layers, our attention function; BERT/RoBERTa,
+    # ModernBERT), "auto" (loop where it applies, else intercept). Same math either way.
+    r_transformer: str = "auto"
+
+    def __post_init__(self) -> None:
+        from catmner_model.visual import TEXT_CONTEXTS, check_visual
+
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+        check_visual(self.visual)
+        if self.visual == "none" and self.variant != "text":
+            raise ValueError(
+                f"visual source 'none' has no visual tokens: variant {self.variant!r} needs some"
+            )
+        if self.text_context is not None and self.text_context not in TEXT_CONTEXTS:
+            raise ValueError(f"unknown text_context {self.text_context!r}: choose {', '.join(TEXT_CONTEXTS)}")
+        if not (
+            self.saliency_scale in ("paper", "keys", "learned")
+            or (isinstance(self.saliency_scale, int | float) and not isinstance(self.saliency_scale, bool))
+        ):
+            raise ValueError(
+                f"saliency_scale must be 'paper', 'keys', 'learned' or a number, got {self.saliency_scale!r}"
+            )
+        from catmner_model.wordform import CASE_FEATURES
+
+        if self.case_features not in CASE_FEATURES:
+            raise ValueError(
+                f"case_features must be one of {', '.join(CASE_FEATURES)}, got {self.case_features!r}"
+            )
+        if self.r_transformer not in R_TRANSFORMERS:
+            raise ValueError(
+                f"r_transformer must be one of {', '.join(R_TRANSFORMERS)}, got {self.r_transformer!r}"
+            )
+        if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
+            raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
+        if self.max_span_len < 1:
+            raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
+        if self.uses_grid and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
+            raise ValueError("image_feature_dim and num_image_tokens must be positive")
+        if self.trainable_image_encoder and math.isqrt(self.num_image_tokens) ** 2 != self.num_image_tokens:
+            raise ValueError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
+
+    @property
+    def refine_i2t(self) -> bool:
+        return VARIANT_SPECS[self.variant].refine_i2t
+
+    @property
+    def refine_t2i(self) -> bool:
+        return VARIANT_SPECS[self.variant].refine_t2i
+
+    @property
+    def visual_source(self) -> str:
+        """The visual source in effect: "none" for the text variant, else ``visual``."""
+        return self.visual if VARIANT_SPECS[self.variant].visual else "none"
+
+    @property
+    def uses_image(self) -> bool:
+        """Whether the model has visual tokens at all (any source)."""
+        return self.visual_source != "none"
+
+    @property
+    def uses_grid(self) -> bool:
+        return "grid" in self.visual_source.split("+")
+
+    @property
+    def uses_caption(self) -> bool:
+        return "caption" in self.visual_source.split("+")
+
+    @property
+    def uses_label_words(self) -> bool:
+        return self.refine_i2t or self.refine_t2i
+
+
+def list_configs() -> list[str]:
+    """Names of the bundled model configs (``configs/<name>.json``)."""
+    root = resources.files("catmner_model") / "configs"
+    return sorted(p.name[: -len(".json")] for p in root.iterdir() if p.name.endswith(".json"))
+
+
+def load_config(name_or_path: str | os.PathLike[str], **overrides: Any) -> CatMnerConfig:
+    """A bundled config by name (e.g. "minilm", "tiny") or a JSON file path, with field overrides."""
+    text = str(name_or_path)
+    if text in list_configs():
+        raw = (resources.files("catmner_model") / "configs" / f"{text}.json").read_text(encoding="utf-8")
+        where = f"bundled config {text!r}"
+    elif Path(text).is_file():
+        raw, where = Path(text).read_text(encoding="utf-8"), text
+    else:
+        raise ValueError(
+            f"no model config named {text!r} (bundled: {', '.join(list_configs())}) and no such file"
+        )
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: invalid JSON ({e})") from None
+    return config_from_dict({**data, **overrides}, where)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> CatMnerConfig:
+    """CatMnerConfig from a dict; unknown keys are an error naming ``where``."""
+    known = {f.name for f in fields(CatMnerConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown config field(s) {', '.join(unknown)}")
+    return CatMnerConfig(**data)

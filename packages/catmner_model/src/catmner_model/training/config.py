@@ -1,0 +1,140 @@
+"""What defines a training run: `TrainConfig`, `TrainError`, the checks of a config before any work, the
+model config a run builds, its default output directory and the fingerprint compared on resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catmner_model.config import VARIANT_SPECS
+from catmner_model.data import catmner_home
+from catmner_model.errors import CatmnerError
+
+# the variants whose attention label words refine: ("cat", "i2t", "t2i")
+LABEL_WORD_VARIANTS = tuple(name for name, v in VARIANT_SPECS.items() if v.uses_label_words)
+# config fields that do not change the result: they may differ between a run and its resumption
+_NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
+
+
+class TrainError(CatmnerError):
+    """A training run that cannot start or resume; the message is one line for the user."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint and in the run record)."""
+
+    dataset: str = "twitter2015"  # benchmark: twitter2015 | twitter2017
+    labels: str | None = "textual"  # label words: kb source name, build id or JSON file (None: text/mm only)
+    db: str | None = None  # kb store for `labels` (default: kb_expand's $KBX_DB / $CATMNER_HOME/kb.sqlite)
+    text_encoder: str | None = None  # HF name/path or named config ("tiny"); None: offline MiniLM default
+    image_encoder: str = "efficientnet-lite0"  # efficientnet-lite0 | open_clip:<model>:<tag> | tiny | none
+    variant: str = "cat"  # cat (refined I2T+T2I) | mm (no refinement) | i2t | t2i | text (no image)
+    # train the image encoder with the model (at encoder_lr; meant for GPUs): the model reads the grid-cell
+    # pixels of every image at each step instead of cached frozen features
+    finetune_image_encoder: bool = False
+    # visual tokens: grid (image encoder over the 4x4 grid) | caption (the image's caption) | grid+caption
+    visual: str = "grid"
+    captions: str | None = None  # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/)
+    captioner: str | None = None  # HF image-to-text model captioning images that have no caption
+    knowledge: str | None = None  # a second text segment per tweet: "pgim" (data_dir/pgim/<dataset>_pgim.zip)
+    epochs: int = 10  # passes over the training split
+    lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
+    encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
+    weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)
+    warmup_ratio: float = 0.1  # fraction of all optimizer steps spent warming up linearly
+    max_grad_norm: float = 1.0  # gradient clipping (0: off)
+    batch_size: int = 16  # tweets per optimizer step (per process under DDP)
+    eval_batch_size: int = 64  # tweets per forward at validation/test time
+    bucket_size: int = 50  # batches per length bucket (sorted within, shuffled across)
+    seed: int = 42  # seeds init, shuffling, dropout, subsampling
+    max_train: int | None = None  # use a random subset of this many training tweets (quick runs, Figure 3)
+    max_eval: int | None = None  # use the first N validation/test tweets (quick runs, benchmarks)
+    data_dir: str | None = None  # folder with twitter2015/ twitter2017/ (default $CATMNER_DATA)
+    image_dir: str | None = None  # folder with <dataset>_images/ (default $CATMNER_IMAGES, data_dir/...)
+    feature_cache: str | None = None  # grid-feature cache root (default $CATMNER_HOME/features)
+    output: str | None = None  # run directory (default $CATMNER_HOME/runs/<dataset>-<variant>-seed<seed>)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra CatMnerConfig fields
+    num_threads: int | None = None  # torch CPU threads (None: torch's default)
+    deterministic: bool = False  # GPU: deterministic kernels, so runs and resumed runs are bit-identical
+    # fp32 | bf16 (autocast around forward passes) | auto (bf16 where the hardware has it natively); precision.py
+    precision: str = "fp32"
+    quiet: bool = False  # no progress bars
+
+
+def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
+    """The config fields that determine the result (compared on resume)."""
+    d = dataclasses.asdict(config)
+    for name in _NON_RESULT_FIELDS:
+        d.pop(name, None)
+    return d
+
+
+def effective_visual(config: TrainConfig) -> str:
+    """The visual source a run's model reads: "none" for the text variant, else ``config.visual``."""
+    return "none" if config.variant == "text" else config.visual
+
+
+def default_output(config: TrainConfig) -> Path:
+    labels = Path(str(config.labels)).stem if config.labels else "nolabels"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in labels)
+    return catmner_home() / "runs" / f"{config.dataset}-{config.variant}-{safe}-seed{config.seed}"
+
+
+def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
+    """The CatMnerConfig of a run: a bundled config ("minilm", "tiny") or the minilm defaults with another text
+    encoder (HF name/path), plus variant, image feature width and ``model_overrides``."""
+    from catmner_model.config import list_configs, load_config
+
+    name = config.text_encoder or "minilm"
+    overrides: dict[str, Any] = {"variant": config.variant}
+    if name not in list_configs():
+        overrides["text_encoder"] = name
+        name = "minilm"
+    if feature_dim is not None:
+        overrides["image_feature_dim"] = feature_dim
+    if config.finetune_image_encoder and config.variant != "text":
+        overrides["trainable_image_encoder"] = config.image_encoder
+    visual = effective_visual(config)
+    overrides["visual"] = "grid" if visual == "none" else visual  # the text variant ignores it
+    if "grid" in visual.split("+") and config.image_encoder not in ("none", ""):
+        overrides["image_encoder"] = config.image_encoder
+    if config.knowledge:
+        overrides["text_context"] = config.knowledge
+    overrides.update(config.model_overrides)
+    try:
+        return load_config(name, **overrides)
+    except ValueError as exc:
+        raise TrainError(f"model config: {exc}") from None
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse a config that cannot run, before any work (one TrainError line)."""
+    from catmner_model.config import VARIANTS
+
+    if config.variant not in VARIANTS:
+        raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
+    from catmner_model.visual import VISUAL_SOURCES
+
+    if config.visual not in VISUAL_SOURCES or (config.visual == "none" and config.variant != "text"):
+        raise TrainError(
+            f"--visual {config.visual!r}: choose one of grid, caption, grid+caption (none is --variant text)"
+        )
+    if config.knowledge not in (None, "", "pgim"):
+        raise TrainError(f"--knowledge {config.knowledge!r}: the only known knowledge is 'pgim'")
+    from catmner_model.precision import PRECISIONS
+
+    if config.precision not in PRECISIONS:
+        raise TrainError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    grid = "grid" in effective_visual(config).split("+")
+    if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
+        raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
+    if config.labels and config.variant not in LABEL_WORD_VARIANTS:
+        raise TrainError(
+            f"variant {config.variant!r} uses no label words: drop --labels {config.labels} "
+            f"(label words refine attention in {', '.join(LABEL_WORD_VARIANTS)})"
+        )
+    if config.epochs < 1 or config.batch_size < 1:
+        raise TrainError("--epochs and --batch-size must be at least 1")
