@@ -205,3 +205,20 @@ def test_an_experiment_is_one_registry_entry(tmp_path, monkeypatch) -> None:
     assert len(specs) == 2 * len(ctx.profile.seeds) and len({s.key for s in specs}) == len(specs)
     with pytest.raises(BenchError, match="unknown experiment 'nope': choose one of table1"):
         experiments.plan("nope", ctx)
+
+
+def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() -> None:
+    """A changed library default must not make an old record look finished: refined systems carry the scale
+    they train with in their config (and so in their run key)."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.runner import system_config
+    from catmner_model.config import load_config
+
+    p = PROFILES["quick"]
+    assert (
+        system_config("cat-textual", p)["saliency_scale"] == load_config("minilm").saliency_scale == "learned"
+    )
+    assert system_config("cat-sal-paper", p)["saliency_scale"] == "paper"
+    assert system_config("cat-sal-keys", p)["saliency_scale"] == "keys"
+    assert "saliency_scale" not in system_config("lm-span", p)  # no label words, no saliency
+    assert "saliency_scale" not in system_config("mm", p)

@@ -120,7 +120,8 @@ def test_zero_gates_equal_mm_and_padding_invariance(reference, tok, tweets, arch
     cat = build(reference, tok, arch, path, "cat").eval()
     mm = build(reference, tok, arch, path, "mm", seed=1).eval()
     missing, unexpected = mm.load_state_dict(cat.state_dict(), strict=False)
-    assert not missing and all(k.startswith("gates_") for k in unexpected)
+    # the refinement's own parameters: the gates and the learned saliency multipliers
+    assert not missing and all(k.startswith(("gates_", "saliency_log_scale")) for k in unexpected)
     ex = examples(tweets)
     batch = cat.collator()(ex)
     with torch.no_grad():
@@ -201,7 +202,10 @@ def test_loop_and_interception_compute_the_same(reference, tok, tweets):
         batch = loop.collator()(ex)
         a, b = loop(batch, output_attentions=True), hooked(batch, output_attentions=True)
         assert torch.allclose(a.logits, b.logits, atol=1e-5)
-        assert torch.allclose(a.attentions, b.attentions, atol=1e-6)
+        # the same attention for every real query; padded query rows are not computed by the layer loop
+        # (no work on padding), so their rows of the map differ and mean nothing
+        real = batch.attention_mask[:, None, None, :, None]  # (B, 1, 1, T, 1)
+        assert torch.allclose(a.attentions * real, b.attentions * real, atol=1e-6)
         a.logits.sum().backward(), b.logits.sum().backward()
         for (name, p), q in zip(loop.named_parameters(), hooked.parameters(), strict=True):
             assert (p.grad is None) == (q.grad is None), name

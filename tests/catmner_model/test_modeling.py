@@ -126,7 +126,8 @@ def test_gate_zero_model_equals_mm_and_init_starts_vanilla(tweets):
     cat = tiny("cat").eval()
     mm = tiny("mm", seed=1).eval()
     missing, unexpected = mm.load_state_dict(cat.state_dict(), strict=False)
-    assert not missing and all(k.startswith("gates_") for k in unexpected)
+    # the refinement's own parameters: the gates and the learned saliency multipliers
+    assert not missing and all(k.startswith(("gates_", "saliency_log_scale")) for k in unexpected)
     batch = cat.collator()(examples(tweets[:4]))
     assert torch.equal(cat(batch).logits, mm(batch).logits)  # gate init = 0 => exactly vanilla
     with torch.no_grad():
@@ -308,3 +309,23 @@ def test_real_minilm_forward_matches_hf_and_runs_with_images(tweets):
         ).last_hidden_state
     m = batch.attention_mask
     assert torch.allclose(ours[m], ref[m], atol=1e-4)
+
+
+def test_the_default_saliency_scale_is_learned_and_older_saved_models_keep_the_paper_scale(tmp_path):
+    """The default changed to the validation winner; a model directory written before `saliency_scale` existed
+    was trained with the paper's scale and must load with it (and with its weights: no learned multipliers)."""
+    from catmner_model.config import CatMnerConfig, load_config
+    from catmner_model.modeling import CatMner, create_model
+
+    assert CatMnerConfig().saliency_scale == load_config("minilm").saliency_scale == "learned"
+    assert create_model("tiny", ["person"], variant="cat").cfg.saliency_scale == "learned"
+    torch.manual_seed(0)
+    d = create_model("tiny", ["person", "city"], variant="cat", saliency_scale="paper").save_pretrained(
+        tmp_path / "m"
+    )
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["config"]["saliency_scale"] == "paper"  # every save writes the field
+    del meta["config"]["saliency_scale"]
+    (d / "config.json").write_text(json.dumps(meta))
+    loaded = CatMner.from_pretrained(d)
+    assert loaded.cfg.saliency_scale == "paper" and loaded.saliency_log_scale is None

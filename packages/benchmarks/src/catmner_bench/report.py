@@ -113,7 +113,14 @@ class Group:
         epochs = self.config.get("epochs")
         visual = self.config.get("visual")
         vis = f", {visual}" if visual and visual != "none" else ""
-        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}, n={self.n})"
+        sal = ""
+        if self.config.get("kind") == "span" and self.config.get("labels"):
+            # records from before the field was resolved into the config trained with the paper's scale
+            scale = self.config.get("saliency_scale") or (self.config.get("model_overrides") or {}).get(
+                "saliency_scale", "paper"
+            )
+            sal = f", saliency {scale}"
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}{sal}, n={self.n})"
 
 
 def unique_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

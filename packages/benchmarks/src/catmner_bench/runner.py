@@ -60,6 +60,14 @@ SYSTEMS: dict[str, System] = {
             "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
         ),
         System(
+            "cat-sal-paper",
+            "CAT-MNER, the paper's saliency",
+            "span",
+            "cat",
+            "textual",
+            overrides=(("saliency_scale", "paper"),),
+        ),
+        System(
             "cat-sal-keys",
             "CAT-MNER, saliency x #keys",
             "span",
@@ -204,6 +212,10 @@ def system_config(
         labels = profile.labels_multimodal
     visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
     uses_grid = "grid" in visual.split("+")
+    overrides = {**profile.model_overrides, **dict(s.overrides)}
+    resolved = {}
+    if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
+        resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
     return {
         "kind": "span",
         "profile": profile.name,
@@ -218,8 +230,17 @@ def system_config(
         "batch_size": profile.batch_size,
         "lr": profile.lr,
         "encoder_lr": profile.encoder_lr,
-        "model_overrides": {**profile.model_overrides, **dict(s.overrides)},
+        "model_overrides": overrides,
+        **resolved,
     }
+
+
+def default_saliency(text_encoder: str) -> str | float:
+    """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
+    (the minilm config's for any other encoder, as the trainer does)."""
+    from catmner_model.config import list_configs, load_config
+
+    return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
 
 
 def _text_encoder_arg(name: str) -> str | None:
