@@ -75,7 +75,7 @@ def records(bench: dict, experiment: str) -> list[dict]:
 def test_smoke_runs_every_experiment_quickly(bench: dict) -> None:
     res = bench["results"]
     assert res["table1"]["ran"] == 2 * 7  # 7 runnable systems x 2 datasets x 1 seed
-    assert res["table2"]["ran"] == 2 * 2  # 2 directions x (LM-span, CAT-MNER)
+    assert res["table2"]["ran"] == 2 * 3  # 2 directions x (LM-span, MM, CAT-MNER)
     assert res["table3"]["ran"] == 2 * 6
     assert res["fig3"]["ran"] == 2 * 2 * 2 * 3  # datasets x alphas x samplings x systems
     assert res["fig4"]["ran"] == 2 * 2 * 2  # grid models and (reused) caption models
@@ -85,7 +85,7 @@ def test_smoke_runs_every_experiment_quickly(bench: dict) -> None:
 
 def test_records_are_complete_and_true(bench: dict) -> None:
     recs = [r for _, r in iter_records(bench["output"])]
-    assert len(recs) == 14 + 4 + 12 + 24 + 8
+    assert len(recs) == 14 + 6 + 12 + 24 + 8
     train15 = bench["data"] / "twitter2015" / "train.txt"
     sha = hashlib.sha256(train15.read_bytes()).hexdigest()
     for r in recs:
@@ -123,6 +123,13 @@ def test_records_are_complete_and_true(bench: dict) -> None:
     assert {r["data"]["train"]["n_tweets"] for r in t1} == {16}
     assert {r["data"]["test"]["n_tweets"] for r in t1} == {12}
     assert {r["data"]["train"]["n_tweets"] for r in records(bench, "fig3")} == {4, 8}
+    # span runs carry their validation curve; the kept model is the curve's best epoch
+    for r in (r for r in recs if r["spec"]["config"]["kind"] == "span"):
+        curve = r["extra"]["valid_f1_by_epoch"]
+        assert len(curve) == r["spec"]["config"]["epochs"]
+        assert curve[r["extra"]["best_epoch"] - 1] == pytest.approx(
+            r["metrics"]["valid"]["conlleval"]["f1"], abs=1e-3
+        )
     # label words of CAT-MNER runs are the bundled smoke fixtures, with their checksum
     from catmner_bench.profiles import bundled_label_words
     from kb_expand import load_label_words
@@ -158,7 +165,7 @@ def test_table2_reuses_the_table1_models(bench: dict) -> None:
 
 def test_report_files(bench: dict) -> None:
     rep = bench["report"]
-    assert rep["n_records"] == 62
+    assert rep["n_records"] == 64
     assert sorted(rep["sections"]) == sorted(["table1", "table2", "table3", "fig3", "fig4"])
     md = Path(rep["markdown"]).read_text(encoding="utf-8")
     for fig in rep["figures"]:
@@ -217,7 +224,7 @@ def test_table2_report(bench: dict) -> None:
     md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
     (rows,) = tables(section(md, "## Table 2"))
     recs = records(bench, "table2")
-    assert len(rows) == 4 + 6
+    assert len(rows) == 6 + 6  # ours: 2 directions x 3 systems; the paper: 6
     for rec in recs:
         s = rec["spec"]
         direction = f"{DS_LABEL[s['train_dataset']]} → {DS_LABEL[s['test_dataset']]}"
@@ -383,14 +390,14 @@ def test_rerun_skips_finished_runs(bench: dict) -> None:
     ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "0 run(s) done, 4 skipped" in res.output
+    assert "0 run(s) done, 6 skipped" in res.output
     assert {p: p.stat().st_mtime_ns for p in recs} == before
     # a run killed before writing its record (simulated: record removed) is the only one redone
     victim = recs[0]
     victim.unlink()
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "1 run(s) done, 3 skipped" in res.output
+    assert "1 run(s) done, 5 skipped" in res.output
     assert victim.exists() and json.loads(victim.read_text())["spec"]["experiment"] == "table2"
 
 

@@ -159,6 +159,31 @@ def test_verdicts_follow_the_seed_spread():
     assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text
 
 
+def test_verdicts_judge_the_model_the_current_code_trains() -> None:
+    """Records from before a default changed (here: CAT-MNER trained with the paper's saliency scale) stay in the
+    report, but a claim is judged on the group whose config the current code resolves the system to."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.runner import system_config
+    from catmner_bench.verdicts import CLAIMS, is_current
+
+    now = system_config("cat-textual", PROFILES["quick"])
+    before = {k: v for k, v in now.items() if k != "saliency_scale"}  # a record of the older code
+    refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
+    groups = []
+    for d in ("twitter2015", "twitter2017"):
+        old, new = _G("cat-textual", d, [90.0, 90.1, 90.2, 90.3]), _G("cat-textual", d, [70.0, 70.1, 70.2])
+        old.config, new.config = before, now
+        mm = _G("mm", d, [80.0, 80.1, 80.2])
+        mm.config = system_config("mm", PROFILES["quick"])
+        groups += [old, new, mm]
+    assert is_current(groups[1]) and not is_current(groups[0]) and is_current(groups[2])
+    verdict, why = refine.check(groups)
+    assert (
+        verdict == "does not hold here" and "Δ -10.00" in why
+    )  # the current model, though it has fewer runs
+    assert not is_current(_G("cat-textual", "twitter2015", [1.0]))  # no config: not current
+
+
 def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
     """BenchError is the package's one error base; known errors are one line, --debug shows the traceback."""
     from catmner_bench.cli import app

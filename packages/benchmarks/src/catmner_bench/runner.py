@@ -397,7 +397,16 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         label_words = source.get("label_words")
         src_extra = source.get("extra", {})
         extra.update(
-            {k: src_extra.get(k) for k in ("best_epoch", "seconds_per_epoch", "image_stats", "model_config")},
+            {
+                k: src_extra.get(k)
+                for k in (
+                    "best_epoch",
+                    "valid_f1_by_epoch",
+                    "seconds_per_epoch",
+                    "image_stats",
+                    "model_config",
+                )
+            },
             trainer_run_dir=src_extra.get("trainer_run_dir"),
             reused_model={
                 "run_id": source["run_id"],
@@ -427,6 +436,7 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         label_words = rec.label_words
         extra.update(
             best_epoch=rec.best_epoch,
+            valid_f1_by_epoch=[(e.get("valid_lenient") or {}).get("f1") for e in rec.epochs or []],
             seconds_per_epoch=rec.seconds_per_epoch,
             image_stats=rec.image_stats,
             model_config=rec.model_config,

@@ -56,15 +56,46 @@ class Comparison:
         return f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else 'within the seed spread'})"
 
 
+def is_current(group: Any) -> bool:
+    """Whether a group's config is what its profile resolves the system to today (same data sizes, epochs and
+    visual source as the group's): the model the code on main trains, e.g. the current saliency default."""
+    import dataclasses
+
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.runner import SYSTEMS, system_config
+
+    cfg = getattr(group, "config", None) or {}
+    if group.system not in SYSTEMS or cfg.get("profile") not in PROFILES:
+        return False
+    profile = dataclasses.replace(
+        PROFILES[cfg["profile"]], n_train=cfg.get("n_train"), n_eval=cfg.get("n_eval")
+    )
+    visual = cfg.get("visual") if cfg.get("visual") not in (None, "none") else None
+    try:
+        return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
+    except Exception:  # a record of a system or field this code no longer knows
+        return False
+
+
 def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None) -> Any:
-    """The group of ``system`` on train/test (the one with most runs if several configs exist)."""
+    """The group of ``system`` on train/test. Where several configs exist (e.g. records from before a default
+    changed), the one the current code trains (`is_current`), then the one with most runs, then the newest."""
     test = test or train
     cands = [
         g
         for g in groups
         if g.system == system and g.train_dataset == train and g.test_dataset == test and g.alpha == alpha
     ]
-    return max(cands, key=lambda g: g.n) if cands else None
+    if not cands:
+        return None
+    return max(
+        cands,
+        key=lambda g: (
+            is_current(g),
+            g.n,
+            max((str(r.get("created", "")) for r in getattr(g, "records", [])), default=""),
+        ),
+    )
 
 
 def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
