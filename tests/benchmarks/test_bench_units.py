@@ -247,3 +247,29 @@ def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() ->
     assert system_config("cat-sal-keys", p)["saliency_scale"] == "keys"
     assert "saliency_scale" not in system_config("lm-span", p)  # no label words, no saliency
     assert "saliency_scale" not in system_config("mm", p)
+
+
+def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared_data) -> None:
+    """The 4x4 grid maps need real images: a dataset with none gets only its caption maps (Table 1's models)."""
+    import shutil
+
+    from catmner_bench.experiments import plan
+    from catmner_bench.profiles import resolve_profile
+    from catmner_bench.runner import RunContext
+    images = tmp_path / "images"
+    (images / "twitter2015_images").mkdir(parents=True)
+    (images / "twitter2017_images").mkdir()  # an empty folder: no image of Twitter-2017
+    real = next((shared_data / "tweet_images" / "twitter2015_images").glob("*.jpg"))
+    shutil.copy(real, images / "twitter2015_images" / real.name)
+    ctx = RunContext(output=tmp_path / "out", profile=resolve_profile("quick"), image_dir=images)
+    specs = plan("fig4", ctx, systems=["cat-textual"])
+    visual = sorted((s.train_dataset, s.config["visual"]) for s in specs)
+    assert visual == [("twitter2015", "caption"), ("twitter2015", "grid"), ("twitter2017", "caption")]
+    grid_profile = RunContext(
+        output=tmp_path / "o2", profile=resolve_profile("quick", visual="grid"), image_dir=images
+    )
+    # without a caption source there is nothing else to draw: the grid run is planned (and fails with one line)
+    assert {s.train_dataset for s in plan("fig4", grid_profile, systems=["mm"])} == {
+        "twitter2015",
+        "twitter2017",
+    }

@@ -139,12 +139,18 @@ class AttentionMaps(Experiment):
 
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
         p = ctx.profile
+        captions = "caption" in (p.visual or "")
         specs = []
         for d in datasets:
+            # grid maps need the dataset's images; without any, only the caption maps (if the profile has them)
+            grid = not captions or has_images(ctx, d)
             for s in systems:
                 for seed in p.seeds:
-                    specs.append(RunSpec(self.name, s, d, d, seed, system_config(s, p, visual=self.visual)))
-                    if "caption" in (p.visual or ""):
+                    if grid:
+                        specs.append(
+                            RunSpec(self.name, s, d, d, seed, system_config(s, p, visual=self.visual))
+                        )
+                    if captions:
                         specs.append(RunSpec(self.name, s, d, d, seed, system_config(s, p)))
         return specs
 
@@ -216,6 +222,13 @@ def run_experiment(
 
 
 # ------------------------------------------------------------------------------------------------- Figure 4
+def has_images(ctx: RunContext, dataset: str) -> bool:
+    """Whether any image file of ``dataset`` is in the image folder (the grid maps need one at least)."""
+    images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
+    folder = images / f"{dataset}_images" if images is not None else None
+    return folder is not None and folder.is_dir() and any(p.is_file() for p in folder.iterdir())
+
+
 def image_tweets(ctx: RunContext, dataset: str) -> list[tuple[str, Tweet, Path]]:
     """(split, tweet, image) for every tweet of ``dataset`` whose image file exists, in split/file order."""
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
