@@ -19,19 +19,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from catmner_model import provenance
-from catmner_model.atomic import atomic_write_json
-from catmner_model.provenance import git_info, hardware, package_versions
+from catmner_model.utils import PROVENANCE_PACKAGES, atomic_write_json, git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
 
 SCHEMA_VERSION = 1
+# written verbatim into every record and report: the text stays as the committed records have it
 METRIC_DEFINITION = (
     "Entity-level micro precision/recall/F1 (0-100) over PER/LOC/ORG/MISC, entities compared by (start, end, "
     "type) on words. 'conlleval' counts entities as conlleval / seqeval's default mode (an I- without B- starts "
     "an entity): comparable with the literature; 'strict' is IOB2-strict. Scored by catmner_model.metrics.score."
 )
-PACKAGES = ("catmner-bench", *provenance.PACKAGES)
+PACKAGES = ("catmner-bench", *PROVENANCE_PACKAGES)
 
 
 class RecordError(BenchError):

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from catmner_model.atomic import atomic_write, atomic_write_text
+from catmner_model.utils import atomic_write, atomic_write_text
 
 from catmner_bench import paper
 from catmner_bench.records import METRIC_DEFINITION, RecordError, iter_records, sha256_file

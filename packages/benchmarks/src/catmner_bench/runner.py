@@ -3,7 +3,7 @@
 This module owns the systems table (which code trains each system of the paper's tables), the data selection
 every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
-``catmner_model.train.train`` (its run directory lives under the benchmark output, so a killed run also
+``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
 resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model.data import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
@@ -31,7 +31,7 @@ class System:
 
     key: str  # identifier used on the command line and in records
     label: str  # row label in reports
-    kind: str  # "span" (catmner_model.train) or "crf" (baselines.py)
+    kind: str  # "span" (catmner_model.train_model) or "crf" (baselines.py)
     variant: str | None = None  # span models: CatMnerConfig variant
     labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
@@ -238,7 +238,7 @@ def system_config(
 def default_saliency(text_encoder: str) -> str | float:
     """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
     (the minilm config's for any other encoder, as the trainer does)."""
-    from catmner_model.config import list_configs, load_config
+    from catmner_model import list_configs, load_config
 
     return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
 
@@ -251,7 +251,7 @@ def _text_encoder_arg(name: str) -> str | None:
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
     """The catmner_model TrainConfig of a span-model spec."""
-    from catmner_model.train import TrainConfig
+    from catmner_model import TrainConfig
 
     c = spec.config
     return TrainConfig(
@@ -292,8 +292,8 @@ def evaluate_model_dir(
 ) -> dict[str, Any]:
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
-    from catmner_model.metrics import score_both
-    from catmner_model.predict import Predictor, predict_examples
+    from catmner_model import Predictor, predict_examples
+    from catmner_model.scoring import score_both
 
     predictor = Predictor(
         model_dir,
@@ -303,7 +303,7 @@ def evaluate_model_dir(
     source = predictor.source(dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir, captions=ctx.captions)
     cfg = predictor.config
     if cfg.text_context == "pgim":
-        from catmner_model.visual import read_pgim, resolve_pgim
+        from catmner_model import read_pgim, resolve_pgim
 
         zpath = resolve_pgim(dataset, ctx.data_dir)
         source.add_knowledge(tweets, read_pgim(zpath, "test"))

@@ -9,8 +9,8 @@ so that load from other work on the machine falls on every system alike:
   the standard Hugging Face recipe on the same encoder (``hf``: AutoModelForTokenClassification, BIO labels on
   each word's first subword, dynamic padding with DataCollatorForTokenClassification, fused AdamW, linear
   schedule, gradient clipping, as `transformers.Trainer` does by default);
-- precisions: fp32, and bf16 autocast where the hardware has native bf16 (see catmner_model.precision);
-- training: catmner steps through the trainer's own loop (`catmner_model.train.run_epoch`) over the same
+- precisions: fp32, and bf16 autocast where the hardware has native bf16 (see catmner_model.harness.autocast);
+- training: catmner steps through the trainer's own loop (`catmner_model.harness.run_epoch`) over the same
   batches for every system (the seeded, length-bucketed batches of a real epoch; the timed ones sit at evenly
   spaced quantiles of batch length). ``rounds`` rounds, each system once per round (order rotated); a
   system's step time is the median over rounds of its mean step time; the ratio to HF is the median of the
@@ -220,10 +220,9 @@ class CatmnerSystem:
         overrides: dict[str, Any] | None = None,
         fill_grid: bool = False,
     ):
-        from catmner_model.modeling import create_model
-        from catmner_model.train import (
+        from catmner_model import TrainConfig, create_model
+        from catmner_model.harness import (
             DistInfo,
-            TrainConfig,
             build_model_config,
             linear_schedule,
             make_optimizer,
@@ -281,7 +280,7 @@ class CatmnerSystem:
         }
 
     def train_steps(self, batches: Sequence[Sequence[int]], setting: Setting, examples: Any = None) -> float:
-        from catmner_model.train import run_epoch
+        from catmner_model.harness import run_epoch
 
         config = dataclasses.replace(self.config, precision=setting.precision)
         fused = setting.fused_adamw
@@ -320,7 +319,7 @@ class CatmnerSystem:
         return padded / n, real / n
 
     def save(self, directory: Path) -> Path:
-        from catmner_model.train import save_best_model
+        from catmner_model.harness import save_best_model
 
         directory.mkdir(parents=True, exist_ok=True)
         save_best_model(self.model, directory, self.config)
@@ -331,7 +330,7 @@ class HFSystem:
     """The standard Hugging Face token-classification recipe on the same encoder."""
 
     def __init__(self, ctx: Any, train_tweets: list[Any], device: torch.device):
-        from catmner_model.modeling import TINY_ENCODER, load_tokenizer, minilm_path
+        from catmner_model.harness import TINY_ENCODER, load_tokenizer, minilm_path
         from transformers import (
             AutoModelForTokenClassification,
             BertConfig,
@@ -385,7 +384,7 @@ class HFSystem:
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
     def train_steps(self, batches: Sequence[Sequence[int]], setting: Setting, features: Any = None) -> float:
-        from catmner_model.precision import autocast
+        from catmner_model.harness import autocast
 
         feats = features if features is not None else self.features
         self.model.train()
@@ -414,8 +413,8 @@ class HFSystem:
     @torch.inference_mode()
     def predict(self, tweets: Sequence[Any], batch_size: int, precision: str) -> list[list[Any]]:
         """Entities of each tweet: tokenise, pad, forward, argmax, first-subword tags -> entities."""
-        from catmner_model.data import tags_to_entities
-        from catmner_model.precision import autocast
+        from catmner_model.harness import autocast
+        from catmner_model.scoring import tags_to_entities
 
         self.model.eval()
         order = sorted(range(len(tweets)), key=lambda i: len(tweets[i].tokens))
@@ -462,7 +461,7 @@ def label_word_set(base: Sequence[str], tweets: Sequence[Any], n: int) -> list[s
 
 def synthetic_tweets(tweets: Sequence[Any], n_words: int, count: int) -> list[Any]:
     """``count`` tweets of exactly ``n_words`` real words (consecutive training tokens), no entities."""
-    from catmner_model.data import Tweet
+    from catmner_model import Tweet
 
     stream = [w for t in tweets for w in t.tokens]
     out = []
@@ -478,15 +477,15 @@ def synthetic_tweets(tweets: Sequence[Any], n_words: int, count: int) -> list[An
 # -------------------------------------------------------------------------------------------------- run
 def load_label_words(ctx: Any, spec: str) -> Any:
     """The label words of ``spec`` (kb source, build id or JSON file), resolved as the trainer does."""
-    from catmner_model.train import TrainConfig
-    from catmner_model.train import load_label_words as resolve
+    from catmner_model import TrainConfig
+    from catmner_model.harness import load_label_words as resolve
 
     return resolve(TrainConfig(labels=spec, db=ctx.db, variant="cat"))
 
 
 def speed_config(ctx: Any) -> dict[str, Any]:
     """The resolved config of the speed run (its run key): profile, encoders, sizes, threads, source commit."""
-    from catmner_model.provenance import git_info
+    from catmner_model.utils import git_info
 
     p = ctx.profile
     git = git_info()
@@ -529,21 +528,23 @@ def run_speed_experiment(ctx: Any) -> dict[str, Any]:
 
 def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str, Any]:
     """Run every measurement and return the run record (see the module docstring)."""
-    from catmner_model.precision import cpu_flags, native_bf16
-    from catmner_model.train import DistInfo, epoch_batches, example_lengths, seed_everything
+    from catmner_model import resolve_image_dir
+    from catmner_model.harness import (
+        DistInfo,
+        cpu_flags,
+        epoch_batches,
+        example_lengths,
+        native_bf16,
+        preload,
+        seed_everything,
+    )
 
+    from catmner_bench.records import environment
     from catmner_bench.runner import describe, log, read_split, select
 
     t_start = time.perf_counter()
     # the code measured is the code at the start: record its git state and import every module now
-    import catmner_model.evaluate  # noqa: F401
-    import catmner_model.metrics  # noqa: F401
-    import catmner_model.predict  # noqa: F401
-    import catmner_model.vision  # noqa: F401
-    import catmner_model.visual  # noqa: F401
-
-    from catmner_bench.records import environment
-
+    preload()
     environment()
     p = ctx.profile
     size = size or SIZES[p.name]
@@ -552,8 +553,6 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     load_start = os.getloadavg()[0]
     full_train = read_split(DATASET, "train", ctx.data_dir)
-    from catmner_model.data import resolve_image_dir
-
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
     train = select(full_train, DATASET, p.n_train, images)
     test = read_split(DATASET, "test", ctx.data_dir)[: max(size.predict_tweets, size.single_tweets)]
@@ -772,7 +771,7 @@ def measure_growth(
     device: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """CAT-MNER (caption, fp32) step time against words per tweet, caption pieces and label words."""
-    from catmner_model.batching import Example
+    from catmner_model import Example
 
     setting = Setting("cat-caption", "fp32")
     bs = ctx.profile.batch_size
@@ -846,7 +845,7 @@ def measure_prediction(
 ) -> list[dict[str, Any]]:
     """Batched tweets/s and one-tweet latency of every system and precision (wall and process CPU time),
     alternating over rounds. catmner: one `Predictor` per precision on the saved model directory."""
-    from catmner_model.predict import PREDICT_BATCH_SIZE, PredictInput, Predictor
+    from catmner_model import PREDICT_BATCH_SIZE, PredictInput, Predictor
 
     from catmner_bench.runner import log
 
@@ -921,7 +920,7 @@ def measure_prediction(
 def _image_files(ctx: Any) -> list[str]:
     """The tweet image files of Twitter-2015 here, sorted (the grid system's prediction cycles over them, as
     its training examples cycle over their features)."""
-    from catmner_model.data import image_path, resolve_image_dir
+    from catmner_model import image_path, resolve_image_dir
 
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
     if images is None:
@@ -1289,7 +1288,7 @@ def speed_section(records: list[dict[str, Any]]) -> str:
 def update_doc(records_dir: str | os.PathLike[str], doc: str | os.PathLike[str]) -> Path:
     """Rewrite the generated speed block of ``doc`` (between DOC_BEGIN and DOC_END) from the speed records
     under ``records_dir`` (`doc_block`)."""
-    from catmner_model.atomic import atomic_write_text
+    from catmner_model.utils import atomic_write_text
 
     from catmner_bench.records import RecordError, iter_records
 
