@@ -31,7 +31,13 @@ INFERENCE = (
     "attention.py",
     "wordform.py",
 )
-TRAINING = ("catmner_model.train", "catmner_model.training", "catmner_model.bench", "catmner_model.cli_train")
+TRAINING = (
+    "catmner_model.train",
+    "catmner_model.training",
+    "catmner_model.bench",
+    "catmner_model.cli_train",
+    "catmner_model.harness",
+)
 
 
 def test_documented_api_example_runs(tmp_path, monkeypatch):

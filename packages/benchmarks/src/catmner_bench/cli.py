@@ -36,7 +36,7 @@ def _main(debug: DebugOpt = False) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Exception types shown as one line: this package's, catmner_model's and kb_expand's error bases."""
-    from catmner_model.errors import CatmnerError
+    from catmner_model import CatmnerError
     from kb_expand.errors import KbxError
 
     from catmner_bench.errors import BenchError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model.data import DATASETS, Tweet, image_path, resolve_image_dir
+from catmner_model import DATASETS, Tweet, image_path, resolve_image_dir
 
 from catmner_bench.records import RunSpec, sha256_file
 from catmner_bench.runner import (
@@ -255,7 +255,7 @@ def fig4_attention(ctx: RunContext, spec: RunSpec, model_dir: Path) -> dict[str,
     of the span's words, renormalised over the grid cells (row-major, cell 0 top-left) or the caption's real
     pieces.
     """
-    from catmner_model.predict import Predictor
+    from catmner_model import Predictor
 
     predictor = Predictor(model_dir, device="cpu", feature_cache=ctx.feature_cache)
     cfg = model_config(predictor.model)

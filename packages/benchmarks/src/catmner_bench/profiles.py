@@ -26,7 +26,7 @@ def bundled_label_words(name: str) -> str:
 
 @dataclass(frozen=True)
 class Profile:
-    """One benchmark size. Span models go through catmner_model.train; CRF baselines through baselines.py."""
+    """One benchmark size. Span models go through catmner_model.train_model; CRF baselines through baselines.py."""
 
     name: str  # "smoke", "quick" or "paper"
     text_encoder: str  # HF name/path, "minilm" (offline default) or "tiny" (random, tests)

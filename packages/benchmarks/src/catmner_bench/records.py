@@ -1,8 +1,10 @@
 """JSON run records: one file per finished benchmark run, written atomically.
 
-This module owns the record schema, the run key (what makes two runs "the same run", so a killed benchmark
+This module owns the record schema (`BenchRecord`, version `SCHEMA_VERSION`), the run key (what makes two runs "the same run", so a killed benchmark
 rerun skips what it already finished), environment capture (git commit and dirty flag, package versions,
-hardware) and file checksums. Reports are rendered from these files only.
+hardware) and file checksums. Reports are rendered from these files only; they read records as dicts
+(`read_record`, `iter_records`), and `BenchRecord` is the typed view of the same JSON (`BenchRecord.read`
+loads a file, `to_text` is its exact content).
 
 Layout: ``<output>/records/<experiment>/<run_id>.json`` where ``run_id`` ends with the run key.
 """
@@ -14,24 +16,23 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from catmner_model import provenance
-from catmner_model.atomic import atomic_write_json
-from catmner_model.provenance import git_info, hardware, package_versions
+from catmner_model.utils import PROVENANCE_PACKAGES, atomic_write_json, git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
 
 SCHEMA_VERSION = 1
+# written verbatim into every record and report: the text stays as the committed records have it
 METRIC_DEFINITION = (
     "Entity-level micro precision/recall/F1 (0-100) over PER/LOC/ORG/MISC, entities compared by (start, end, "
     "type) on words. 'conlleval' counts entities as conlleval / seqeval's default mode (an I- without B- starts "
     "an entity): comparable with the literature; 'strict' is IOB2-strict. Scored by catmner_model.metrics.score."
 )
-PACKAGES = ("catmner-bench", *provenance.PACKAGES)
+PACKAGES = ("catmner-bench", *PROVENANCE_PACKAGES)
 
 
 class RecordError(BenchError):
@@ -79,6 +80,77 @@ class RunSpec:
         )
         sample = f"__a{self.sample['alpha']}-{self.sample['index']}" if self.sample else ""
         return f"{self.system}__{data}{sample}__s{self.seed}__{self.key}"
+
+
+@dataclass
+class BenchRecord:
+    """One benchmark run record, typed: the fields of ``<output>/records/<experiment>/<run_id>.json`` in file
+    order. `to_json` is the dict `build_record` returns and the reports read; `to_text` the file's bytes as
+    `write_record` writes them; `from_json` / `read` check the schema version and that every field is there
+    and no other (RecordError names the file)."""
+
+    run_key: str  # the spec's key (16 hex digits)
+    run_id: str  # the file stem: system, datasets, sample, seed, key
+    spec: RunSpec
+    created: str  # local time the record was built, "%Y-%m-%dT%H:%M:%S%z"
+    git: dict[str, Any]  # commit and dirty flag of the source
+    packages: dict[str, Any]  # versions of the packages that produce the result
+    hardware: dict[str, Any]
+    data: dict[str, Any]  # per split: tweets, entities, checksums; the data directory
+    label_words: dict[str, Any] | None  # source, build id, checksum (None: the system uses none)
+    metric: dict[str, Any]  # {"definition": METRIC_DEFINITION, "modes": [...]}
+    metrics: dict[str, Any]  # {"valid"|"test": {"conlleval"|"strict": P/R/F1, per type}}
+    wall_time_s: float
+    extra: dict[str, Any] = field(default_factory=dict)  # command, profile, per-experiment fields
+    schema_version: int = SCHEMA_VERSION
+
+    FIELDS = (
+        "schema_version",
+        "run_key",
+        "run_id",
+        "spec",
+        "created",
+        "git",
+        "packages",
+        "hardware",
+        "data",
+        "label_words",
+        "metric",
+        "metrics",
+        "wall_time_s",
+        "extra",
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a dict, keys in file order (``spec`` as `RunSpec.to_json`)."""
+        return {name: self.spec.to_json() if name == "spec" else getattr(self, name) for name in self.FIELDS}
+
+    def to_text(self) -> str:
+        """The record file's content, exactly as `write_record` writes it."""
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "run record") -> BenchRecord:
+        """A record read from its JSON; RecordError (naming ``where``) for another schema or other fields."""
+        if not isinstance(obj, dict) or obj.get("schema_version") != SCHEMA_VERSION:
+            raise RecordError(f"{where}: not a catmner-bench run record of schema version {SCHEMA_VERSION}")
+        missing = [k for k in cls.FIELDS if k not in obj]
+        unknown = [k for k in obj if k not in cls.FIELDS]
+        if missing or unknown:
+            raise RecordError(f"{where}: run record fields missing {missing}, unknown {unknown}")
+        spec = obj["spec"]
+        if not isinstance(spec, dict) or list(spec) != [f.name for f in fields(RunSpec)]:
+            raise RecordError(f"{where}: the run record's spec is not a RunSpec")
+        return cls(**{k: RunSpec(**spec) if k == "spec" else obj[k] for k in cls.FIELDS})
+
+    @classmethod
+    def read(cls, path: str | Path) -> BenchRecord:
+        """The record in ``path`` (read and checked as `read_record` does, then typed)."""
+        return cls.from_json(read_record(path), str(path))
+
+    def write(self, output: str | Path) -> Path:
+        """Write the record under ``output`` (`write_record`)."""
+        return write_record(output, self.to_json())
 
 
 def canonical_json(obj: Any) -> str:
@@ -161,22 +233,21 @@ def build_record(
 ) -> dict[str, Any]:
     """Assemble a complete record (see module docstring) from a finished run's results."""
     env = environment()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_key": spec.key,
-        "run_id": spec.run_id,
-        "spec": spec.to_json(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "git": env["git"],
-        "packages": env["packages"],
-        "hardware": env["hardware"],
-        "data": data,
-        "label_words": label_words,
-        "metric": {"definition": METRIC_DEFINITION, "modes": ["conlleval", "strict"]},
-        "metrics": metrics,
-        "wall_time_s": round(float(wall_time_s), 3),
-        "extra": extra or {},
-    }
+    return BenchRecord(
+        run_key=spec.key,
+        run_id=spec.run_id,
+        spec=spec,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        git=env["git"],
+        packages=env["packages"],
+        hardware=env["hardware"],
+        data=data,
+        label_words=label_words,
+        metric={"definition": METRIC_DEFINITION, "modes": ["conlleval", "strict"]},
+        metrics=metrics,
+        wall_time_s=round(float(wall_time_s), 3),
+        extra=extra or {},
+    ).to_json()
 
 
 def write_record(output: str | Path, record: dict[str, Any]) -> Path:

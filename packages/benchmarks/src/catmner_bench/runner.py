@@ -3,7 +3,7 @@
 This module owns the systems table (which code trains each system of the paper's tables), the data selection
 every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
-``catmner_model.train.train`` (its run directory lives under the benchmark output, so a killed run also
+``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
 resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model.data import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
@@ -31,7 +31,7 @@ class System:
 
     key: str  # identifier used on the command line and in records
     label: str  # row label in reports
-    kind: str  # "span" (catmner_model.train) or "crf" (baselines.py)
+    kind: str  # "span" (catmner_model.train_model) or "crf" (baselines.py)
     variant: str | None = None  # span models: CatMnerConfig variant
     labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
@@ -238,7 +238,7 @@ def system_config(
 def default_saliency(text_encoder: str) -> str | float:
     """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
     (the minilm config's for any other encoder, as the trainer does)."""
-    from catmner_model.config import list_configs, load_config
+    from catmner_model import list_configs, load_config
 
     return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
 
@@ -251,7 +251,7 @@ def _text_encoder_arg(name: str) -> str | None:
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
     """The catmner_model TrainConfig of a span-model spec."""
-    from catmner_model.train import TrainConfig
+    from catmner_model import TrainConfig
 
     c = spec.config
     return TrainConfig(
@@ -292,8 +292,8 @@ def evaluate_model_dir(
 ) -> dict[str, Any]:
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
-    from catmner_model.metrics import score_both
-    from catmner_model.predict import Predictor, predict_examples
+    from catmner_model import Predictor, predict_examples
+    from catmner_model.scoring import score_both
 
     predictor = Predictor(
         model_dir,
@@ -303,7 +303,7 @@ def evaluate_model_dir(
     source = predictor.source(dataset, data_dir=ctx.data_dir, image_dir=ctx.image_dir, captions=ctx.captions)
     cfg = predictor.config
     if cfg.text_context == "pgim":
-        from catmner_model.visual import read_pgim, resolve_pgim
+        from catmner_model import read_pgim, resolve_pgim
 
         zpath = resolve_pgim(dataset, ctx.data_dir)
         source.add_knowledge(tweets, read_pgim(zpath, "test"))
@@ -364,86 +364,16 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
     t0 = time.perf_counter()
     data = load_data(ctx, spec)
     system = SYSTEMS[spec.system]
-    extra: dict[str, Any] = {}
-    label_words = None
     if system.kind == "crf":
-        import torch
-
-        from catmner_bench.baselines import BaselineConfig, run_baseline
-
-        if ctx.profile.num_threads:
-            torch.set_num_threads(ctx.profile.num_threads)
-        fields = {f.name for f in dataclasses.fields(BaselineConfig)}
-        cfg = BaselineConfig(**{k: v for k, v in spec.config.items() if k in fields})
-        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-        res = run_baseline(cfg, data["train"], data["valid"], data["test"], spec.seed, progress=not ctx.quiet)
-        metrics = {"valid": res["valid"], "test": res["test"]}
-        extra.update(best_epoch=res["best_epoch"], epochs_run=res["epochs_run"], history=res["history"])
-        extra["n_params"] = res["n_params"]
+        metrics, extra, label_words = _run_crf(ctx, spec, data)
     elif (
         reused := reusable_model(
             ctx, spec, need_model=spec.train_dataset != spec.test_dataset or after_train is not None
         )
     ) is not None:  # a finished table1 run of the same system, config and seed
-        source, model_dir = reused
-        log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
-        metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
-        if spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
-            metrics["test"] = evaluate_model_dir(
-                ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
-            )
-        if after_train is not None:
-            extra.update(after_train(model_dir, data) or {})
-        label_words = source.get("label_words")
-        src_extra = source.get("extra", {})
-        extra.update(
-            {
-                k: src_extra.get(k)
-                for k in (
-                    "best_epoch",
-                    "valid_f1_by_epoch",
-                    "seconds_per_epoch",
-                    "image_stats",
-                    "model_config",
-                )
-            },
-            trainer_run_dir=src_extra.get("trainer_run_dir"),
-            reused_model={
-                "run_id": source["run_id"],
-                "git": source.get("git"),
-                "wall_time_s": source.get("wall_time_s"),
-                "model_dir": str(model_dir) if model_dir else None,
-            },
-        )
+        metrics, extra, label_words = _run_reused(ctx, spec, data, reused, after_train)
     else:
-        from catmner_model import RunRecord, train_model
-
-        run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
-        cross = spec.train_dataset != spec.test_dataset
-        # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model
-        train_data = dict(data)
-        if cross:
-            train_data["test"] = data["valid"][:1]
-        rec = RunRecord.from_json(train_model(train_config(ctx, spec, run_dir), data=train_data))
-        model_dir = Path(rec.model_dir)
-        metrics = {"valid": rec.scores("valid")}
-        if cross:
-            metrics["test"] = evaluate_model_dir(
-                ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
-            )
-        else:
-            metrics["test"] = rec.scores("test")
-        label_words = rec.label_words
-        extra.update(
-            best_epoch=rec.best_epoch,
-            valid_f1_by_epoch=[(e.get("valid_lenient") or {}).get("f1") for e in rec.epochs or []],
-            seconds_per_epoch=rec.seconds_per_epoch,
-            image_stats=rec.image_stats,
-            model_config=rec.model_config,
-            trainer_run_dir=str(run_dir),
-        )
-        if after_train is not None:
-            extra.update(after_train(model_dir, data) or {})
+        metrics, extra, label_words = _run_trained(ctx, spec, data, after_train)
     if label_words is None and system.labels is not None and system.kind == "span":
         label_words = {"spec": spec.config.get("labels")}
     data_info = {split: describe(tweets) for split, tweets in data.items()}
@@ -460,3 +390,96 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
     f1 = metrics["test"]["conlleval"]["f1"]
     log(ctx, f"done {spec.experiment}/{spec.run_id}: test F1 {f1:.2f} ({record['wall_time_s']:.1f}s)")
     return record, True
+
+
+# (metrics, extra record fields, label words) of one run, by how it is obtained
+RunResult = tuple[dict[str, Any], dict[str, Any], Any]
+
+
+def _run_crf(ctx: RunContext, spec: RunSpec, data: dict[str, list[Tweet]]) -> RunResult:
+    """A CRF baseline trained and scored by baselines.py."""
+    import torch
+
+    from catmner_bench.baselines import BaselineConfig, run_baseline
+
+    extra: dict[str, Any] = {}
+    if ctx.profile.num_threads:
+        torch.set_num_threads(ctx.profile.num_threads)
+    fields = {f.name for f in dataclasses.fields(BaselineConfig)}
+    cfg = BaselineConfig(**{k: v for k, v in spec.config.items() if k in fields})
+    cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    res = run_baseline(cfg, data["train"], data["valid"], data["test"], spec.seed, progress=not ctx.quiet)
+    metrics = {"valid": res["valid"], "test": res["test"]}
+    extra.update(best_epoch=res["best_epoch"], epochs_run=res["epochs_run"], history=res["history"])
+    extra["n_params"] = res["n_params"]
+    return metrics, extra, None
+
+
+def _run_reused(
+    ctx: RunContext,
+    spec: RunSpec,
+    data: dict[str, list[Tweet]],
+    reused: tuple[dict[str, Any], Path | None],
+    after_train: Any,
+) -> RunResult:
+    """A span model reused from a finished table1 run of the same system, config and seed (scored on the other
+    dataset's test split for table2; ``after_train`` run on it)."""
+    source, model_dir = reused
+    extra: dict[str, Any] = {}
+    log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
+    metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
+    if spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
+        metrics["test"] = evaluate_model_dir(
+            ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
+        )
+    if after_train is not None:
+        extra.update(after_train(model_dir, data) or {})
+    label_words = source.get("label_words")
+    src_extra = source.get("extra", {})
+    extra.update(
+        {
+            k: src_extra.get(k)
+            for k in ("best_epoch", "valid_f1_by_epoch", "seconds_per_epoch", "image_stats", "model_config")
+        },
+        trainer_run_dir=src_extra.get("trainer_run_dir"),
+        reused_model={
+            "run_id": source["run_id"],
+            "git": source.get("git"),
+            "wall_time_s": source.get("wall_time_s"),
+            "model_dir": str(model_dir) if model_dir else None,
+        },
+    )
+    return metrics, extra, label_words
+
+
+def _run_trained(ctx: RunContext, spec: RunSpec, data: dict[str, list[Tweet]], after_train: Any) -> RunResult:
+    """A span model trained now through catmner_model.train_model (its run directory under the output)."""
+    from catmner_model import RunRecord, train_model
+
+    extra: dict[str, Any] = {}
+    run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
+    cross = spec.train_dataset != spec.test_dataset
+    # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model
+    train_data = dict(data)
+    if cross:
+        train_data["test"] = data["valid"][:1]
+    rec = RunRecord.from_json(train_model(train_config(ctx, spec, run_dir), data=train_data))
+    model_dir = Path(rec.model_dir)
+    metrics = {"valid": rec.scores("valid")}
+    if cross:
+        metrics["test"] = evaluate_model_dir(
+            ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
+        )
+    else:
+        metrics["test"] = rec.scores("test")
+    extra.update(
+        best_epoch=rec.best_epoch,
+        valid_f1_by_epoch=[(e.get("valid_lenient") or {}).get("f1") for e in rec.epochs or []],
+        seconds_per_epoch=rec.seconds_per_epoch,
+        image_stats=rec.image_stats,
+        model_config=rec.model_config,
+        trainer_run_dir=str(run_dir),
+    )
+    if after_train is not None:
+        extra.update(after_train(model_dir, data) or {})
+    return metrics, extra, rec.label_words

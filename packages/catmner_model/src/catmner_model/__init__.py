@@ -11,6 +11,26 @@ The public Python API (imported lazily, so ``import catmner_model`` stays cheap)
 
 (``train_model`` / ``evaluate_model``, not ``train`` / ``evaluate``: those names are the package's modules.)
 Errors a user can fix are `CatmnerError` (one-line messages).
+
+The public names, by what they serve (each resolves to the module that owns it, see ``_API``):
+
+- models and training: `CatMnerConfig`, `CatMner`, `create_model`, `list_configs`, `load_config` (the
+  bundled named configs), `TrainConfig`, `train_model`, `RunRecord` (the typed run record);
+- prediction and evaluation: `Predictor`, `load_model`, `PredictInput`, `predict_examples` (batched greedy
+  decoding of prepared examples), `PREDICT_BATCH_SIZE`, `evaluate_model`;
+- data: `Tweet`, `Entity`, `Example` (a tweet with its visual inputs, what the collator batches),
+  `load_split`, `split_path`, `resolve_data_dir`, `resolve_image_dir`, `image_path`, `DATASETS`,
+  `ENTITY_TYPES`;
+- visual inputs: `VisualSource`, `read_pgim`, `resolve_pgim` (PGIM knowledge files);
+- errors: `CatmnerError`.
+
+Three submodules are public facades too (`PUBLIC_MODULES`; their ``__all__`` is their public set, and they
+define nothing of their own): `catmner_model.scoring` (score, score_tags, score_both, tags_to_entities,
+entities_to_tags), `catmner_model.utils` (atomic writes, git/package/hardware provenance) and
+`catmner_model.harness` (the trainer's loop pieces, precision, text encoders by spec, the character CNN:
+for benchmark code that assembles its own runs). Every other module is internal: the benchmarks import only
+these names (tests/benchmarks/test_public_api.py pins it); ``catmner_model.train`` and
+``catmner_model.modeling`` are compatibility re-exports of the modules that were split.
 """
 
 from __future__ import annotations
@@ -34,8 +54,24 @@ _API = {
     "Tweet": ("catmner_model.data", "Tweet"),
     "Entity": ("catmner_model.data", "Entity"),
     "load_split": ("catmner_model.data", "load_split"),
+    "split_path": ("catmner_model.data", "split_path"),
+    "resolve_data_dir": ("catmner_model.data", "resolve_data_dir"),
+    "resolve_image_dir": ("catmner_model.data", "resolve_image_dir"),
+    "image_path": ("catmner_model.data", "image_path"),
+    "DATASETS": ("catmner_model.data", "DATASETS"),
+    "ENTITY_TYPES": ("catmner_model.data", "ENTITY_TYPES"),
+    "Example": ("catmner_model.batching", "Example"),
+    "list_configs": ("catmner_model.config", "list_configs"),
+    "load_config": ("catmner_model.config", "load_config"),
+    "PredictInput": ("catmner_model.predict", "PredictInput"),
+    "predict_examples": ("catmner_model.predict", "predict_examples"),
+    "PREDICT_BATCH_SIZE": ("catmner_model.predict", "PREDICT_BATCH_SIZE"),
+    "read_pgim": ("catmner_model.visual", "read_pgim"),
+    "resolve_pgim": ("catmner_model.visual", "resolve_pgim"),
 }
-__all__ = ["__version__", *_API]
+# submodules that are public too: facades whose __all__ re-exports names of the internal modules
+PUBLIC_MODULES = ("catmner_model.scoring", "catmner_model.utils", "catmner_model.harness")
+__all__ = ["__version__", "PUBLIC_MODULES", *_API]
 
 
 def __getattr__(name: str) -> Any:

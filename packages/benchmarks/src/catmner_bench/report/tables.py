@@ -1,0 +1,154 @@
+"""The report's aggregation and Markdown primitives: records grouped into runs that differ only by seed
+(`Group`, `groups_of`, `unique_runs`), the numbers as printed (`fmt`, `fmt_mean`, `fmt_delta`), system labels
+and order (the runner's registry) and `md_table`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from catmner_bench import paper
+
+TYPES = paper.ENTITY_TYPES
+DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
+
+
+def _system_order() -> tuple[str, ...]:
+    from catmner_bench.runner import SYSTEMS
+
+    return tuple(SYSTEMS)  # report rows follow the registry's order
+
+
+SYSTEM_ORDER = _system_order()
+
+
+def fmt(x: float | None) -> str:
+    """A number as the report prints it (2 decimals), '-' for missing."""
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def fmt_mean(values: Sequence[float]) -> str:
+    """'m' for one value, 'm ± s' (sample std) for several."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0])
+    return f"{fmt(statistics.fmean(values))} ± {fmt(statistics.stdev(values))}"
+
+
+def fmt_delta(x: float | None) -> str:
+    return "" if x is None else f"{x:+.2f}"
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def encoder_of(rec: dict[str, Any]) -> str:
+    c = rec["spec"]["config"]
+    if c.get("kind") == "crf" and rec["spec"]["system"] != "lm-crf":
+        return c.get("word_vectors", "-")
+    return str(c.get("text_encoder", "-"))
+
+
+def group_key(rec: dict[str, Any]) -> tuple:
+    """Records with equal keys differ only by seed: they are aggregated into one row."""
+    s = rec["spec"]
+    cfg = {k: v for k, v in s["config"].items()}
+    alpha = s["sample"]["alpha"] if s.get("sample") else None
+    return (s["system"], s["train_dataset"], s["test_dataset"], alpha, repr(sorted(cfg.items())))
+
+
+class Group:
+    """Runs that differ only by seed (or Figure-3 sampling)."""
+
+    def __init__(self, records: list[dict[str, Any]]):
+        self.records = records
+        first = records[0]["spec"]
+        self.system = first["system"]
+        self.train_dataset = first["train_dataset"]
+        self.test_dataset = first["test_dataset"]
+        self.config = first["config"]
+        self.alpha = first["sample"]["alpha"] if first.get("sample") else None
+        self.encoder = encoder_of(records[0])
+        self.profile = self.config.get("profile", "?")
+
+    def values(self, key: str, mode: str = "conlleval", split: str = "test") -> list[float]:
+        """Overall P/R/F1 ("precision"/"recall"/"f1") or a type's F1 ("PER" ...) over the runs."""
+        out = []
+        for r in self.records:
+            m = r["metrics"][split][mode]
+            out.append(float(m["per_type"][key]["f1"]) if key in TYPES else float(m[key]))
+        return out
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """Median seconds per training epoch (with validation) over the runs' epochs; None for CRF runs."""
+        secs = [
+            float(x)
+            for r in self.records
+            for x in (r.get("seconds_per_epoch") or (r.get("extra") or {}).get("seconds_per_epoch") or [])
+        ]
+        return statistics.median(secs) if secs else None
+
+    @property
+    def source(self) -> str:
+        epochs = self.config.get("epochs")
+        visual = self.config.get("visual")
+        vis = f", {visual}" if visual and visual != "none" else ""
+        sal = ""
+        if self.config.get("kind") == "span" and self.config.get("labels"):
+            # records from before the field was resolved into the config trained with the paper's scale
+            scale = self.config.get("saliency_scale") or (self.config.get("model_overrides") or {}).get(
+                "saliency_scale", "paper"
+            )
+            sal = f", saliency {scale}"
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}{sal}, n={self.n})"
+
+
+def unique_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per run (system, datasets, config, seed, sample), across experiments: a Table 3 or Figure 4
+    record that reuses a Table 1 run (or trained the same spec again) is not another seed of it. Table 1's
+    record is kept where there is one."""
+    rank = {"table1": 0}
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in sorted(records, key=lambda r: rank.get(r["spec"]["experiment"], 1)):
+        s = r["spec"]
+        out.setdefault((group_key(r), s["seed"], repr(s.get("sample"))), r)
+    return list(out.values())
+
+
+def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
+    by: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by[group_key(r)].append(r)
+    out = [
+        Group(sorted(v, key=lambda r: (r["spec"]["seed"], str(r["spec"].get("sample"))))) for v in by.values()
+    ]
+    order = {s: i for i, s in enumerate(SYSTEM_ORDER)}
+    out.sort(
+        key=lambda g: (g.train_dataset, g.test_dataset, g.alpha or 0, order.get(g.system, 99), g.encoder)
+    )
+    return out
+
+
+def system_label(system: str) -> str:
+    from catmner_bench.runner import SYSTEMS
+
+    return SYSTEMS[system].label if system in SYSTEMS else system
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def clean(c: str) -> str:
+        return str(c).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(clean(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
