@@ -203,6 +203,13 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
             ):
                 assert num(row[col]) == [r2(f_of(rec, key))], (row["System"], col)
             assert num(row["F1 strict"]) == [r2(f_of(rec, "f1", "strict"))]
+            (text,) = [r for r in t1 if r["spec"]["system"] == "lm-span" and r["spec"]["train_dataset"] == ds]
+            if rec["spec"]["system"] == "lm-span":
+                assert row["Δ F1 vs TEXT"] == ""
+            else:  # one seed each: the difference, not tested
+                delta, note = row["Δ F1 vs TEXT"].split(" ", 1)
+                assert abs(float(delta) - (f_of(rec, "f1") - f_of(text, "f1"))) < 0.006 and note == "(1 seed)"
+            assert abs(float(row["min/run"]) - rec["wall_time_s"] / 60) < 0.06
             ref = paper.reference_row_for(
                 rec["spec"]["system"], rec["spec"]["config"].get("text_encoder", "")
             )
@@ -242,6 +249,23 @@ def test_table2_report(bench: dict) -> None:
                 and x["Direction"] == f"{DS_LABEL[a]} → {DS_LABEL[b]}"
             ]
             assert (num(row["P"]), num(row["R"]), num(row["F1"])) == ([p], [r], [f])
+
+
+def test_epochs_section_shows_the_recorded_validation_curves(bench: dict) -> None:
+    md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
+    (rows,) = tables(section(md, "## Epochs"))
+    span = [r for r in records(bench, "table1") if r["spec"]["config"]["kind"] == "span"]
+    assert len(rows) == len(span)  # one seed each: a row per run
+    for rec in span:
+        (row,) = [
+            r
+            for r in rows
+            if r["System"] == system_label(rec["spec"]["system"])
+            and r["Dataset"] == DS_LABEL[rec["spec"]["train_dataset"]]
+        ]
+        curve = rec["extra"]["valid_f1_by_epoch"]
+        assert [num(row[f"epoch {i + 1}"]) for i in range(len(curve))] == [[r2(x)] for x in curve]
+        assert row["best epoch"] == str(rec["extra"]["best_epoch"])
 
 
 def test_table3_report(bench: dict) -> None:

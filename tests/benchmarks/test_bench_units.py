@@ -256,6 +256,7 @@ def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared
     from catmner_bench.experiments import plan
     from catmner_bench.profiles import resolve_profile
     from catmner_bench.runner import RunContext
+
     images = tmp_path / "images"
     (images / "twitter2015_images").mkdir(parents=True)
     (images / "twitter2017_images").mkdir()  # an empty folder: no image of Twitter-2017
@@ -273,3 +274,42 @@ def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared
         "twitter2015",
         "twitter2017",
     }
+
+
+def _record(system: str, ds: str, seed: int, f1: float, config: dict) -> dict:
+    """A minimal run record for the report's table code (scores of the test split only)."""
+    m = {"precision": f1, "recall": f1, "f1": f1, "per_type": {t: {"f1": f1} for t in paper.ENTITY_TYPES}}
+    spec = {"experiment": "table1", "system": system, "train_dataset": ds, "test_dataset": ds, "seed": seed}
+    return {
+        "spec": {**spec, "config": config, "sample": None},
+        "metrics": {"test": {"conlleval": m, "strict": m}, "valid": {"conlleval": m, "strict": m}},
+        "wall_time_s": 60.0,
+        "created": f"2026-12-01T00:00:0{seed}",
+    }
+
+
+def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
+    """Table 3's CAT-MNER row is the config the current code trains; the other saliency scales are extra rows
+    (from any experiment's records), each against that row."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of, table3_section
+    from catmner_bench.runner import system_config
+
+    q = PROFILES["quick"]
+    now = system_config("cat-textual", q)
+    old = {k: v for k, v in now.items() if k != "saliency_scale"}  # trained when Eq. 6 was the default
+    recs = []
+    for ds in ("twitter2015", "twitter2017"):
+        recs += [_record("cat-textual", ds, s, 70.0 + s, now) for s in (1, 2, 3)]
+        recs += [_record("cat-textual", ds, s, 60.0, old) for s in (1, 2, 3, 4)]
+        recs += [_record("mm", ds, 1, 65.0, system_config("mm", q))]
+    keys = [_record("cat-sal-keys", "twitter2017", 1, 75.0, system_config("cat-sal-keys", q))]
+    groups = groups_of(recs)
+    md = table3_section(groups, groups + groups_of(keys))
+    lines = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ")}
+    assert "| 72.00 ± 1.00 |" in lines["CAT-MNER (textual KB)"]  # the current config, not the 4 older runs
+    paper_row = lines["CAT-MNER, saliency as Eq. 6 (the paper's)"].split(" | ")
+    assert paper_row[2:4] == ["60.00 ± 0.00", "-12.00"] and paper_row[7:9] == ["60.00 ± 0.00", "-12.00"]
+    keys_row = lines["CAT-MNER, saliency x #keys"].split(" | ")
+    assert keys_row[2] == "-" and keys_row[7:9] == ["75.00", "+3.00"]
+    assert "learned saliency" not in md  # the learned scale is the CAT-MNER row itself: no second row

@@ -48,6 +48,13 @@ class Comparison:
             return None
         return abs(self.delta) > 2 * se if se > 0 else self.delta != 0
 
+    def short(self) -> str:
+        """A table cell: ``+0.08 ± 0.21 (ns)``, ``+1.20 ± 0.30 (sig.)``, or ``+0.30 (1 seed)`` when not testable."""
+        se = self.se
+        if se is None:
+            return f"{self.delta:+.2f} (1 seed)"
+        return f"{self.delta:+.2f} ± {se:.2f} ({'sig.' if self.significant else 'ns'})"
+
     def describe(self) -> str:
         se = self.se
         n = f"n={len(self.a)}/{len(self.b)}"

@@ -19,6 +19,68 @@ from catmner_bench.report.tables import (
     system_label,
 )
 
+SIGNIFICANCE_NOTE = (
+    "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (the one the current code "
+    "trains), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > 2 SE (about 95%, "
+    "two-sided), 'ns' otherwise; a row with one seed is not tested."
+)
+
+
+def _vs(groups: list[Group], g: Group, baseline: str) -> str:
+    """The seed test of ``g`` against our ``baseline`` system on the same train/test datasets (a table cell)."""
+    from catmner_bench.verdicts import Comparison, _pick
+
+    if g.system == baseline or g.alpha is not None:
+        return ""
+    base = _pick(groups, baseline, g.train_dataset, g.test_dataset)
+    if base is None:
+        return "-"
+    return Comparison(g.values("f1"), base.values("f1")).short()
+
+
+def epochs_section(groups: list[Group]) -> str | None:
+    """How many epochs: validation F1 by epoch of the Table 1 runs that recorded their curve (mean over seeds),
+    and the epoch whose model was kept. None when no record has a curve (records from before the field)."""
+    rows = []
+    width = 0
+    for g in groups:
+        curves = g.valid_curves()
+        if not curves or g.train_dataset != g.test_dataset:
+            continue
+        n_ep = min(len(c) for c in curves)
+        width = max(width, n_ep)
+        by_epoch = [mean([c[i] for c in curves]) for i in range(n_ep)]
+        best = sorted(1 + max(range(len(c)), key=c.__getitem__) for c in curves)
+        rows.append((g, by_epoch, best, len(curves)))
+    if not rows:
+        return None
+    header = ["Dataset", "System", "Source", "runs", *[f"epoch {i + 1}" for i in range(width)], "best epoch"]
+    table = [
+        [
+            DATASET_LABEL[g.train_dataset],
+            system_label(g.system),
+            g.source,
+            str(n),
+            *[fmt(x) for x in by_epoch],
+            *["-"] * (width - len(by_epoch)),
+            ", ".join(map(str, best)),
+        ]
+        for g, by_epoch, best, n in rows
+    ]
+    rising = sum(1 for _, by_epoch, _, _ in rows if by_epoch[-1] >= max(by_epoch))
+    return "\n".join(
+        [
+            "## Epochs: validation F1 by epoch",
+            "",
+            "Validation F1 (conlleval) after each epoch, mean over the runs that recorded it; 'best epoch': the "
+            "epoch whose model each run kept (best validation F1; test is scored only for it). "
+            f"In {rising} of {len(rows)} rows validation F1 is highest at the last epoch: the profile's epoch "
+            "budget, not the curve, ends training there.",
+            "",
+            md_table(header, table),
+        ]
+    )
+
 
 def table1_section(groups: list[Group]) -> str:
     parts = ["## Table 1: main comparison (test split)", ""]
@@ -26,7 +88,9 @@ def table1_section(groups: list[Group]) -> str:
         "Ours: mean ± std over seeds, conlleval entity-level micro scores (strict IOB2 F1 beside). 'Paper row' is "
         "the reported system ours is compared with (same system family; the paper's backbone may differ from our "
         "encoder, see the Encoder column); Δ F1 = ours − paper. Rows marked 'reported' are the paper's numbers "
-        "only (systems this harness does not run, and the paper's own rows for reference)."
+        "only (systems this harness does not run, and the paper's own rows for reference). "
+        + SIGNIFICANCE_NOTE
+        + " 'min/run': mean wall time of one run (training with validation each epoch, and scoring)."
     )
     for ds in paper.DATASETS:
         rows = []
@@ -49,6 +113,8 @@ def table1_section(groups: list[Group]) -> str:
                     fmt_mean(g.values("f1", "strict")),
                     fmt_mean(g.values("f1", split="valid")),
                     fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
+                    f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-",
+                    _vs(groups, g, "lm-span"),
                     ref_row.label if ref_row else "-",
                     fmt(ref_f1),
                     fmt_delta(mean(f1) - ref_f1 if ref_f1 is not None and f1 else None),
@@ -68,6 +134,8 @@ def table1_section(groups: list[Group]) -> str:
                     "-",
                     "-",
                     "-",
+                    "-",
+                    "",
                     row.label,
                     fmt(sc.f1),
                     "",
@@ -84,6 +152,8 @@ def table1_section(groups: list[Group]) -> str:
             "F1 strict",
             "valid F1",
             "s/epoch",
+            "min/run",
+            "Δ F1 vs TEXT",
             "Paper row",
             "Paper F1",
             "Δ F1",
@@ -103,7 +173,9 @@ def table2_section(groups: list[Group]) -> str:
     ]
     parts.append(
         paper.TABLE2_NOTE
-        + " Our CAT-MNER (textual KB) is compared with the paper's CAT-MNER; Δ = ours − paper."
+        + " Our CAT-MNER (textual KB) is compared with the paper's CAT-MNER; Δ = ours − paper. Our models are the "
+        "Table 1 models of the training dataset, scored on the other dataset's test split. "
+        + SIGNIFICANCE_NOTE.replace("of the same dataset", "of the same direction")
     )
     rows = []
     for train_ds, test_ds in (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017")):
@@ -122,6 +194,7 @@ def table2_section(groups: list[Group]) -> str:
                     fmt_mean(g.values("precision")),
                     fmt_mean(g.values("recall")),
                     fmt_mean(f1),
+                    _vs(groups, g, "lm-span"),
                     fmt(ref[2]) if is_cat else "-",
                     fmt_delta(mean(f1) - ref[2]) if is_cat and f1 else "",
                 ]
@@ -129,9 +202,31 @@ def table2_section(groups: list[Group]) -> str:
         for key, vals in paper.TABLE2.items():
             p, r, f = vals[direction]
             rows.append(
-                [label, paper.TABLE2_LABELS[key], "reported", "bert-base", fmt(p), fmt(r), fmt(f), fmt(f), ""]
+                [
+                    label,
+                    paper.TABLE2_LABELS[key],
+                    "reported",
+                    "bert-base",
+                    fmt(p),
+                    fmt(r),
+                    fmt(f),
+                    "",
+                    fmt(f),
+                    "",
+                ]
             )
-    header = ["Direction", "System", "Source", "Encoder", "P", "R", "F1", "Paper CAT-MNER F1", "Δ F1"]
+    header = [
+        "Direction",
+        "System",
+        "Source",
+        "Encoder",
+        "P",
+        "R",
+        "F1",
+        "Δ F1 vs TEXT",
+        "Paper CAT-MNER F1",
+        "Δ F1",
+    ]
     parts += ["", md_table(header, rows)]
     return "\n".join(parts)
 
@@ -146,20 +241,78 @@ TABLE3_SYSTEM_TO_ROW = {
 }
 
 
-def table3_section(groups: list[Group]) -> str:
+SALIENCY_ROWS = {  # our saliency-scale rows of Table 3 (the paper has none: Eq. 6 is its only scale)
+    "paper": "CAT-MNER, saliency as Eq. 6 (the paper's)",
+    "keys": "CAT-MNER, saliency x #keys",
+    "learned": "CAT-MNER, learned saliency scale",
+}
+
+
+def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str, Group]:
+    """Per saliency scale, the CAT-MNER (textual words, same visual source as ``cat``) group with most runs."""
+    out: dict[str, Group] = {}
+    if cat is None:
+        return out
+    for g in pool:
+        if (
+            g.system in ("cat-textual", "cat-sal-paper", "cat-sal-keys", "cat-sal-learned")
+            and g.train_dataset == g.test_dataset == ds
+            and g.alpha is None
+            and g.config.get("visual") == cat.config.get("visual")
+            and g.config.get("epochs") == cat.config.get("epochs")
+            and g.saliency in SALIENCY_ROWS
+            and (g.saliency not in out or g.n > out[g.saliency].n)
+        ):
+            out[g.saliency] = g
+    return out
+
+
+def table3_section(groups: list[Group], others: list[Group] | None = None) -> str:
+    """Table 3 from its own records, plus our saliency-scale rows, which may come from any experiment's records
+    (``others``, e.g. Table 1's CAT-MNER runs with the paper's scale)."""
+    from catmner_bench.verdicts import _pick
+
     parts = ["## Table 3: ablations (test F1)", ""]
     parts.append(
         paper.TABLE3_NOTE + " 'Δ vs CAT' is each row minus its own CAT-MNER row (the paper's ↓ column); "
-        "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large)."
+        "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large). "
+        "Where one of our systems has records of several configs (e.g. from before a default changed), the row is "
+        "the config the current code trains. The saliency rows are ours only (the paper has one scale, Eq. 6)."
     )
     settings = sorted({(g.encoder, g.profile) for g in groups})
     for enc, prof in settings:
         rows = []
+        mine = [
+            g for g in groups if (g.encoder, g.profile) == (enc, prof) and g.train_dataset == g.test_dataset
+        ]
         by_sys = {
-            (g.system, g.train_dataset): g
-            for g in groups
-            if (g.encoder, g.profile) == (enc, prof) and g.train_dataset == g.test_dataset
+            (system, ds): _pick(mine, system, ds)
+            for system in TABLE3_SYSTEM_TO_ROW
+            for ds in paper.DATASETS
+            if _pick(mine, system, ds) is not None
         }
+        pool = [g for g in (*mine, *(others or ())) if (g.encoder, g.profile) == (enc, prof)]
+        sal = {ds: _saliency_groups(pool, ds, by_sys.get(("cat-textual", ds))) for ds in paper.DATASETS}
+        for scale, label in SALIENCY_ROWS.items():
+            cells = ["-", label]
+            shown = False
+            for ds in paper.DATASETS:
+                g, base = sal[ds].get(scale), by_sys.get(("cat-textual", ds))
+                same = g is not None and base is not None and g.records == base.records
+                if g is None or same:
+                    cells += ["-" if g is None else "(the CAT-MNER row)", "", "-", "", ""]
+                    continue
+                shown = True
+                cells += [
+                    fmt_mean(g.values("f1")),
+                    fmt_delta(mean(g.values("f1")) - mean(base.values("f1"))) if base else "",
+                    "-",
+                    "",
+                    "",
+                ]
+            if shown:
+                rows.append(cells)
+        sal_rows, rows = rows, []
         for system, row_key in TABLE3_SYSTEM_TO_ROW.items():
             label, p15, p17 = paper.TABLE3[row_key]
             reported = {"twitter2015": p15, "twitter2017": p17}
@@ -181,6 +334,7 @@ def table3_section(groups: list[Group]) -> str:
                     fmt_delta(ours - reported[ds]) if ours is not None else "",
                 ]
             rows.append(cells)
+        rows += sal_rows
         header = ["Paper row", "Our system"]
         for ds in paper.DATASETS:
             d = DATASET_LABEL[ds]
@@ -227,4 +381,22 @@ def provenance_section(records: list[dict[str, Any]]) -> str:
         parts += ["", "Label words: " + "; ".join(f"{s} (sha256 {c}…)" for s, c in lw)]
     total = sum(r["wall_time_s"] for r in records)
     parts += ["", f"Runs: {len(records)}, total wall time {total / 60:.1f} min."]
+    parts += ["", rerun_note()]
     return "\n".join(parts)
+
+
+def rerun_note() -> str:
+    """How to rerun every record of this page, and how a user with a GPU reruns it with the paper's setting."""
+    from catmner_bench.profiles import PROFILES
+
+    p = PROFILES["paper"]
+    return (
+        "Rerun: each command above reproduces its records (finished runs are skipped, an interrupted one resumes "
+        "from its last epoch); `catmner-bench report DIR --out docs` renders this page. With a GPU and the paper's "
+        f"encoders, `--profile paper` runs Section 4.1's setting: text encoder `{p.text_encoder}`, image encoder "
+        f"`{p.image_encoder}` (both must be available to transformers / open_clip), {p.epochs} epochs, batch "
+        f"{p.batch_size}, lr {p.lr:g} (encoder {p.encoder_lr:g}), seeds {', '.join(map(str, p.seeds))}, "
+        f"Figure 3 with {p.fig3_samplings} samplings of {', '.join(map(str, p.fig3_alphas))} tweets and "
+        f"{p.fig3_epochs} epochs; e.g. `catmner-bench run table1 --profile paper --visual grid --data-dir DATA "
+        "--output runs/paper` (`--text-encoder bert-base-cased` for the BERT-base rows)."
+    )

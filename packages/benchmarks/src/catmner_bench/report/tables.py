@@ -99,17 +99,37 @@ class Group:
         return statistics.median(secs) if secs else None
 
     @property
+    def saliency(self) -> str | None:
+        """The saliency scale a refined model trained with (None: no label words). Records from before the field
+        was resolved into the config trained with the paper's scale unless a system override said otherwise."""
+        if self.config.get("kind") != "span" or not self.config.get("labels"):
+            return None
+        return str(
+            self.config.get("saliency_scale")
+            or (self.config.get("model_overrides") or {}).get("saliency_scale", "paper")
+        )
+
+    @property
+    def wall_minutes(self) -> float | None:
+        """Mean wall time of one run (minutes): training and scoring, or only the scoring of a reused model."""
+        secs = [float(r["wall_time_s"]) for r in self.records if r.get("wall_time_s") is not None]
+        return statistics.fmean(secs) / 60 if secs else None
+
+    def valid_curves(self) -> list[list[float]]:
+        """Validation F1 by epoch of each run that recorded it (records from before the field: none)."""
+        out = []
+        for r in self.records:
+            curve = (r.get("extra") or {}).get("valid_f1_by_epoch")
+            if curve and all(isinstance(x, (int, float)) for x in curve):
+                out.append([float(x) for x in curve])
+        return out
+
+    @property
     def source(self) -> str:
         epochs = self.config.get("epochs")
         visual = self.config.get("visual")
         vis = f", {visual}" if visual and visual != "none" else ""
-        sal = ""
-        if self.config.get("kind") == "span" and self.config.get("labels"):
-            # records from before the field was resolved into the config trained with the paper's scale
-            scale = self.config.get("saliency_scale") or (self.config.get("model_overrides") or {}).get(
-                "saliency_scale", "paper"
-            )
-            sal = f", saliency {scale}"
+        sal = f", saliency {self.saliency}" if self.saliency else ""
         return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}{sal}, n={self.n})"
 
 
