@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from catmner_model import utils
 from catmner_model.utils import PROVENANCE_PACKAGES, atomic_write_json, git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
@@ -164,11 +165,7 @@ def sha256_json(obj: Any) -> str:
 
 @lru_cache(maxsize=256)
 def _sha256_file_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return utils.sha256_file(Path(path))
 
 
 def sha256_file(path: str | Path) -> str:

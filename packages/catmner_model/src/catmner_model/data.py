@@ -208,8 +208,11 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def catmner_home() -> Path:
-    """The user directory for models, caches and data: ``$CATMNER_HOME`` or ``~/.catmner``."""
-    return Path(os.environ.get("CATMNER_HOME") or "~/.catmner").expanduser()
+    """The user directory for models, caches and data: ``$CATMNER_HOME`` or ``~/.catmner`` (one resolver for
+    every package: kb_expand's, which the label-word store also uses)."""
+    from kb_expand.paths import catmner_home as resolve
+
+    return resolve()
 
 
 def resolve_image_dir(

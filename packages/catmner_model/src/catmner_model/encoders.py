@@ -321,11 +321,9 @@ def _describe_transform(transform: Any) -> str:
 
 @functools.lru_cache(maxsize=16)
 def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from catmner_model.provenance import sha256_file
+
+    return sha256_file(path)
 
 
 def _file_sha256(path: Path) -> str:

@@ -33,7 +33,9 @@ from catmner_model.images import IMAGE_FAILURES, VisionError, load_image_safely
 
 def default_cache_dir() -> Path:
     """``$CATMNER_HOME/features`` (CATMNER_HOME defaults to ~/.catmner)."""
-    return Path(os.environ.get("CATMNER_HOME") or "~/.catmner").expanduser() / "features"
+    from catmner_model.data import catmner_home
+
+    return catmner_home() / "features"
 
 
 class _HashIndex:

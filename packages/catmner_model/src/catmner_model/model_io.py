@@ -9,7 +9,6 @@ key names written here are the format: bump `FORMAT_VERSION` when the layout or 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.batching import LABELS
 from catmner_model.config import CatMnerConfig, config_from_dict
 from catmner_model.errors import CatmnerError
+from catmner_model.provenance import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from catmner_model.model import CatMner
@@ -148,15 +148,6 @@ def load_weights(model: torch.nn.Module, saved: SavedModel, map_location: str | 
             f"{weights}: weights do not match the config "
             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, unexpected {unexpected[:3]})"
         )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _version() -> str:

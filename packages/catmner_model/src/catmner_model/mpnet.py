@@ -136,11 +136,9 @@ class _Pieces(io.RawIOBase):
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from catmner_model.provenance import sha256_file
+
+    return sha256_file(path)
 
 
 def unpack(parts: list[Path], target: Path) -> Path:

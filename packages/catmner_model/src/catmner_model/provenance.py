@@ -85,3 +85,15 @@ def hardware() -> dict[str, Any]:
 def environment_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
     """{"packages": ..., "hardware": ...} for a run record."""
     return {"packages": package_versions(packages), "hardware": hardware()}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: the one file digest of catmner_model (saved weights, data
+    splits in run records) and of the benchmarks' records."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

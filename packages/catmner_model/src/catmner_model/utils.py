@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from catmner_model.atomic import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text
 from catmner_model.provenance import PACKAGES as PROVENANCE_PACKAGES
-from catmner_model.provenance import environment_info, git_info, hardware, package_versions
+from catmner_model.provenance import environment_info, git_info, hardware, package_versions, sha256_file
 
 __all__ = [
     "PROVENANCE_PACKAGES",
@@ -21,4 +21,5 @@ __all__ = [
     "git_info",
     "hardware",
     "package_versions",
+    "sha256_file",
 ]

@@ -5,13 +5,12 @@ timings, image and truncation statistics, label words, data checksums, git commi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from catmner_model.data import Tweet, resolve_data_dir
-from catmner_model.provenance import environment_info, git_info
+from catmner_model.provenance import environment_info, git_info, sha256_file
 from catmner_model.training.config import TrainConfig, TrainError
 
 RUN_RECORD_SCHEMA = (
@@ -142,5 +141,5 @@ def _data_checksums(config: TrainConfig, data: dict[str, list[Tweet]] | None) ->
             out[split] = None
             continue
         path = resolve_data_dir(config.data_dir) / config.dataset / f"{split}.txt"
-        out[split] = hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+        out[split] = sha256_file(path) if path.exists() else None
     return out
