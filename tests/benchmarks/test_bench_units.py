@@ -313,3 +313,30 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
     keys_row = lines["CAT-MNER, saliency x #keys"].split(" | ")
     assert keys_row[2] == "-" and keys_row[7:9] == ["75.00", "+3.00"]
     assert "learned saliency" not in md  # the learned scale is the CAT-MNER row itself: no second row
+
+
+def test_verdicts_compare_like_with_like() -> None:
+    """Two systems are compared on records trained alike (same saliency scale, epochs, data): Visual Genome words
+    trained with the paper's scale are compared with textual words trained with that scale, not with today's."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.runner import system_config
+    from catmner_bench.verdicts import CLAIMS, comparable
+
+    q = PROFILES["quick"]
+    cat_now = system_config("cat-textual", q)
+    cat_old = {k: v for k, v in cat_now.items() if k != "saliency_scale"}
+    vg_old = {k: v for k, v in system_config("cat-visualgenome", q).items() if k != "saliency_scale"}
+    recs = []
+    for ds in ("twitter2015", "twitter2017"):
+        recs += [_record("cat-textual", ds, s, 80.0 + s / 10, cat_now) for s in (1, 2, 3)]
+        recs += [_record("cat-textual", ds, s, 70.0 + s / 10, cat_old) for s in (1, 2, 3)]
+        recs += [_record("cat-visualgenome", ds, s, 65.0 + s / 10, vg_old) for s in (1, 2, 3)]
+    groups = groups_of(recs)
+    now, old, vg = (g for g in groups if g.train_dataset == "twitter2015")
+    assert comparable(old, vg) and not comparable(now, vg)
+    words = next(c for c in CLAIMS if "Visual Genome" in c.text)
+    verdict, why = words.check(groups)
+    assert verdict == "holds here" and "Δ +5.00" in why and "older records: saliency paper" in why
+    e10 = dict(cat_now, epochs=10)
+    assert not comparable(groups_of([_record("cat-textual", "twitter2015", 1, 1.0, e10)])[0], now)

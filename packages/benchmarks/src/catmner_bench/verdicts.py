@@ -27,6 +27,7 @@ class Comparison:
 
     a: list[float]
     b: list[float]
+    note: str = ""  # which records, when not those of the current code (e.g. "saliency paper")
 
     @property
     def delta(self) -> float:
@@ -57,7 +58,7 @@ class Comparison:
 
     def describe(self) -> str:
         se = self.se
-        n = f"n={len(self.a)}/{len(self.b)}"
+        n = f"n={len(self.a)}/{len(self.b)}" + (f", {self.note}" if self.note else "")
         if se is None:
             return f"Δ {self.delta:+.2f} ({n}, one seed: not tested)"
         return f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else 'within the seed spread'})"
@@ -105,11 +106,67 @@ def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = Non
     )
 
 
+# fields two systems may differ in by definition (what the system is); the rest must match to compare them
+_SYSTEM_FIELDS = {"variant", "labels", "knowledge", "model_overrides", "image_encoder", "kind"}
+
+
+def _saliency(g: Any) -> str | None:
+    cfg = getattr(g, "config", None) or {}
+    if cfg.get("kind") != "span" or not cfg.get("labels"):
+        return None
+    return str(cfg.get("saliency_scale") or (cfg.get("model_overrides") or {}).get("saliency_scale", "paper"))
+
+
+def comparable(ga: Any, gb: Any) -> bool:
+    """Whether two groups differ only in what makes them different systems: the same data sizes, encoder,
+    epochs, batch and learning rates, the same visual source where both see one, and the same saliency scale
+    where both refine with label words."""
+    ca, cb = getattr(ga, "config", None) or {}, getattr(gb, "config", None) or {}
+    for k in set(ca) & set(cb) - _SYSTEM_FIELDS - {"visual", "saliency_scale"}:
+        if ca[k] != cb[k]:
+            return False
+    va, vb = ca.get("visual"), cb.get("visual")
+    if va not in (None, "none") and vb not in (None, "none") and va != vb:
+        return False
+    sa, sb = _saliency(ga), _saliency(gb)
+    return sa is None or sb is None or sa == sb
+
+
+def _pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = None) -> tuple[Any, Any]:
+    """The groups of ``a`` and ``b`` to compare: comparable configs first (`comparable`), then the ones the
+    current code trains, then most runs. (None, None) when either system has no group."""
+    test = test or ds
+
+    def cands(system: str) -> list[Any]:
+        return [
+            g
+            for g in groups
+            if g.system == system and g.train_dataset == ds and g.test_dataset == test and g.alpha == alpha
+        ]
+
+    pairs = [(x, y) for x in cands(a) for y in cands(b)]
+    if not pairs:
+        return None, None
+    return max(
+        pairs,
+        key=lambda p: (
+            comparable(*p),
+            is_current(p[0]) and is_current(p[1]),
+            is_current(p[0]),
+            min(p[0].n, p[1].n),
+        ),
+    )
+
+
 def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
-    ga, gb = _pick(groups, a, ds, test), _pick(groups, b, ds, test)
+    ga, gb = _pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
-    return Comparison(ga.values(key), gb.values(key))
+    note = ""
+    if not (is_current(ga) and is_current(gb)) and getattr(ga, "config", None):
+        sal = _saliency(ga) or _saliency(gb)
+        note = "older records" + (f": saliency {sal}" if sal else "")
+    return Comparison(ga.values(key), gb.values(key), note)
 
 
 def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:
@@ -189,7 +246,7 @@ def _data_efficiency(groups, a: str, b: str) -> tuple[str, str]:
     for ds in DATASETS:
         deltas = []
         for al in alphas:
-            ga, gb = _pick(groups, a, ds, alpha=al), _pick(groups, b, ds, alpha=al)
+            ga, gb = _pair(groups, a, b, ds, alpha=al)
             if ga is None or gb is None:
                 return (
                     "cannot be tested here",

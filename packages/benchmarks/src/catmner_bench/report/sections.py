@@ -20,21 +20,26 @@ from catmner_bench.report.tables import (
 )
 
 SIGNIFICANCE_NOTE = (
-    "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (the one the current code "
-    "trains), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > 2 SE (about 95%, "
+    "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (trained alike: same "
+    "epochs, data and learning rates; the current code's where several are), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > 2 SE (about 95%, "
     "two-sided), 'ns' otherwise; a row with one seed is not tested."
 )
 
 
 def _vs(groups: list[Group], g: Group, baseline: str) -> str:
     """The seed test of ``g`` against our ``baseline`` system on the same train/test datasets (a table cell)."""
-    from catmner_bench.verdicts import Comparison, _pick
+    from catmner_bench.verdicts import Comparison, comparable, is_current
 
     if g.system == baseline or g.alpha is not None:
         return ""
-    base = _pick(groups, baseline, g.train_dataset, g.test_dataset)
-    if base is None:
+    bases = [
+        b
+        for b in groups
+        if b.system == baseline and (b.train_dataset, b.test_dataset) == (g.train_dataset, g.test_dataset)
+    ]
+    if not bases:
         return "-"
+    base = max(bases, key=lambda b: (comparable(g, b), is_current(b), b.n))
     return Comparison(g.values("f1"), base.values("f1")).short()
 
 
