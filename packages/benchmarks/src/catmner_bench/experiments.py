@@ -158,6 +158,60 @@ class AttentionMaps(Experiment):
         return lambda model_dir, data: fig4_attention(ctx, spec, model_dir)
 
 
+# The recipe search: one factor at a time around the profile's recipe (name, change of the run config).
+# "model_overrides" entries are merged into the system's own; other keys replace the profile's value.
+SEARCH_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("profile default", {}),
+    ("encoder lr 1e-4", {"encoder_lr": 1e-4}),
+    ("encoder lr 3e-5", {"encoder_lr": 3e-5}),
+    ("new-layer lr 1e-3", {"lr": 1e-3}),
+    ("batch 10 (the paper's)", {"batch_size": 10}),
+    ("6 epochs (best on validation kept)", {"epochs": 6}),
+    ("no warm-up", {"warmup_ratio": 0.0}),
+    ("dropout 0.2 (new layers)", {"model_overrides": {"dropout": 0.2}}),
+    ("spans up to 6 words", {"model_overrides": {"max_span_len": 6}}),
+    ("word shapes", {"model_overrides": {"case_features": "shape"}}),
+    ("word shapes + char CNN", {"model_overrides": {"case_features": "shape+char"}}),
+)
+
+
+def search_config(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """A system's run config with one search setting applied."""
+    out = dict(base)
+    for k, v in change.items():
+        out[k] = {**(base.get(k) or {}), **v} if k == "model_overrides" else v
+    return out
+
+
+def search_setting(profile: Any, system: str, config: dict[str, Any]) -> str | None:
+    """The name of the search setting a run config is (None: none of them)."""
+    base = system_config(
+        system, profile, visual=config.get("visual") if config.get("visual") != "none" else None
+    )
+    base = {**base, "n_train": config.get("n_train"), "n_eval": config.get("n_eval")}
+    for name, change in SEARCH_SETTINGS:
+        if search_config(base, change) == config:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class RecipeSearch(Experiment):
+    """The recipe search (issue: a recipe chosen on validation): every `SEARCH_SETTINGS` entry for each system,
+    dataset and seed, scored on the validation split only; the report marks the best by validation F1 and
+    test is scored only once that setting is the default (Table 1). The default setting reuses Table 1's run."""
+
+    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
+        p = ctx.profile
+        return [
+            RunSpec(self.name, s, d, d, seed, search_config(system_config(s, p), change))
+            for d in datasets
+            for s in systems
+            for _, change in SEARCH_SETTINGS
+            for seed in p.seeds
+        ]
+
+
 @dataclass(frozen=True)
 class Speed(Experiment):
     """Speed: one measurement run of its own kind (catmner_bench.speed), not a table of trained systems."""
@@ -187,6 +241,7 @@ EXPERIMENT_SPECS: dict[str, Experiment] = {
         DataEfficiency("fig3", ("lm-span", "mm", "cat-textual"), span_only=True),
         # Figure 4 draws attention over the 4x4 grid: its models read grid features
         AttentionMaps("fig4", ("cat-textual", "mm"), span_only=True, needs_image=True, visual="grid"),
+        RecipeSearch("search", ("lm-span", "cat-textual"), span_only=True),
         Speed("speed", ()),
     )
 }

@@ -249,12 +249,22 @@ def _text_encoder_arg(name: str) -> str | None:
     return name
 
 
+def spec_scores_test(spec: RunSpec) -> bool:
+    """Whether a run is scored on test: all but the recipe search's (chosen on validation only)."""
+    return spec.experiment != "search"
+
+
+TRAIN_FIELDS = ("warmup_ratio", "weight_decay")  # TrainConfig fields a run config may set (search settings)
+
+
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
     """The catmner_model TrainConfig of a span-model spec."""
     from catmner_model import TrainConfig
 
     c = spec.config
+    optional = {k: c[k] for k in TRAIN_FIELDS if k in c}  # absent from the profiles' configs: the defaults
     return TrainConfig(
+        **optional,
         dataset=spec.train_dataset,
         labels=c["labels"],
         db=ctx.db,
@@ -387,8 +397,9 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
         extra={"command": ctx.command, "profile": ctx.profile.to_json(), **extra},
     )
     write_record(ctx.output, record)
-    f1 = metrics["test"]["conlleval"]["f1"]
-    log(ctx, f"done {spec.experiment}/{spec.run_id}: test F1 {f1:.2f} ({record['wall_time_s']:.1f}s)")
+    split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only
+    f1 = metrics[split]["conlleval"]["f1"]
+    log(ctx, f"done {spec.experiment}/{spec.run_id}: {split} F1 {f1:.2f} ({record['wall_time_s']:.1f}s)")
     return record, True
 
 
@@ -428,7 +439,9 @@ def _run_reused(
     extra: dict[str, Any] = {}
     log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
     metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
-    if spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
+    if not spec_scores_test(spec):
+        metrics["test"] = None
+    elif spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
         metrics["test"] = evaluate_model_dir(
             ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
         )
@@ -459,14 +472,18 @@ def _run_trained(ctx: RunContext, spec: RunSpec, data: dict[str, list[Tweet]], a
     extra: dict[str, Any] = {}
     run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
     cross = spec.train_dataset != spec.test_dataset
-    # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model
+    valid_only = not spec_scores_test(spec)
+    # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model, and
+    # a recipe-search run is never scored on test (test is for the chosen setting only)
     train_data = dict(data)
-    if cross:
+    if cross or valid_only:
         train_data["test"] = data["valid"][:1]
     rec = RunRecord.from_json(train_model(train_config(ctx, spec, run_dir), data=train_data))
     model_dir = Path(rec.model_dir)
     metrics = {"valid": rec.scores("valid")}
-    if cross:
+    if valid_only:
+        metrics["test"] = None
+    elif cross:
         metrics["test"] = evaluate_model_dir(
             ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
         )

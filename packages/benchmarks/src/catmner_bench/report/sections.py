@@ -405,3 +405,63 @@ def rerun_note() -> str:
         f"{p.fig3_epochs} epochs; e.g. `catmner-bench run table1 --profile paper --visual grid --data-dir DATA "
         "--output runs/paper` (`--text-encoder bert-base-cased` for the BERT-base rows)."
     )
+
+
+def search_section(groups: list[Group], table1: list[Group] | None = None) -> str:
+    """The recipe search: validation F1 (mean ± std over seeds), seconds per epoch and minutes per run of each
+    setting, per dataset and system; the best by validation F1 is marked. Test F1 is not in these records (the
+    search never scores test); where Table 1 has runs of the chosen setting, their test F1 is shown beside it."""
+    from catmner_bench.experiments import SEARCH_SETTINGS, search_setting
+    from catmner_bench.profiles import PROFILES
+
+    order = {name: i for i, (name, _) in enumerate(SEARCH_SETTINGS)}
+    parts = [
+        "## Recipe search (validation F1)",
+        "",
+        "One factor at a time around the profile's recipe (`catmner_bench.experiments.SEARCH_SETTINGS`), scored "
+        "on the validation split only; **chosen** marks the best mean validation F1 of each system and dataset. "
+        "Test F1 is scored only for a chosen setting, through Table 1 once it is the default (shown where such "
+        "Table 1 records exist).",
+    ]
+    for ds in paper.DATASETS:
+        for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
+            mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
+            named = []
+            for g in mine:
+                prof = PROFILES.get(g.profile)
+                name = search_setting(prof, system, g.config) if prof else None
+                named.append((order.get(name, len(order)), name or "other", g))
+            named.sort(key=lambda t: t[0])
+            best = max(named, key=lambda t: mean(t[2].values("f1", split="valid")) or 0.0)
+            default = next((g for _, name, g in named if name == "profile default"), None)
+            d_valid = mean(default.values("f1", split="valid")) if default else None
+            rows = []
+            for _, name, g in named:
+                v = g.values("f1", split="valid")
+                test = "-"
+                if g is best[2]:
+                    twins = [
+                        t
+                        for t in table1 or ()
+                        if t.system == system and t.train_dataset == ds == t.test_dataset
+                    ]
+                    twin = next((t for t in twins if t.config == g.config), None)
+                    test = (
+                        fmt_mean(twin.values("f1")) + f" (Table 1, n={twin.n})"
+                        if twin
+                        else "(not yet: Table 1)"
+                    )
+                rows.append(
+                    [
+                        f"**{name}** (chosen)" if g is best[2] else name,
+                        str(g.n),
+                        fmt_mean(v),
+                        fmt_delta(mean(v) - d_valid) if d_valid is not None and g is not default else "",
+                        fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
+                        f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-",
+                        test,
+                    ]
+                )
+            header = ["Setting", "seeds", "valid F1", "Δ vs default", "s/epoch", "min/run", "test F1"]
+            parts += ["", f"### {DATASET_LABEL[ds]}: {system_label(system)}", "", md_table(header, rows)]
+    return "\n".join(parts)
