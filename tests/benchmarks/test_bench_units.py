@@ -340,3 +340,20 @@ def test_verdicts_compare_like_with_like() -> None:
     assert verdict == "holds here" and "Δ +5.00" in why and "older records: saliency paper" in why
     e10 = dict(cat_now, epochs=10)
     assert not comparable(groups_of([_record("cat-textual", "twitter2015", 1, 1.0, e10)])[0], now)
+
+
+def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.runner import system_config
+    from catmner_bench.verdicts import CLAIMS
+
+    q = PROFILES["quick"]
+    crf = system_config("lm-crf", q)  # the baselines' 10 epochs
+    span = system_config("lm-span", q)  # the span models' 3
+    recs = []
+    for ds in ("twitter2015", "twitter2017"):
+        recs += [_record("lm-crf", ds, 1, 70.0, crf), _record("lm-span", ds, 1, 70.5, span)]
+    close = next(c for c in CLAIMS if "CRF-based" in c.text)
+    verdict, why = close.check(groups_of(recs))
+    assert verdict == "holds here" and f"not trained alike: epochs {span['epochs']} vs {crf['epochs']}" in why

@@ -79,7 +79,9 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @app.command("run")
 @_handled
 def run_cli(
-    experiment: Annotated[str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | search | speed")],
+    experiment: Annotated[
+        str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | search | speed")
+    ],
     profile: Annotated[
         str, typer.Option(help="smoke (tests) | quick (CPU) | paper (GPU, Sec. 4.1)")
     ] = "quick",

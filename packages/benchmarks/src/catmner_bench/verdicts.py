@@ -162,11 +162,22 @@ def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None 
     ga, gb = _pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
-    note = ""
+    notes = []
     if not (is_current(ga) and is_current(gb)) and getattr(ga, "config", None):
         sal = _saliency(ga) or _saliency(gb)
-        note = "older records" + (f": saliency {sal}" if sal else "")
-    return Comparison(ga.values(key), gb.values(key), note)
+        notes.append("older records" + (f": saliency {sal}" if sal else ""))
+    if not comparable(ga, gb):
+        notes.append("not trained alike: " + ", ".join(_differences(ga, gb)))
+    return Comparison(ga.values(key), gb.values(key), "; ".join(notes))
+
+
+def _differences(ga: Any, gb: Any) -> list[str]:
+    """The config fields two groups' systems do not share by definition but differ in (e.g. "epochs 10 vs 3")."""
+    ca, cb = ga.config, gb.config
+    out = [f"{k} {ca[k]} vs {cb[k]}" for k in sorted(set(ca) & set(cb) - _SYSTEM_FIELDS) if ca[k] != cb[k]]
+    if _saliency(ga) and _saliency(gb) and _saliency(ga) != _saliency(gb):
+        out.append(f"saliency {_saliency(ga)} vs {_saliency(gb)}")
+    return [d for d in out if not d.startswith("visual ") or "none" not in d]
 
 
 def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:
