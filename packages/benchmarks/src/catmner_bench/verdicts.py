@@ -207,7 +207,8 @@ def _better(groups, a: str, b: str, what: str, test_of=None) -> tuple[str, str]:
     parts, holds = [], True
     for ds in have:
         c = _compare(groups, a, b, ds, test=test_of(ds) if test_of else None)
-        parts.append(f"{LABEL[ds]} {c.describe()}")
+        where = f"{LABEL[ds]} → {LABEL[test_of(ds)]}" if test_of else LABEL[ds]
+        parts.append(f"{where} {c.describe()}")
         holds = holds and c.delta > 0 and c.significant is True
     return ("holds here" if holds else "does not hold here"), f"{what}: " + "; ".join(parts) + note
 
