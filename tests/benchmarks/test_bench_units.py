@@ -357,3 +357,28 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
     close = next(c for c in CLAIMS if "CRF-based" in c.text)
     verdict, why = close.check(groups_of(recs))
     assert verdict == "holds here" and f"not trained alike: epochs {span['epochs']} vs {crf['epochs']}" in why
+
+
+def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> None:
+    """A record's image path may be relative to where the run was made: the report finds the same file (same
+    checksum) under --image-dir, and refuses a different file."""
+    from catmner_bench.records import sha256_file
+    from catmner_bench.report import plot_fig4
+
+    real = next((shared_data / "tweet_images" / "twitter2015_images").glob("*.jpg"))
+    case = {
+        "image": f"../nowhere/twitter2015_images/{real.name}",
+        "image_sha256": sha256_file(real),
+        "tokens": ["Chicago", "tonight"],
+    }
+    key = (real.stem, 0, 1, "LOC")
+    maps = {key: {**case, "grid": [1 / 16] * 16}}
+    png = tmp_path / "f.png"
+    assert "not found" in plot_fig4(real.stem, [key], maps, maps, png)
+    assert (
+        plot_fig4(real.stem, [key], maps, maps, png, shared_data / "tweet_images") is None and png.is_file()
+    )
+    other = {key: {**maps[key], "image_sha256": "0" * 64}}
+    assert "changed since the run" in plot_fig4(
+        real.stem, [key], other, other, png, shared_data / "tweet_images"
+    )

@@ -215,12 +215,18 @@ def report_cli(
         Path | None, typer.Option("--out", help="Where results.md and the PNGs go (default DIR/report).")
     ] = None,
     title: Annotated[str, typer.Option(help="Title of the Markdown report.")] = "CAT-MNER benchmark results",
+    image_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with <dataset>_images/ for Figure 4 when a record's image path is not found here."
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Render Markdown tables (ours beside the paper's) and PNG plots from the run records in DIR."""
     from catmner_bench.report import write_report
 
-    result = write_report(directory, out, title=title)
+    result = write_report(directory, out, title=title, image_dir=image_dir)
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )

@@ -23,7 +23,10 @@ from catmner_bench.report.tables import groups_of, unique_runs
 
 
 def write_report(
-    directory: str | Path, out: str | Path | None = None, title: str = "CAT-MNER benchmark results"
+    directory: str | Path,
+    out: str | Path | None = None,
+    title: str = "CAT-MNER benchmark results",
+    image_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read every record under ``directory`` and write ``<out>/results.md`` + ``<out>/figures/*.png``.
 
@@ -66,7 +69,7 @@ def write_report(
         sections += ["", text]
         figures += figs
     if "fig4" in by_exp:
-        text, figs = fig4_section(by_exp["fig4"], figdir, "figures")
+        text, figs = fig4_section(by_exp["fig4"], figdir, "figures", Path(image_dir) if image_dir else None)
         sections += ["", text]
         figures += figs
         text, figs = fig4_caption_section(by_exp["fig4"], figdir, "figures")

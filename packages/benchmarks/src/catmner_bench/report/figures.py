@@ -101,7 +101,9 @@ def entropy(p: Sequence[float]) -> float:
     return -sum(x * math.log(x) for x in p if x > 0)
 
 
-def fig4_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple[str, list[Path]]:
+def fig4_section(
+    records: list[dict[str, Any]], figdir: Path, rel: str, image_dir: Path | None = None
+) -> tuple[str, list[Path]]:
     parts = ["## Figure 4: attention of entity spans over the 4x4 image grid", "", paper.FIG4_NOTE]
     parts.append(
         "Each map is the last layer's text→visual attention of an entity span (mean over heads and the span's "
@@ -149,7 +151,7 @@ def fig4_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple
         for imgid in sorted({k[0] for k in keys}):
             ks = [k for k in keys if k[0] == imgid]
             png = figdir / f"fig4_{ds}_{_safe(enc)}_{imgid}.png"
-            note = plot_fig4(imgid, ks, unrefined, refined, png)
+            note = plot_fig4(imgid, ks, unrefined, refined, png, image_dir)
             if note:
                 parts.append(f"\n{imgid}: {note}")
                 continue
@@ -266,10 +268,14 @@ def _safe(s: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(s).name or s)
 
 
-def plot_fig4(imgid: str, keys: list[tuple], unrefined: dict, refined: dict, png: Path) -> str | None:
+def plot_fig4(
+    imgid: str, keys: list[tuple], unrefined: dict, refined: dict, png: Path, image_dir: Path | None = None
+) -> str | None:
     """One row per entity span, columns unrefined | refined: the image with the 4x4 attention drawn over it.
 
-    Returns a note instead of drawing when the recorded image is missing or changed since the run.
+    The image is the recorded path, else ``image_dir/<dataset>_images/<file>`` (a record's path may be relative
+    to where the run was made); its checksum must match the record's. Returns a note instead of drawing when
+    the image is missing or changed since the run.
     """
     import matplotlib
 
@@ -280,6 +286,8 @@ def plot_fig4(imgid: str, keys: list[tuple], unrefined: dict, refined: dict, png
 
     any_case = refined.get(keys[0]) or unrefined.get(keys[0])
     path = Path(any_case["image"])
+    if not path.is_file() and image_dir is not None:
+        path = Path(image_dir) / path.parent.name / path.name
     if not path.is_file():
         return f"image {path} not found; attention maps are in the records but not drawn"
     if sha256_file(path) != any_case["image_sha256"]:
