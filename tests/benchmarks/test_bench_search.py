@@ -30,7 +30,6 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     recs = [r for _, r in iter_records(out)]
     assert len(recs) == len(SEARCH_SETTINGS) and all(r["metrics"]["test"] is None for r in recs)
     assert len({r["run_key"] for r in recs}) == len(SEARCH_SETTINGS)  # each setting is its own run
-    by_cfg = {json.dumps(r["spec"]["config"], sort_keys=True): r for r in recs}
     warm = [r for r in recs if r["spec"]["config"].get("warmup_ratio") == 0.0]
     (warm,) = warm
     trainer = json.loads((Path(warm["extra"]["trainer_run_dir"]) / "run.json").read_text())
@@ -39,7 +38,6 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
         r for r in recs if (r["spec"]["config"]["model_overrides"] or {}).get("case_features") == "shape"
     ]
     assert len(shapes) == 1 and shapes[0]["extra"]["model_config"]["case_features"] == "shape"
-    assert len(by_cfg) == len(recs)
     md = Path(write_report(out)["markdown"]).read_text(encoding="utf-8")
     block = md[md.index("## Recipe search") :]
     block = block[: block.index("\n## ", 3)]

@@ -382,3 +382,24 @@ def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> N
     assert "changed since the run" in plot_fig4(
         real.stem, [key], other, other, png, shared_data / "tweet_images"
     )
+
+
+def test_search_section_marks_the_best_validation_setting() -> None:
+    """The chosen row is the setting with the highest mean validation F1, wherever it stands in the list."""
+    from catmner_bench.experiments import SEARCH_SETTINGS, search_config
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.report.sections import search_section
+    from catmner_bench.runner import system_config
+
+    base = system_config("lm-span", PROFILES["quick"])
+    recs = []
+    for i, (name, change) in enumerate(SEARCH_SETTINGS):
+        f1 = 80.0 if name == "batch 10 (the paper's)" else 70.0 + i / 10
+        recs.append(_record("lm-span", "twitter2017", 1, f1, search_config(base, change)))
+    md = search_section(groups_of(recs))
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "Setting" not in line]
+    assert len(rows) == len(SEARCH_SETTINGS)
+    (chosen,) = [r for r in rows if "(chosen)" in r]
+    assert chosen.startswith("| **batch 10 (the paper's)** (chosen) | 1 | 80.00 | +10.00 |")
+    assert "(not yet: Table 1)" in chosen and not any("other" in r.split(" | ")[0] for r in rows)

@@ -10,6 +10,7 @@ resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import sys
 import time
@@ -235,12 +236,23 @@ def system_config(
     }
 
 
+@functools.cache
 def default_saliency(text_encoder: str) -> str | float:
     """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
-    (the minilm config's for any other encoder, as the trainer does)."""
+    (the minilm config's for any other encoder, as the trainer does). Cached: the report resolves configs per
+    group and the bundled configs do not change within a process."""
     from catmner_model import list_configs, load_config
 
     return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
+
+
+def saliency_of(config: dict[str, Any]) -> str | None:
+    """The saliency scale a run config trained with (None: no refinement with label words). Configs from before
+    the scale was resolved into them trained with the paper's, unless a system override said otherwise."""
+    if config.get("kind") != "span" or not config.get("labels"):
+        return None
+    overrides = config.get("model_overrides") or {}
+    return str(config.get("saliency_scale") or overrides.get("saliency_scale", "paper"))
 
 
 def _text_encoder_arg(name: str) -> str | None:
@@ -249,12 +261,7 @@ def _text_encoder_arg(name: str) -> str | None:
     return name
 
 
-def spec_scores_test(spec: RunSpec) -> bool:
-    """Whether a run is scored on test: all but the recipe search's (chosen on validation only)."""
-    return spec.experiment != "search"
-
-
-TRAIN_FIELDS = ("warmup_ratio", "weight_decay")  # TrainConfig fields a run config may set (search settings)
+TRAIN_FIELDS = ("warmup_ratio",)  # TrainConfig fields a run config may set (a search setting)
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
@@ -361,7 +368,9 @@ def reusable_model(
     return None if need_model else (source, None)
 
 
-def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tuple[dict[str, Any], bool]:
+def run_spec(
+    ctx: RunContext, spec: RunSpec, *, after_train: Any = None, score_test: bool = True
+) -> tuple[dict[str, Any], bool]:
     """Run one spec unless its record exists. Returns (record, ran_now).
 
     ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
@@ -381,9 +390,9 @@ def run_spec(ctx: RunContext, spec: RunSpec, *, after_train: Any = None) -> tupl
             ctx, spec, need_model=spec.train_dataset != spec.test_dataset or after_train is not None
         )
     ) is not None:  # a finished table1 run of the same system, config and seed
-        metrics, extra, label_words = _run_reused(ctx, spec, data, reused, after_train)
+        metrics, extra, label_words = _run_reused(ctx, spec, data, reused, after_train, score_test)
     else:
-        metrics, extra, label_words = _run_trained(ctx, spec, data, after_train)
+        metrics, extra, label_words = _run_trained(ctx, spec, data, after_train, score_test)
     if label_words is None and system.labels is not None and system.kind == "span":
         label_words = {"spec": spec.config.get("labels")}
     data_info = {split: describe(tweets) for split, tweets in data.items()}
@@ -432,6 +441,7 @@ def _run_reused(
     data: dict[str, list[Tweet]],
     reused: tuple[dict[str, Any], Path | None],
     after_train: Any,
+    score_test: bool = True,
 ) -> RunResult:
     """A span model reused from a finished table1 run of the same system, config and seed (scored on the other
     dataset's test split for table2; ``after_train`` run on it)."""
@@ -439,7 +449,7 @@ def _run_reused(
     extra: dict[str, Any] = {}
     log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
     metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
-    if not spec_scores_test(spec):
+    if not score_test:
         metrics["test"] = None
     elif spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
         metrics["test"] = evaluate_model_dir(
@@ -465,14 +475,16 @@ def _run_reused(
     return metrics, extra, label_words
 
 
-def _run_trained(ctx: RunContext, spec: RunSpec, data: dict[str, list[Tweet]], after_train: Any) -> RunResult:
+def _run_trained(
+    ctx: RunContext, spec: RunSpec, data: dict[str, list[Tweet]], after_train: Any, score_test: bool = True
+) -> RunResult:
     """A span model trained now through catmner_model.train_model (its run directory under the output)."""
     from catmner_model import RunRecord, train_model
 
     extra: dict[str, Any] = {}
     run_dir = ctx.output / "runs" / spec.experiment / spec.run_id
     cross = spec.train_dataset != spec.test_dataset
-    valid_only = not spec_scores_test(spec)
+    valid_only = not score_test
     # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model, and
     # a recipe-search run is never scored on test (test is for the chosen setting only)
     train_data = dict(data)

@@ -64,6 +64,10 @@ class Comparison:
         return f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else 'within the seed spread'})"
 
 
+def _config(group: Any) -> dict[str, Any]:
+    return getattr(group, "config", None) or {}
+
+
 def is_current(group: Any) -> bool:
     """Whether a group's config is what its profile resolves the system to today (same data sizes, epochs and
     visual source as the group's): the model the code on main trains, e.g. the current saliency default."""
@@ -72,112 +76,99 @@ def is_current(group: Any) -> bool:
     from catmner_bench.profiles import PROFILES
     from catmner_bench.runner import SYSTEMS, system_config
 
-    cfg = getattr(group, "config", None) or {}
+    cfg = _config(group)
     if group.system not in SYSTEMS or cfg.get("profile") not in PROFILES:
         return False
     profile = dataclasses.replace(
         PROFILES[cfg["profile"]], n_train=cfg.get("n_train"), n_eval=cfg.get("n_eval")
     )
     visual = cfg.get("visual") if cfg.get("visual") not in (None, "none") else None
-    try:
-        return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
-    except Exception:  # a record of a system or field this code no longer knows
-        return False
+    return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
+
+
+def candidates(
+    groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None
+) -> list[Any]:
+    """The groups of ``system`` trained on ``train`` and tested on ``test`` (default: ``train``)."""
+    test = test or train
+    return [
+        g
+        for g in groups
+        if g.system == system and g.train_dataset == train and g.test_dataset == test and g.alpha == alpha
+    ]
 
 
 def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None) -> Any:
     """The group of ``system`` on train/test. Where several configs exist (e.g. records from before a default
     changed), the one the current code trains (`is_current`), then the one with most runs, then the newest."""
-    test = test or train
-    cands = [
-        g
-        for g in groups
-        if g.system == system and g.train_dataset == train and g.test_dataset == test and g.alpha == alpha
-    ]
-    if not cands:
-        return None
-    return max(
-        cands,
-        key=lambda g: (
-            is_current(g),
-            g.n,
-            max((str(r.get("created", "")) for r in getattr(g, "records", [])), default=""),
-        ),
-    )
+    cands = candidates(groups, system, train, test, alpha)
+
+    def newest(g: Any) -> str:
+        return max((str(r.get("created", "")) for r in getattr(g, "records", [])), default="")
+
+    return max(cands, key=lambda g: (is_current(g), g.n, newest(g))) if cands else None
 
 
 # fields two systems may differ in by definition (what the system is); the rest must match to compare them
 _SYSTEM_FIELDS = {"variant", "labels", "knowledge", "model_overrides", "image_encoder", "kind"}
 
 
-def _saliency(g: Any) -> str | None:
-    cfg = getattr(g, "config", None) or {}
-    if cfg.get("kind") != "span" or not cfg.get("labels"):
-        return None
-    return str(cfg.get("saliency_scale") or (cfg.get("model_overrides") or {}).get("saliency_scale", "paper"))
+def differences(ga: Any, gb: Any) -> list[str]:
+    """How two groups were not trained alike (e.g. "epochs 10 vs 3"): the fields both configs have, other than
+    what makes them different systems; the visual source where both see one; the saliency scale where both
+    refine with label words. Empty: comparable."""
+    from catmner_bench.runner import saliency_of
+
+    ca, cb = _config(ga), _config(gb)
+    shared = sorted(set(ca) & set(cb) - _SYSTEM_FIELDS - {"visual", "saliency_scale"})
+    out = [f"{k} {ca[k]} vs {cb[k]}" for k in shared if ca[k] != cb[k]]
+    va, vb = ca.get("visual"), cb.get("visual")
+    if va not in (None, "none") and vb not in (None, "none") and va != vb:
+        out.append(f"visual {va} vs {vb}")
+    sa, sb = saliency_of(ca), saliency_of(cb)
+    if sa and sb and sa != sb:
+        out.append(f"saliency {sa} vs {sb}")
+    return out
 
 
 def comparable(ga: Any, gb: Any) -> bool:
-    """Whether two groups differ only in what makes them different systems: the same data sizes, encoder,
-    epochs, batch and learning rates, the same visual source where both see one, and the same saliency scale
-    where both refine with label words."""
-    ca, cb = getattr(ga, "config", None) or {}, getattr(gb, "config", None) or {}
-    for k in set(ca) & set(cb) - _SYSTEM_FIELDS - {"visual", "saliency_scale"}:
-        if ca[k] != cb[k]:
-            return False
-    va, vb = ca.get("visual"), cb.get("visual")
-    if va not in (None, "none") and vb not in (None, "none") and va != vb:
-        return False
-    sa, sb = _saliency(ga), _saliency(gb)
-    return sa is None or sb is None or sa == sb
+    """Whether two groups differ only in what makes them different systems (`differences` is empty)."""
+    return not differences(ga, gb)
+
+
+def _rank(ga: Any, gb: Any) -> tuple:
+    """Which pair of groups to compare: trained alike first, then both current, then ``ga`` current, then
+    most runs."""
+    return (comparable(ga, gb), is_current(ga) and is_current(gb), is_current(ga), min(ga.n, gb.n))
+
+
+def counterpart(group: Any, groups: Sequence[Any], system: str) -> Any:
+    """The group of ``system`` on ``group``'s datasets to compare it with (best by `_rank`; None: none)."""
+    cands = candidates(groups, system, group.train_dataset, group.test_dataset, group.alpha)
+    return max(cands, key=lambda b: _rank(group, b)) if cands else None
 
 
 def _pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = None) -> tuple[Any, Any]:
-    """The groups of ``a`` and ``b`` to compare: comparable configs first (`comparable`), then the ones the
-    current code trains, then most runs. (None, None) when either system has no group."""
-    test = test or ds
-
-    def cands(system: str) -> list[Any]:
-        return [
-            g
-            for g in groups
-            if g.system == system and g.train_dataset == ds and g.test_dataset == test and g.alpha == alpha
-        ]
-
-    pairs = [(x, y) for x in cands(a) for y in cands(b)]
-    if not pairs:
-        return None, None
-    return max(
-        pairs,
-        key=lambda p: (
-            comparable(*p),
-            is_current(p[0]) and is_current(p[1]),
-            is_current(p[0]),
-            min(p[0].n, p[1].n),
-        ),
-    )
+    """The groups of ``a`` and ``b`` to compare (best by `_rank`). (None, None) when either has no group."""
+    pairs = [
+        (x, y) for x in candidates(groups, a, ds, test, alpha) for y in candidates(groups, b, ds, test, alpha)
+    ]
+    return max(pairs, key=lambda p: _rank(*p)) if pairs else (None, None)
 
 
 def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
+    from catmner_bench.runner import saliency_of
+
     ga, gb = _pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
     notes = []
-    if not (is_current(ga) and is_current(gb)) and getattr(ga, "config", None):
-        sal = _saliency(ga) or _saliency(gb)
+    if not (is_current(ga) and is_current(gb)) and _config(ga):
+        sal = saliency_of(_config(ga)) or saliency_of(_config(gb))
         notes.append("older records" + (f": saliency {sal}" if sal else ""))
-    if not comparable(ga, gb):
-        notes.append("not trained alike: " + ", ".join(_differences(ga, gb)))
+    if diff := differences(ga, gb):
+        notes.append("not trained alike: " + ", ".join(diff))
     return Comparison(ga.values(key), gb.values(key), "; ".join(notes))
-
-
-def _differences(ga: Any, gb: Any) -> list[str]:
-    """The config fields two groups' systems do not share by definition but differ in (e.g. "epochs 10 vs 3")."""
-    ca, cb = ga.config, gb.config
-    out = [f"{k} {ca[k]} vs {cb[k]}" for k in sorted(set(ca) & set(cb) - _SYSTEM_FIELDS) if ca[k] != cb[k]]
-    if _saliency(ga) and _saliency(gb) and _saliency(ga) != _saliency(gb):
-        out.append(f"saliency {_saliency(ga)} vs {_saliency(gb)}")
-    return [d for d in out if not d.startswith("visual ") or "none" not in d]
 
 
 def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:

@@ -28,18 +28,13 @@ SIGNIFICANCE_NOTE = (
 
 def _vs(groups: list[Group], g: Group, baseline: str) -> str:
     """The seed test of ``g`` against our ``baseline`` system on the same train/test datasets (a table cell)."""
-    from catmner_bench.verdicts import Comparison, comparable, is_current
+    from catmner_bench.verdicts import Comparison, counterpart
 
     if g.system == baseline or g.alpha is not None:
         return ""
-    bases = [
-        b
-        for b in groups
-        if b.system == baseline and (b.train_dataset, b.test_dataset) == (g.train_dataset, g.test_dataset)
-    ]
-    if not bases:
+    base = counterpart(g, groups, baseline)
+    if base is None:
         return "-"
-    base = max(bases, key=lambda b: (comparable(g, b), is_current(b), b.n))
     return Comparison(g.values("f1"), base.values("f1")).short()
 
 
@@ -55,7 +50,11 @@ def epochs_section(groups: list[Group]) -> str | None:
         n_ep = min(len(c) for c in curves)
         width = max(width, n_ep)
         by_epoch = [mean([c[i] for c in curves]) for i in range(n_ep)]
-        best = sorted(1 + max(range(len(c)), key=c.__getitem__) for c in curves)
+        best = sorted(
+            int(r["extra"]["best_epoch"])
+            for r in g.records
+            if (r.get("extra") or {}).get("valid_f1_by_epoch")
+        )
         rows.append((g, by_epoch, best, len(curves)))
     if not rows:
         return None
@@ -290,12 +289,10 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
         mine = [
             g for g in groups if (g.encoder, g.profile) == (enc, prof) and g.train_dataset == g.test_dataset
         ]
-        by_sys = {
-            (system, ds): _pick(mine, system, ds)
-            for system in TABLE3_SYSTEM_TO_ROW
-            for ds in paper.DATASETS
-            if _pick(mine, system, ds) is not None
+        picked = {
+            (system, ds): _pick(mine, system, ds) for system in TABLE3_SYSTEM_TO_ROW for ds in paper.DATASETS
         }
+        by_sys = {k: g for k, g in picked.items() if g is not None}
         pool = [g for g in (*mine, *(others or ())) if (g.encoder, g.profile) == (enc, prof)]
         sal = {ds: _saliency_groups(pool, ds, by_sys.get(("cat-textual", ds))) for ds in paper.DATASETS}
         for scale, label in SALIENCY_ROWS.items():

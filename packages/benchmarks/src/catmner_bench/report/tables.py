@@ -100,14 +100,10 @@ class Group:
 
     @property
     def saliency(self) -> str | None:
-        """The saliency scale a refined model trained with (None: no label words). Records from before the field
-        was resolved into the config trained with the paper's scale unless a system override said otherwise."""
-        if self.config.get("kind") != "span" or not self.config.get("labels"):
-            return None
-        return str(
-            self.config.get("saliency_scale")
-            or (self.config.get("model_overrides") or {}).get("saliency_scale", "paper")
-        )
+        """The saliency scale a refined model trained with (None: no label words)."""
+        from catmner_bench.runner import saliency_of
+
+        return saliency_of(self.config)
 
     @property
     def wall_minutes(self) -> float | None:
