@@ -35,7 +35,7 @@ these names (tests/benchmarks/test_public_api.py pins it); ``catmner_model.train
 
 from __future__ import annotations
 
-from typing import Any
+from catmner_model._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -74,12 +74,4 @@ PUBLIC_MODULES = ("catmner_model.scoring", "catmner_model.utils", "catmner_model
 __all__ = ["__version__", "PUBLIC_MODULES", *_API]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        import importlib
-
-        module, attr = _API[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'catmner_model' has no attribute {name!r}")
+__getattr__ = lazy_getattr("catmner_model", _API, globals())

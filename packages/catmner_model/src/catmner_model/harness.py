@@ -21,7 +21,8 @@ module: the inference modules never import it.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+from catmner_model._lazy import lazy_getattr
 
 _API = {
     "run_epoch": ("catmner_model.training.loop", "run_epoch"),
@@ -62,10 +63,4 @@ def preload() -> None:
         importlib.import_module(name)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        module, attr = _API[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'catmner_model.harness' has no attribute {name!r}")
+__getattr__ = lazy_getattr("catmner_model.harness", _API, globals())
