@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from catmner_bench.cli import run
 from catmner_bench.experiments import SEARCH_SETTINGS
-from catmner_bench.records import iter_records
+from catmner_bench.records import RecordError, iter_records
 from catmner_bench.report import write_report
+from catmner_bench.report.document import SEARCH_BEGIN, SEARCH_END
 
 
 def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, shared_data, monkeypatch) -> None:
@@ -48,3 +50,19 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     best = max(r["metrics"]["valid"]["conlleval"]["f1"] for r in recs)
     assert f"| {best:.2f} |" in chosen[0] and "(not yet: Table 1)" in chosen[0]
     assert "## The paper's conclusions" in md and "## Table 1" not in md  # validation-only runs judge nothing
+
+    # the same table goes into a doc's marked block (docs/model.md), the rest of the doc untouched
+    doc = tmp_path / "model.md"
+    doc.write_text(f"# Model\n\n## Recipe search\n{SEARCH_BEGIN}\nold table\n{SEARCH_END}\n\n## After\n")
+    write_report(out, search_doc=doc)
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Model\n\n## Recipe search\n") and text.endswith(f"{SEARCH_END}\n\n## After\n")
+    assert "old table" not in text and chosen[0] in text and text.count("## Recipe search") == 1
+    again = doc.read_text(encoding="utf-8")
+    write_report(out, search_doc=doc)
+    assert doc.read_text(encoding="utf-8") == again  # regenerating changes nothing
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    with pytest.raises(RecordError, match="bare.md: needs exactly one line"):
+        write_report(out, search_doc=bare)
+    assert bare.read_text() == "no markers\n"

@@ -403,3 +403,40 @@ def test_search_section_marks_the_best_validation_setting() -> None:
     (chosen,) = [r for r in rows if "(chosen)" in r]
     assert chosen.startswith("| **batch 10 (the paper's)** (chosen) | 1 | 80.00 | +10.00 |")
     assert "(not yet: Table 1)" in chosen and not any("other" in r.split(" | ")[0] for r in rows)
+
+
+def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
+    """A one-seed setting replaces the default only when it beats it by more than 2 SE of the difference, the
+    noise measured on the default's Table 1 seeds; a smaller gain is marked best but the default stays."""
+    from catmner_bench.experiments import SEARCH_SETTINGS, search_config
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.report.sections import search_section
+    from catmner_bench.runner import system_config
+
+    base = system_config("lm-span", PROFILES["quick"])
+    table1 = groups_of(
+        [_record("lm-span", "twitter2017", s, f1, base) for s, f1 in ((1, 70.0), (2, 70.5), (3, 69.5))]
+    )
+    # sigma 0.5 -> SE of two single runs 0.71, 2 SE 1.41
+    for gain, kept in ((1.0, True), (2.0, False)):
+        recs = []
+        for name, change in SEARCH_SETTINGS:
+            f1 = 70.0 + (gain if name == "no warm-up" else 0.0 if name == "profile default" else -1.0)
+            recs.append(_record("lm-span", "twitter2017", 1, f1, search_config(base, change)))
+        md = search_section(groups_of(recs), table1)
+        rows = {
+            r.split(" | ")[0].lstrip("| "): r
+            for r in md.splitlines()
+            if r.startswith("| ") and "Setting" not in r
+        }
+        if kept:
+            assert "no warm-up (best, within noise)" in rows
+            assert "**profile default** (chosen)" in rows
+            assert "70.00 ± 0.50 (Table 1, n=3)" in rows["**profile default** (chosen)"]
+            assert "within 2 SE (seed σ 0.50 on validation (Table 1, n=3), SE of the difference 0.71)" in md
+        else:
+            assert (
+                "**no warm-up** (chosen)" in rows and "(not yet: Table 1)" in rows["**no warm-up** (chosen)"]
+            )
+            assert "beats the default by +2.00 > 2 SE" in md

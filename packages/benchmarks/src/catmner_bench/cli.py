@@ -221,12 +221,19 @@ def report_cli(
             help="Folder with <dataset>_images/ for Figure 4 when a record's image path is not found here."
         ),
     ] = None,
+    search_doc: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the recipe-search table into this Markdown file, between its two marker lines "
+            "(e.g. docs/model.md)."
+        ),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Render Markdown tables (ours beside the paper's) and PNG plots from the run records in DIR."""
     from catmner_bench.report import write_report
 
-    result = write_report(directory, out, title=title, image_dir=image_dir)
+    result = write_report(directory, out, title=title, image_dir=image_dir, search_doc=search_doc)
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )

@@ -166,6 +166,7 @@ class AttentionMaps(Experiment):
 SEARCH_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("profile default", {}),
     ("encoder lr 1e-4", {"encoder_lr": 1e-4}),
+    ("encoder lr 2e-4", {"encoder_lr": 2e-4}),  # past the grid's edge, since 1e-4 led on Twitter-2017
     ("encoder lr 3e-5", {"encoder_lr": 3e-5}),
     ("new-layer lr 1e-3", {"lr": 1e-3}),
     ("batch 10 (the paper's)", {"batch_size": 10}),
