@@ -386,20 +386,21 @@ def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> N
 
 def test_search_section_marks_the_best_validation_setting() -> None:
     """The chosen row is the setting with the highest mean validation F1, wherever it stands in the list."""
-    from catmner_bench.experiments import SEARCH_SETTINGS, search_config
+    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
     from catmner_bench.report.sections import search_section
-    from catmner_bench.runner import system_config
 
-    base = system_config("lm-span", PROFILES["quick"])
+    first = SEARCH_ROUNDS[0]
     recs = []
-    for i, (name, change) in enumerate(SEARCH_SETTINGS):
+    for i, (name, config) in enumerate(first.configs("lm-span", PROFILES["quick"])):
         f1 = 80.0 if name == "batch 10 (the paper's)" else 70.0 + i / 10
-        recs.append(_record("lm-span", "twitter2017", 1, f1, search_config(base, change)))
+        recs.append(_record("lm-span", "twitter2017", 1, f1, config))
     md = search_section(groups_of(recs))
+    md = md[md.index("round 1\n") :]
+    md = md[: md.index("\n### ")] if "\n### " in md else md
     rows = [line for line in md.splitlines() if line.startswith("| ") and "Setting" not in line]
-    assert len(rows) == len(SEARCH_SETTINGS)
+    assert len(rows) == len(first.settings)
     (chosen,) = [r for r in rows if "(chosen)" in r]
     assert chosen.startswith("| **batch 10 (the paper's)** (chosen) | 1 | 80.00 | +10.00 |")
     assert "(not yet: Table 1)" in chosen and not any("other" in r.split(" | ")[0] for r in rows)
@@ -408,23 +409,25 @@ def test_search_section_marks_the_best_validation_setting() -> None:
 def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
     """A one-seed setting replaces the default only when it beats it by more than 2 SE of the difference, the
     noise measured on the default's Table 1 seeds; a smaller gain is marked best but the default stays."""
-    from catmner_bench.experiments import SEARCH_SETTINGS, search_config
+    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
     from catmner_bench.report.sections import search_section
-    from catmner_bench.runner import system_config
 
-    base = system_config("lm-span", PROFILES["quick"])
+    first = SEARCH_ROUNDS[0]
+    base = first.base("lm-span", PROFILES["quick"])
     table1 = groups_of(
         [_record("lm-span", "twitter2017", s, f1, base) for s, f1 in ((1, 70.0), (2, 70.5), (3, 69.5))]
     )
     # sigma 0.5 -> SE of two single runs 0.71, 2 SE 1.41
     for gain, kept in ((1.0, True), (2.0, False)):
         recs = []
-        for name, change in SEARCH_SETTINGS:
+        for name, config in first.configs("lm-span", PROFILES["quick"]):
             f1 = 70.0 + (gain if name == "no warm-up" else 0.0 if name == "profile default" else -1.0)
-            recs.append(_record("lm-span", "twitter2017", 1, f1, search_config(base, change)))
+            recs.append(_record("lm-span", "twitter2017", 1, f1, config))
         md = search_section(groups_of(recs), table1)
+        md = md[md.index("round 1\n") :]
+        md = md[: md.index("\n### ")] if "\n### " in md else md
         rows = {
             r.split(" | ")[0].lstrip("| "): r
             for r in md.splitlines()

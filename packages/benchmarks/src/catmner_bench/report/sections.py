@@ -415,28 +415,32 @@ def search_choice(
     the default by more than twice the standard error of that difference, the seed noise taken from the
     default's validation F1 over Table 1's seeds (sigma * sqrt(1/n_best + 1/n_default)): one seed per setting
     cannot tell a 0.2 gain from another seed. Without a default row, or without Table 1 seeds of the default
-    to measure the noise, the best is chosen and ``why`` says the noise is unknown."""
+    to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default has no
+    Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most Table 1
+    seeds stands in, and ``why`` says so."""
     best_name, best = max(named, key=lambda t: mean(t[1].values("f1", split="valid")) or 0.0)
     default = next((g for name, g in named if name == "profile default"), None)
     if default is None or best is default:
         return best, best, ""
-    twin = next(
-        (
-            t
-            for t in table1 or ()
-            if t.system == default.system
-            and t.train_dataset == default.train_dataset == t.test_dataset
-            and t.config == default.config
-            and t.n >= 2
-        ),
-        None,
-    )
+    seeded = [
+        t
+        for t in table1 or ()
+        if t.system == default.system
+        and t.train_dataset == default.train_dataset == t.test_dataset
+        and t.n >= 2
+    ]
+    # the default's own Table 1 seeds, else those of the same system's recipe with the most seeds
+    twin = next((t for t in seeded if t.config == default.config), None)
+    earlier = twin is None and bool(seeded)
+    if earlier:
+        twin = max(seeded, key=lambda t: t.n)
     gain = mean(best.values("f1", split="valid")) - mean(default.values("f1", split="valid"))
     if twin is None:
-        return best, best, "seed noise unknown (no Table 1 seeds of the default): the best is chosen"
+        return best, best, "seed noise unknown (no Table 1 seeds of this system): the best is chosen"
     sigma = statistics.stdev(twin.values("f1", split="valid"))
     se = sigma * math.sqrt(1 / best.n + 1 / default.n)
-    noise = f"seed σ {sigma:.2f} on validation (Table 1, n={twin.n}), SE of the difference {se:.2f}"
+    where = f"Table 1, n={twin.n}" + (", another recipe of this system" if earlier else "")
+    noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
     if gain > 2 * se:
         return best, best, f"{best_name} beats the default by {gain:+.2f} > 2 SE ({noise})"
     return (
@@ -449,71 +453,102 @@ def search_choice(
     )
 
 
-def search_section(groups: list[Group], table1: list[Group] | None = None) -> str:
-    """The recipe search: validation F1 (mean ± std over seeds), seconds per epoch and minutes per run of each
-    setting, per dataset and system; the chosen setting (`search_choice`) is marked. Test F1 is not in these
-    records (the search never scores test); where Table 1 has runs of the chosen setting, their test F1 is
-    shown beside it."""
-    from catmner_bench.experiments import SEARCH_SETTINGS, search_setting
+def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, list[tuple[str, Group]]]]:
+    """Each `SEARCH_ROUNDS` round with its (setting name, group) rows of one system and dataset, in the round's
+    order; groups that are no setting of any round come last, as "other" rows of the last round."""
+    from catmner_bench.experiments import SEARCH_ROUNDS, search_config
     from catmner_bench.profiles import PROFILES
 
-    order = {name: i for i, (name, _) in enumerate(SEARCH_SETTINGS)}
+    mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
+    out: list[tuple[Any, list[tuple[str, Group]]]] = []
+    placed: set[int] = set()
+    for rnd in SEARCH_ROUNDS:
+        rows = []
+        for name, change in rnd.settings:
+            for g in mine:
+                prof = PROFILES.get(g.profile)
+                if prof is None:
+                    continue
+                visual = g.config.get("visual") if g.config.get("visual") != "none" else None
+                base = rnd.base(system, prof, visual)
+                base = {**base, "n_train": g.config.get("n_train"), "n_eval": g.config.get("n_eval")}
+                if search_config(base, change) == g.config:
+                    rows.append((name, g))
+                    placed.add(id(g))
+                    break
+        out.append((rnd, rows))
+    others = [("other", g) for g in mine if id(g) not in placed]
+    if others and out:
+        out[-1][1].extend(others)
+    return [(rnd, rows) for rnd, rows in out if rows]
+
+
+def search_section(groups: list[Group], table1: list[Group] | None = None) -> str:
+    """The recipe search: validation F1 (mean ± std over seeds), seconds per epoch and minutes per run of each
+    setting of each round, per dataset and system; each round's choice (`search_choice`) is marked, and the
+    last round's is the recipe. Test F1 is not in these records (the search never scores test); where Table 1
+    has runs of a chosen setting, their test F1 is shown beside it."""
     parts = [
         "## Recipe search (validation F1)",
         "",
-        "One factor at a time around the profile's recipe (`catmner_bench.experiments.SEARCH_SETTINGS`), scored "
-        "on the validation split only. **chosen** marks the setting kept for each system and dataset: the best "
-        "mean validation F1 when it beats the profile default by more than twice the standard error of the "
-        "difference (seed noise measured on the default's Table 1 seeds), else the default. Test F1 is scored "
-        "only for a chosen setting, through Table 1 once it is the default (shown where such Table 1 records "
-        "exist).",
+        "Rounds of one factor at a time (`catmner_bench.experiments.SEARCH_ROUNDS`), each around its base "
+        "recipe, scored on the validation split only. **chosen** marks the setting a round keeps for each "
+        "system and dataset: the best mean validation F1 when it beats the round's default by more than twice "
+        "the standard error of the difference (seed noise measured on Table 1's seeds), else the default. A "
+        "setting two rounds share is one run, shown in both. Test F1 is scored only for a chosen setting, "
+        "through Table 1 once it is the default (shown where such Table 1 records exist).",
     ]
     for ds in paper.DATASETS:
         for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
-            mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
-            named = []
-            for g in mine:
-                prof = PROFILES.get(g.profile)
-                name = search_setting(prof, system, g.config) if prof else None
-                named.append((order.get(name, len(order)), name or "other", g))
-            named.sort(key=lambda t: t[0])
-            best, chosen, why = search_choice([(name, g) for _, name, g in named], table1)
-            default = next((g for _, name, g in named if name == "profile default"), None)
-            d_valid = mean(default.values("f1", split="valid")) if default else None
-            rows = []
-            for _, name, g in named:
-                v = g.values("f1", split="valid")
-                test = "-"
-                if g is chosen:
-                    twins = [
-                        t
-                        for t in table1 or ()
-                        if t.system == system and t.train_dataset == ds == t.test_dataset
-                    ]
-                    twin = next((t for t in twins if t.config == g.config), None)
-                    test = (
-                        fmt_mean(twin.values("f1")) + f" (Table 1, n={twin.n})"
-                        if twin
-                        else "(not yet: Table 1)"
+            for rnd, named in search_rows(groups, system, ds):
+                best, chosen, why = search_choice(named, table1)
+                default = next((g for name, g in named if name == "profile default"), None)
+                d_valid = mean(default.values("f1", split="valid")) if default else None
+                rows = []
+                for name, g in named:
+                    v = g.values("f1", split="valid")
+                    test = "-"
+                    if g is chosen:
+                        twin = next(
+                            (
+                                t
+                                for t in table1 or ()
+                                if t.system == system
+                                and t.train_dataset == ds == t.test_dataset
+                                and t.config == g.config
+                            ),
+                            None,
+                        )
+                        test = (
+                            fmt_mean(twin.values("f1")) + f" (Table 1, n={twin.n})"
+                            if twin
+                            else "(not yet: Table 1)"
+                        )
+                    label = name
+                    if g is chosen:
+                        label = f"**{name}** (chosen)"
+                    elif g is best:
+                        label = f"{name} (best, within noise)"
+                    rows.append(
+                        [
+                            label,
+                            str(g.n),
+                            fmt_mean(v),
+                            fmt_delta(mean(v) - d_valid) if d_valid is not None and g is not default else "",
+                            fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
+                            f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-",
+                            test,
+                        ]
                     )
-                label = name
-                if g is chosen:
-                    label = f"**{name}** (chosen)"
-                elif g is best:
-                    label = f"{name} (best, within noise)"
-                rows.append(
-                    [
-                        label,
-                        str(g.n),
-                        fmt_mean(v),
-                        fmt_delta(mean(v) - d_valid) if d_valid is not None and g is not default else "",
-                        fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
-                        f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-",
-                        test,
-                    ]
-                )
-            header = ["Setting", "seeds", "valid F1", "Δ vs default", "s/epoch", "min/run", "test F1"]
-            parts += ["", f"### {DATASET_LABEL[ds]}: {system_label(system)}", "", md_table(header, rows)]
-            if why:
-                parts += ["", f"Choice: {why}."]
+                header = ["Setting", "seeds", "valid F1", "Δ vs default", "s/epoch", "min/run", "test F1"]
+                parts += [
+                    "",
+                    f"### {DATASET_LABEL[ds]}: {system_label(system)}, round {rnd.name}",
+                    "",
+                    f"Round {rnd.name}: {rnd.about}.",
+                    "",
+                    md_table(header, rows),
+                ]
+                if why:
+                    parts += ["", f"Choice: {why}."]
     return "\n".join(parts)
