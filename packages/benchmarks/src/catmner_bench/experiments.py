@@ -245,8 +245,8 @@ class RecipeSearch(Experiment):
         p = ctx.profile
         specs: dict[str, RunSpec] = {}
         for d in datasets:
-            for s in systems:
-                for rnd in SEARCH_ROUNDS:
+            for rnd in reversed(SEARCH_ROUNDS):  # the newest round first: it decides the recipe
+                for s in systems:
                     for _, cfg in rnd.configs(s, p):
                         for seed in p.seeds:
                             spec = RunSpec(self.name, s, d, d, seed, cfg)

@@ -197,7 +197,7 @@ def system_config(
             epochs=epochs or profile.baseline_epochs,
             batch_size=profile.baseline_batch_size,
             lr=profile.lm_crf_lr if system == "lm-crf" else profile.baseline_lr,
-            encoder_lr=profile.encoder_lr,
+            encoder_lr=profile.lm_crf_encoder_lr,
             lstm_hidden=profile.lstm_hidden,
         )
         out = dataclasses.asdict(cfg)
