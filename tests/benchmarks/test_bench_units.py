@@ -443,3 +443,23 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
                 "**no warm-up** (chosen)" in rows and "(not yet: Table 1)" in rows["**no warm-up** (chosen)"]
             )
             assert "beats the default by +2.00 > 2 SE" in md
+
+
+def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> None:
+    """A round pins the quick recipe it ran on: changing the profile's pinned fields (as adopting a round's
+    choice does) leaves every round's run configs, hence run keys, as they were."""
+    import dataclasses
+
+    from catmner_bench.experiments import SEARCH_ROUNDS
+    from catmner_bench.profiles import PROFILES
+
+    quick = PROFILES["quick"]
+    other = {"encoder_lr": 9e-9, "model_overrides": {"dropout": 0.3}, "batch_size": 3}
+    for rnd in SEARCH_ROUNDS:
+        pinned = dict(dict(rnd.pins).get("quick", ()))
+        assert pinned, f"round {rnd.name} pins nothing of the quick profile"
+        moved = dataclasses.replace(quick, **{k: other[k] for k in pinned})
+        for system in ("lm-span", "cat-textual"):
+            assert rnd.configs(system, moved) == rnd.configs(system, quick)
+    unpinned = dataclasses.replace(quick, batch_size=3)  # a field no round pins does move the configs
+    assert SEARCH_ROUNDS[0].configs("lm-span", unpinned) != SEARCH_ROUNDS[0].configs("lm-span", quick)

@@ -188,11 +188,17 @@ class SearchRound:
     name: str
     about: str
     settings: tuple[tuple[str, dict[str, Any]], ...]
-    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (profile name, ((field, value), ...))
 
     def base(self, system: str, profile: Any, visual: str | None = None) -> dict[str, Any]:
+        """The round's base config: the system's under the profile, with the pinned values in place (a pinned
+        "model_overrides" is the profile's overrides of that time; the system's own stay on top)."""
         pinned = dict(dict(self.pins).get(profile.name, ()))
-        return search_config(system_config(system, profile, visual=visual), pinned)
+        out = system_config(system, profile, visual=visual)
+        if "model_overrides" in pinned:
+            own = dict(SYSTEMS[system].overrides)
+            out["model_overrides"] = {**dict(pinned.pop("model_overrides")), **own}
+        return {**out, **pinned}
 
     def configs(
         self, system: str, profile: Any, visual: str | None = None
