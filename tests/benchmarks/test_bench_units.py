@@ -356,7 +356,9 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
         recs += [_record("lm-crf", ds, 1, 70.0, crf), _record("lm-span", ds, 1, 70.5, span)]
     close = next(c for c in CLAIMS if "CRF-based" in c.text)
     verdict, why = close.check(groups_of(recs))
-    assert verdict == "holds here" and f"not trained alike: epochs {span['epochs']} vs {crf['epochs']}" in why
+    assert verdict == "holds here" and "not trained alike: " in why
+    assert f"epochs {span['epochs']} vs {crf['epochs']}" in why  # with the learning rates that differ too
+    assert f"encoder_lr {span['encoder_lr']:g} vs {crf['encoder_lr']:g}" in why
 
 
 def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> None:
