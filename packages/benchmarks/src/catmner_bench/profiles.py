@@ -45,7 +45,9 @@ class Profile:
     baseline_batch_size: int  # CRF baselines: tweets per step
     lstm_hidden: int  # BiLSTM hidden size per direction
     lm_crf_lr: float  # LM-CRF: lr of the linear + CRF layers
-    lm_crf_encoder_lr: float  # LM-CRF: lr of its text encoder (its own recipe: the span search did not cover it)
+    lm_crf_encoder_lr: (
+        float  # LM-CRF: lr of its text encoder (its own recipe: the span search did not cover it)
+    )
     fig3_alphas: tuple[int, ...]  # Figure 3: training-set sizes
     fig3_samplings: int  # Figure 3: random samplings per alpha (paper: 8)
     fig3_epochs: int  # Figure 3: epochs per run (small training sets need more passes)

@@ -483,6 +483,15 @@ def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, li
     return [(rnd, rows) for rnd, rows in out if rows]
 
 
+def search_minutes(g: Group) -> str:
+    """Minutes per run of a search row; a row that reused Table 1's run shows that run's training time."""
+    reused = [(r.get("extra") or {}).get("reused_model") or {} for r in g.records]
+    if all(reused):
+        secs = [float(x["wall_time_s"]) for x in reused if x.get("wall_time_s") is not None]
+        return f"{sum(secs) / len(secs) / 60:.1f} (Table 1's run)" if secs else "Table 1's run"
+    return f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-"
+
+
 def search_section(groups: list[Group], table1: list[Group] | None = None) -> str:
     """The recipe search: validation F1 (mean ± std over seeds), seconds per epoch and minutes per run of each
     setting of each round, per dataset and system; each round's choice (`search_choice`) is marked, and the
@@ -536,7 +545,7 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                             fmt_mean(v),
                             fmt_delta(mean(v) - d_valid) if d_valid is not None and g is not default else "",
                             fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
-                            f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-",
+                            search_minutes(g),
                             test,
                         ]
                     )

@@ -126,7 +126,9 @@ class Group:
         visual = self.config.get("visual")
         vis = f", {visual}" if visual and visual != "none" else ""
         sal = f", saliency {self.saliency}" if self.saliency else ""
-        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{vis}{sal}, n={self.n})"
+        lr = self.config.get("encoder_lr")  # span models and LM-CRF: the recipe search moved it
+        enc = f", enc lr {lr:g}" if isinstance(lr, int | float) else ""
+        return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{enc}{vis}{sal}, n={self.n})"
 
 
 def unique_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
