@@ -72,15 +72,14 @@ def records(bench: dict, experiment: str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------- tests
-def test_smoke_runs_every_experiment_quickly(bench: dict) -> None:
+def test_smoke_runs_every_experiment(bench: dict) -> None:
     res = bench["results"]
     assert res["table1"]["ran"] == 2 * 7  # 7 runnable systems x 2 datasets x 1 seed
     assert res["table2"]["ran"] == 2 * 3  # 2 directions x (LM-span, MM, CAT-MNER)
     assert res["table3"]["ran"] == 2 * 6
     assert res["fig3"]["ran"] == 2 * 2 * 2 * 3  # datasets x alphas x samplings x systems
     assert res["fig4"]["ran"] == 2 * 2 * 2  # grid models and (reused) caption models
-    assert all(r["skipped"] == 0 for r in res.values())
-    assert sum(bench["seconds"].values()) < 240, bench["seconds"]
+    assert all(r["skipped"] == 0 for r in res.values())  # (its wall time is not asserted: no timed tests)
 
 
 def test_records_are_complete_and_true(bench: dict) -> None:
