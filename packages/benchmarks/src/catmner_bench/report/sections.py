@@ -456,27 +456,25 @@ def search_choice(
 def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, list[tuple[str, Group]]]]:
     """Each `SEARCH_ROUNDS` round with its (setting name, group) rows of one system and dataset, in the round's
     order; groups that are no setting of any round come last, as "other" rows of the last round."""
-    from catmner_bench.experiments import SEARCH_ROUNDS, search_config
+    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
 
     mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
     out: list[tuple[Any, list[tuple[str, Group]]]] = []
     placed: set[int] = set()
     for rnd in SEARCH_ROUNDS:
-        rows = []
-        for name, change in rnd.settings:
-            for g in mine:
-                prof = PROFILES.get(g.profile)
-                if prof is None:
-                    continue
-                visual = g.config.get("visual") if g.config.get("visual") != "none" else None
-                base = rnd.base(system, prof, visual)
-                base = {**base, "n_train": g.config.get("n_train"), "n_eval": g.config.get("n_eval")}
-                if search_config(base, change) == g.config:
-                    rows.append((name, g))
+        found: dict[str, Group] = {}
+        for g in mine:  # the round's configs once per group (its profile, visual source and data size)
+            prof = PROFILES.get(g.profile)
+            if prof is None:
+                continue
+            visual = g.config.get("visual") if g.config.get("visual") != "none" else None
+            data = {"n_train": g.config.get("n_train"), "n_eval": g.config.get("n_eval")}
+            for name, cfg in rnd.configs(system, prof, visual):
+                if name not in found and {**cfg, **data} == g.config:
+                    found[name] = g
                     placed.add(id(g))
-                    break
-        out.append((rnd, rows))
+        out.append((rnd, [(name, found[name]) for name, _ in rnd.settings if name in found]))
     others = [("other", g) for g in mine if id(g) not in placed]
     if others and out:
         out[-1][1].extend(others)
