@@ -312,6 +312,20 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
             assert num(row["F1"]) == [r2(statistics.fmean(f1s)), r2(statistics.stdev(f1s))]
             per = [f_of(r, "ORG") for r in runs]
             assert num(row["ORG"]) == [r2(statistics.fmean(per)), r2(statistics.stdev(per))]
+            if row["System"] == system_label("lm-span"):
+                assert row["Δ F1 vs TEXT (paired)"] == ""
+                continue
+            # paired with TEXT's run of the same sampling: mean and SE of the per-sampling differences
+            text = {
+                r["spec"]["sample"]["index"]: f_of(r, "f1")
+                for r in recs
+                if r["spec"]["train_dataset"] == ds
+                and r["spec"]["sample"]["alpha"] == int(row["alpha"])
+                and r["spec"]["system"] == "lm-span"
+            }
+            d = [f_of(r, "f1") - text[r["spec"]["sample"]["index"]] for r in runs]
+            se = statistics.stdev(d) / len(d) ** 0.5
+            assert num(row["Δ F1 vs TEXT (paired)"].split(" (")[0]) == [r2(statistics.fmean(d)), r2(se)]
     # the same sampling is shared by every system (fair comparison)
     sel = {}
     for r in recs:

@@ -28,9 +28,21 @@ from catmner_bench.report.tables import (
     system_label,
 )
 
+FIG3_OURS = (
+    "Ours: mean ± std over samplings; each sampling of alpha training tweets trains every system on the same "
+    "tweets with the same seed, and validation and test use the complete splits. 'Δ F1 vs TEXT (paired)': the "
+    "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > 2 SE."
+)
+
 
 def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list[Path]]:
-    parts = ["## Figure 3: data efficiency (test F1 vs number of training tweets)", "", paper.FIG3_NOTE]
+    parts = [
+        "## Figure 3: data efficiency (test F1 vs number of training tweets)",
+        "",
+        paper.FIG3_NOTE,
+        "",
+        FIG3_OURS,
+    ]
     figures = []
     for ds in paper.DATASETS:
         gs = [g for g in groups if g.train_dataset == ds and g.alpha is not None]
@@ -41,8 +53,9 @@ def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list
             rows.append(
                 [str(g.alpha), system_label(g.system), g.encoder, str(g.n), fmt_mean(g.values("f1"))]
                 + [fmt_mean(g.values(t)) for t in TYPES]
+                + [_vs_text(g, gs)]
             )
-        header = ["alpha", "System", "Encoder", "samplings", "F1", *TYPES]
+        header = ["alpha", "System", "Encoder", "samplings", "F1", *TYPES, "Δ F1 vs TEXT (paired)"]
         png = figdir / f"fig3_{ds}.png"
         plot_fig3(gs, ds, png)
         figures.append(png)
@@ -55,6 +68,16 @@ def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list
             f"![Figure 3, {DATASET_LABEL[ds]}]({rel}/{png.name})",
         ]
     return "\n".join(parts), figures
+
+
+def _vs_text(g: Group, gs: list[Group]) -> str:
+    """F1 minus TEXT's at the same alpha, paired by sampling (same training tweets and seed)."""
+    from catmner_bench.verdicts import counterpart, paired
+
+    if g.system == "lm-span" or (text := counterpart(g, gs, "lm-span")) is None:
+        return ""
+    c = paired(g, text)
+    return c.short() if c is not None else ""
 
 
 def plot_fig3(gs: list[Group], ds: str, png: Path) -> None:
