@@ -312,6 +312,10 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
             assert num(row["F1"]) == [r2(statistics.fmean(f1s)), r2(statistics.stdev(f1s))]
             per = [f_of(r, "ORG") for r in runs]
             assert num(row["ORG"]) == [r2(statistics.fmean(per)), r2(statistics.stdev(per))]
+            kept = sorted(r["extra"]["best_epoch"] for r in runs)
+            assert (
+                row["best epoch"] == ", ".join(map(str, kept)) + f" of {runs[0]['spec']['config']['epochs']}"
+            )
             if row["System"] == system_label("lm-span"):
                 assert row["Δ F1 vs TEXT (paired)"] == ""
                 continue

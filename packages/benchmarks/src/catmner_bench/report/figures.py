@@ -31,7 +31,8 @@ from catmner_bench.report.tables import (
 FIG3_OURS = (
     "Ours: mean ± std over samplings; each sampling of alpha training tweets trains every system on the same "
     "tweets with the same seed, and validation and test use the complete splits. 'Δ F1 vs TEXT (paired)': the "
-    "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > 2 SE."
+    "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > 2 SE. "
+    "'best epoch': the epoch each run kept (best validation F1), of the profile's epochs."
 )
 
 
@@ -53,9 +54,18 @@ def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list
             rows.append(
                 [str(g.alpha), system_label(g.system), g.encoder, str(g.n), fmt_mean(g.values("f1"))]
                 + [fmt_mean(g.values(t)) for t in TYPES]
-                + [_vs_text(g, gs)]
+                + [_vs_text(g, gs), _best_epochs(g)]
             )
-        header = ["alpha", "System", "Encoder", "samplings", "F1", *TYPES, "Δ F1 vs TEXT (paired)"]
+        header = [
+            "alpha",
+            "System",
+            "Encoder",
+            "samplings",
+            "F1",
+            *TYPES,
+            "Δ F1 vs TEXT (paired)",
+            "best epoch",
+        ]
         png = figdir / f"fig3_{ds}.png"
         plot_fig3(gs, ds, png)
         figures.append(png)
@@ -78,6 +88,15 @@ def _vs_text(g: Group, gs: list[Group]) -> str:
         return ""
     c = paired(g, text)
     return c.short() if c is not None else ""
+
+
+def _best_epochs(g: Group) -> str:
+    """The epoch each sampling's run kept (best validation F1), of the profile's epochs: ``7, 10, 10 of 10``."""
+    kept = [(r.get("extra") or {}).get("best_epoch") for r in g.records]
+    if any(k is None for k in kept):
+        return "-"
+    budget = g.config.get("epochs")
+    return ", ".join(str(k) for k in sorted(kept)) + (f" of {budget}" if budget else "")
 
 
 def plot_fig3(gs: list[Group], ds: str, png: Path) -> None:
