@@ -509,3 +509,28 @@ def test_figure3_claims_pair_runs_by_sampling():
     assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=2.0))[0] == "holds here"
     assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=-2.0))[0] == "does not hold here"
     assert verdicts_section(shrinking).count("\n| 4.") == len(CLAIMS)
+
+
+def test_figure3_small_alphas_get_enough_optimizer_steps(tmp_path):
+    """Quick-profile Figure 3 runs train at least fig3_min_steps steps: 50 tweets at batch 16 are 4 steps an
+    epoch, so they get 38 epochs; 400 tweets (25 steps an epoch) keep the profile's 10."""
+    from catmner_bench import experiments
+    from catmner_bench.profiles import PROFILES, resolve_profile
+    from catmner_bench.runner import RunContext
+
+    quick = PROFILES["quick"]
+    assert quick.fig3_min_steps == 150 and quick.batch_size == 16 and quick.fig3_epochs == 10
+    assert [quick.fig3_epochs_for(a) for a in (50, 100, 200, 400)] == [38, 22, 12, 10]
+    for a in (50, 100, 200, 400):
+        e = quick.fig3_epochs_for(a)
+        assert e * -(-a // 16) >= 150 and (e == 10 or (e - 1) * -(-a // 16) < 150)
+    paper = PROFILES["paper"]
+    assert {paper.fig3_epochs_for(a) for a in paper.fig3_alphas} == {30}  # the paper's setting, unchanged
+    ctx = RunContext(output=tmp_path, profile=resolve_profile("quick"))
+    specs = experiments.EXPERIMENT_SPECS["fig3"].runs(ctx, ("lm-span",), ("twitter2017",))
+    assert {(s.sample["alpha"], s.config["epochs"]) for s in specs} == {
+        (50, 38),
+        (100, 22),
+        (200, 12),
+        (400, 10),
+    }

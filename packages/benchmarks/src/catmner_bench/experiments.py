@@ -129,7 +129,7 @@ class DataEfficiency(Experiment):
                     for s in systems:
                         # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
                         seed = p.seeds[0] + index
-                        cfg = system_config(s, p, epochs=p.fig3_epochs)
+                        cfg = system_config(s, p, epochs=p.fig3_epochs_for(alpha))
                         specs.append(RunSpec(self.name, s, d, d, seed, cfg, {"alpha": alpha, "index": index}))
         return specs
 
