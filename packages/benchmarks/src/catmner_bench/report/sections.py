@@ -276,11 +276,13 @@ def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str,
 def table3_section(groups: list[Group], others: list[Group] | None = None) -> str:
     """Table 3 from its own records, plus our saliency-scale rows, which may come from any experiment's records
     (``others``, e.g. Table 1's CAT-MNER runs with the paper's scale)."""
-    from catmner_bench.verdicts import _pick
+    from catmner_bench.verdicts import Comparison, _pick
 
     parts = ["## Table 3: ablations (test F1)", ""]
     parts.append(
-        paper.TABLE3_NOTE + " 'Δ vs CAT' is each row minus its own CAT-MNER row (the paper's ↓ column); "
+        paper.TABLE3_NOTE
+        + " 'Δ vs CAT' is each row minus its own CAT-MNER row (the paper's ↓ column), ours ± "
+        "the standard error over seeds, 'sig.' when |Δ| > 2 SE (a row with one seed is not tested); "
         "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large). "
         "Where one of our systems has records of several configs (e.g. from before a default changed), the row is "
         "the config the current code trains. The saliency rows are ours only (the paper has one scale, Eq. 6)."
@@ -309,7 +311,7 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
                 shown = True
                 cells += [
                     fmt_mean(g.values("f1")),
-                    fmt_delta(mean(g.values("f1")) - mean(base.values("f1"))) if base else "",
+                    Comparison(g.values("f1"), base.values("f1")).short() if base else "",
                     "-",
                     "",
                     "",
@@ -325,11 +327,10 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
                 g = by_sys.get((system, ds))
                 base = by_sys.get(("cat-textual", ds))
                 ours = mean(g.values("f1")) if g else None
-                ours_base = mean(base.values("f1")) if base else None
                 cells += [
                     fmt_mean(g.values("f1")) if g else "-",
-                    fmt_delta(ours - ours_base)
-                    if ours is not None and ours_base is not None and system != "cat-textual"
+                    Comparison(g.values("f1"), base.values("f1")).short()
+                    if g is not None and base is not None and system != "cat-textual"
                     else "",
                     fmt(reported[ds]),
                     fmt_delta(reported[ds] - paper.TABLE3["cat"][1 + paper.DATASETS.index(ds)])
