@@ -309,9 +309,11 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
     lines = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ")}
     assert "| 72.00 ± 1.00 |" in lines["CAT-MNER (textual KB)"]  # the current config, not the 4 older runs
     paper_row = lines["CAT-MNER, saliency as Eq. 6 (the paper's)"].split(" | ")
-    assert paper_row[2:4] == ["60.00 ± 0.00", "-12.00"] and paper_row[7:9] == ["60.00 ± 0.00", "-12.00"]
+    # the same recipe but for the scale: against the CAT-MNER row, ± SE over seeds (sqrt(0 + 1/3) = 0.58)
+    assert paper_row[2:4] == ["60.00 ± 0.00", "-12.00 ± 0.58 (sig.)"]
+    assert paper_row[7:9] == ["60.00 ± 0.00", "-12.00 ± 0.58 (sig.)"]
     keys_row = lines["CAT-MNER, saliency x #keys"].split(" | ")
-    assert keys_row[2] == "-" and keys_row[7:9] == ["75.00", "+3.00"]
+    assert keys_row[2] == "-" and keys_row[7:9] == ["75.00", "+3.00 (1 seed)"]
     assert "learned saliency" not in md  # the learned scale is the CAT-MNER row itself: no second row
 
 
@@ -534,3 +536,55 @@ def test_figure3_small_alphas_get_enough_optimizer_steps(tmp_path):
         (200, 12),
         (400, 10),
     }
+
+
+def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_recipe():
+    """An ablation trained before a recipe change (here: encoder lr 5e-5) is compared with the CAT-MNER of its
+    own recipe, named in the cell, not with the CAT-MNER row of today's recipe."""
+    import dataclasses
+
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report.sections import table3_section
+    from catmner_bench.report.tables import Group
+    from catmner_bench.runner import system_config
+
+    now = PROFILES["quick"]
+    before = dataclasses.replace(now, encoder_lr=5e-5)
+
+    def group(system, profile, f1s):
+        cfg = system_config(system, profile)
+        recs = []
+        for seed, f1 in enumerate(f1s, 1):
+            m = {"f1": f1, "per_type": {t: {"f1": f1} for t in ("PER", "LOC", "ORG", "MISC")}}
+            recs.append(
+                {
+                    "spec": {
+                        "system": system,
+                        "train_dataset": "twitter2017",
+                        "test_dataset": "twitter2017",
+                        "seed": seed,
+                        "config": cfg,
+                        "sample": None,
+                    },
+                    "metrics": {"test": {"conlleval": m}},
+                }
+            )
+        return Group(recs)
+
+    groups = [
+        group("cat-textual", now, [84.0, 84.2, 84.1]),  # today's recipe: the CAT-MNER row
+        group("cat-textual", before, [82.0, 82.2, 82.1]),
+        group("i2t", before, [81.6]),  # w/o T2I, older recipe: 0.5 below its own CAT-MNER
+        group("mm", now, [83.9, 84.0, 84.1]),
+    ]
+    md = table3_section(groups)
+    row = next(line for line in md.splitlines() if line.startswith("| w/o T2I Refine"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[7] == "81.60"  # Twitter-2017 ours
+    assert cells[8] == "-0.50 (1 seed) vs CAT-MNER 82.10 ± 0.10 (encoder_lr 5e-05 vs 0.0001)"
+    mm = next(line for line in md.splitlines() if line.startswith("| w/o Refine"))
+    assert [c.strip() for c in mm.strip("|").split("|")][
+        8
+    ] == "-0.10 ± 0.08 (ns)"  # trained alike: the row shown
+    cat = next(line for line in md.splitlines() if line.startswith("| CAT-MNER |"))
+    assert [c.strip() for c in cat.strip("|").split("|")][7] == "84.10 ± 0.10"

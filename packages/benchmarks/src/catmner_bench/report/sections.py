@@ -254,11 +254,24 @@ SALIENCY_ROWS = {  # our saliency-scale rows of Table 3 (the paper has none: Eq.
 }
 
 
+def _recipe_diff(g: Group, base: Group) -> list[str]:
+    """How ``g`` was trained unlike ``base`` other than by its saliency scale (e.g. ``encoder_lr 5e-05 vs
+    0.0001``): empty when the two share a recipe."""
+    from catmner_bench.verdicts import differences
+
+    return [d for d in differences(g, base) if not d.startswith("saliency ")]
+
+
 def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str, Group]:
-    """Per saliency scale, the CAT-MNER (textual words, same visual source as ``cat``) group with most runs."""
+    """Per saliency scale, the CAT-MNER (textual words, same visual source as ``cat``) group trained with
+    ``cat``'s recipe if there is one, else the one with most runs."""
     out: dict[str, Group] = {}
     if cat is None:
         return out
+
+    def rank(g: Group) -> tuple:
+        return (not _recipe_diff(g, cat), g.n)
+
     for g in pool:
         if (
             g.system in ("cat-textual", "cat-sal-paper", "cat-sal-keys", "cat-sal-learned")
@@ -267,22 +280,48 @@ def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str,
             and g.config.get("visual") == cat.config.get("visual")
             and g.config.get("epochs") == cat.config.get("epochs")
             and g.saliency in SALIENCY_ROWS
-            and (g.saliency not in out or g.n > out[g.saliency].n)
+            and (g.saliency not in out or rank(g) > rank(out[g.saliency]))
         ):
             out[g.saliency] = g
     return out
 
 
+def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool = False) -> str:
+    """``g`` − CAT-MNER, ± SE over seeds: against the CAT-MNER row shown when ``g`` was trained alike, else
+    against the CAT-MNER group of ``g``'s own recipe (named in the cell), so that a row from before a recipe
+    change is not compared with a model trained differently. A saliency row compares with CAT-MNER at the
+    shown row's (default) scale."""
+    from catmner_bench.verdicts import Comparison, differences, is_current
+
+    def alike(b: Group) -> bool:
+        if saliency_row:
+            return not _recipe_diff(g, b) and b.saliency == shown.saliency
+        return not differences(g, b)
+
+    if alike(shown):
+        base = shown
+    else:
+        ok = [b for b in cats if alike(b)]
+        if not ok:
+            return "n/a (no CAT-MNER trained alike)"
+        base = max(ok, key=lambda b: (is_current(b), b.n))
+    cell = Comparison(g.values("f1"), base.values("f1")).short()
+    if base is shown:
+        return cell
+    return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))} ({'; '.join(_recipe_diff(base, shown))})"
+
+
 def table3_section(groups: list[Group], others: list[Group] | None = None) -> str:
     """Table 3 from its own records, plus our saliency-scale rows, which may come from any experiment's records
     (``others``, e.g. Table 1's CAT-MNER runs with the paper's scale)."""
-    from catmner_bench.verdicts import Comparison, _pick
+    from catmner_bench.verdicts import _pick
 
     parts = ["## Table 3: ablations (test F1)", ""]
     parts.append(
         paper.TABLE3_NOTE
         + " 'Δ vs CAT' is each row minus its own CAT-MNER row (the paper's ↓ column), ours ± "
-        "the standard error over seeds, 'sig.' when |Δ| > 2 SE (a row with one seed is not tested); "
+        "the standard error over seeds, 'sig.' when |Δ| > 2 SE (a row with one seed is not tested); a row from "
+        "an older recipe is compared with the CAT-MNER of its own recipe, named in the cell; "
         "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large). "
         "Where one of our systems has records of several configs (e.g. from before a default changed), the row is "
         "the config the current code trains. The saliency rows are ours only (the paper has one scale, Eq. 6)."
@@ -299,6 +338,14 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
         by_sys = {k: g for k, g in picked.items() if g is not None}
         pool = [g for g in (*mine, *(others or ())) if (g.encoder, g.profile) == (enc, prof)]
         sal = {ds: _saliency_groups(pool, ds, by_sys.get(("cat-textual", ds))) for ds in paper.DATASETS}
+        cats = {
+            ds: [
+                g
+                for g in pool
+                if g.system == "cat-textual" and g.train_dataset == g.test_dataset == ds and g.alpha is None
+            ]
+            for ds in paper.DATASETS
+        }
         for scale, label in SALIENCY_ROWS.items():
             cells = ["-", label]
             shown = False
@@ -311,7 +358,7 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
                 shown = True
                 cells += [
                     fmt_mean(g.values("f1")),
-                    Comparison(g.values("f1"), base.values("f1")).short() if base else "",
+                    _delta_vs_cat(g, base, cats[ds], saliency_row=True) if base else "",
                     "-",
                     "",
                     "",
@@ -329,7 +376,7 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
                 ours = mean(g.values("f1")) if g else None
                 cells += [
                     fmt_mean(g.values("f1")) if g else "-",
-                    Comparison(g.values("f1"), base.values("f1")).short()
+                    _delta_vs_cat(g, base, cats[ds])
                     if g is not None and base is not None and system != "cat-textual"
                     else "",
                     fmt(reported[ds]),
