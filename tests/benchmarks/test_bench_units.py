@@ -507,6 +507,8 @@ def test_figure3_claims_pair_runs_by_sampling():
     assert efficiency.check(fig3({50: 1.0, 100: 2.0, 200: 2.5, 400: 3.0}))[0] == "does not hold here"  # grows
     assert efficiency.check(fig3({50: -1.0, 400: -2.0}))[0] == "does not hold here"  # a loss
     assert efficiency.check([])[0] == "cannot be tested here"
+    one_alpha = efficiency.check(fig3({50: 3.0}))  # the trend needs two sizes at least
+    assert one_alpha[0] == "cannot be tested here" and "one alpha" in one_alpha[1]
     # ORG is Twitter-2015's named type: CAT-MNER gains more there than on PER/LOC/MISC (stand-ins: LOC too)
     assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=2.0))[0] == "holds here"
     assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=-2.0))[0] == "does not hold here"

@@ -311,16 +311,20 @@ def _data_efficiency(groups, a: str, b: str) -> tuple[str, str]:
     deltas, note = _fig3_deltas(groups, a, b)
     if not deltas:
         return "cannot be tested here", f"no Figure 3 records of both {a} and {b} (catmner-bench run fig3)"
-    parts, holds = [], True
+    parts, holds, tested = [], True, False
     for ds, per in deltas.items():
         alphas = sorted(per)
         first, last = per[alphas[0]], per[alphas[-1]]
         parts.append(
             f"{LABEL[ds]} alpha={alphas[0]}: {first.describe()}; Δ by alpha "
             + ", ".join(f"{al}: {per[al].delta:+.2f}" for al in alphas)
+            + ("" if len(alphas) > 1 else " (one alpha: the trend is not tested)")
         )
-        holds = holds and first.delta > 0 and first.significant is True and len(alphas) > 1
-        holds = holds and last.delta < first.delta
+        if len(alphas) > 1:
+            tested = True
+            holds = holds and first.delta > 0 and first.significant is True and last.delta < first.delta
+    if not tested:
+        return "cannot be tested here", "; ".join(parts) + note
     return ("holds here" if holds else "does not hold here"), "; ".join(parts) + note
 
 
