@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -590,3 +591,61 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
     ] == "-0.10 ± 0.08 (ns)"  # trained alike: the row shown
     cat = next(line for line in md.splitlines() if line.startswith("| CAT-MNER |"))
     assert [c.strip() for c in cat.strip("|").split("|")][7] == "84.10 ± 0.10"
+
+
+def test_student_t_decides_significance_not_a_fixed_2_se():
+    """With 3 seeds a side, 2 SE is not 95%: Welch's test uses t at the Welch-Satterthwaite df (4 for equal
+    spreads: t = 2.78), a paired test n - 1 (3 samplings: 4.30)."""
+    from catmner_bench.verdicts import Comparison, PairedComparison, t_critical
+
+    assert [round(t_critical(d), 3) for d in (1, 2, 4, 10, 30, math.inf)] == [
+        12.706,
+        4.303,
+        2.776,
+        2.228,
+        2.042,
+        1.96,
+    ]
+    assert abs(t_critical(11) - 2.201) < 0.002  # between table points: linear in 1/df
+    c = Comparison([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])  # Δ 1.0, SE 0.816, df 4
+    assert abs(c.df - 4) < 1e-9 and c.significant is False
+    wide = Comparison([1.0, 2.0, 3.0], [-1.5, -0.5, 0.5])  # Δ 2.5 = 3.06 SE > 2.78
+    assert wide.significant is True
+    p = PairedComparison([10.0, 20.0, 30.0], [9.0, 18.6, 29.4])  # d = 1.0, 1.4, 0.6: Δ 1.0, SE 0.23, t 4.33
+    assert p.df == 2 and p.significant is True
+    assert PairedComparison([10.0, 20.0, 30.0], [9.0, 18.5, 29.5]).significant is False  # t = 3.46 < 4.30
+
+
+def test_figure3_pairs_real_records_by_sampling_and_seed():
+    """Pairing reads each record's sampling index and seed, not the order of the records: shuffled records pair
+    correctly, a sampling one system lacks is left out (and said), a duplicate is an error."""
+    import pytest
+    from catmner_bench.report.tables import Group
+    from catmner_bench.verdicts import paired
+
+    def rec(system, index, seed, f1):
+        m = {"f1": f1, "per_type": {t: {"f1": f1} for t in ("PER", "LOC", "ORG", "MISC")}}
+        return {
+            "spec": {
+                "system": system,
+                "train_dataset": "twitter2017",
+                "test_dataset": "twitter2017",
+                "seed": seed,
+                "config": {"kind": "span", "epochs": 38},
+                "sample": {"alpha": 50, "index": index},
+            },
+            "metrics": {"test": {"conlleval": m}},
+        }
+
+    text = Group([rec("lm-span", 0, 1, 40.0), rec("lm-span", 1, 2, 50.0), rec("lm-span", 2, 3, 60.0)])
+    cat = Group(
+        [rec("cat-textual", 2, 3, 61.0), rec("cat-textual", 0, 1, 41.5)]
+    )  # shuffled; sampling 1 missing
+    c = paired(cat, text)
+    assert c.a == [41.5, 61.0] and c.b == [40.0, 60.0] and abs(c.delta - 1.25) < 1e-9
+    assert "2 of 2/3 runs pair" in c.note and "2 of 2/3 runs pair" in c.short()
+    other_seed = Group([rec("cat-textual", 0, 7, 99.0)])  # sampling 0 but another seed: no pair
+    assert paired(other_seed, text) is None
+    dup = Group([rec("cat-textual", 0, 1, 41.0), rec("cat-textual", 0, 1, 42.0)])
+    with pytest.raises(ValueError, match="share sampling 0 and seed 1"):
+        paired(dup, text)

@@ -23,8 +23,9 @@ from catmner_bench.report.tables import (
 
 SIGNIFICANCE_NOTE = (
     "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (trained alike: same "
-    "epochs, data and learning rates; the current code's where several are), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > 2 SE (about 95%, "
-    "two-sided), 'ns' otherwise; a row with one seed is not tested."
+    "epochs, data and learning rates; the current code's where several are), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > t·SE, t the "
+    "two-sided 95% quantile of Student's t at the Welch-Satterthwaite degrees of freedom (Welch's test: with 3 "
+    "seeds a side, t ≥ 2.78), 'ns' otherwise; a row with one seed is not tested."
 )
 
 
@@ -308,7 +309,8 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
         return cell
-    return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))} ({'; '.join(_recipe_diff(base, shown))})"
+    how = _recipe_diff(base, shown) if saliency_row else differences(base, shown)
+    return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))} ({'; '.join(how)})"
 
 
 def table3_section(groups: list[Group], others: list[Group] | None = None) -> str:
@@ -320,7 +322,7 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
     parts.append(
         paper.TABLE3_NOTE
         + " 'Δ vs CAT' is each row minus its own CAT-MNER row (the paper's ↓ column), ours ± "
-        "the standard error over seeds, 'sig.' when |Δ| > 2 SE (a row with one seed is not tested); a row from "
+        "the standard error over seeds, 'sig.' by Welch's test as in Table 1 (a row with one seed is not tested); a row from "
         "an older recipe is compared with the CAT-MNER of its own recipe, named in the cell; "
         "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large). "
         "Where one of our systems has records of several configs (e.g. from before a default changed), the row is "
