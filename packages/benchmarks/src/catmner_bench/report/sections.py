@@ -462,12 +462,15 @@ def search_choice(
     """(best, chosen, why) of one system's search rows ``(setting name, group)`` on one dataset.
 
     ``best`` has the highest mean validation F1. It is ``chosen`` over the profile default only when it beats
-    the default by more than twice the standard error of that difference, the seed noise taken from the
-    default's validation F1 over Table 1's seeds (sigma * sqrt(1/n_best + 1/n_default)): one seed per setting
+    the default by more than t standard errors of that difference, the seed noise taken from the default's
+    validation F1 over Table 1's n seeds (SE = sigma * sqrt(1/n_best + 1/n_default); t the two-sided 95%
+    quantile of Student's t at n - 1 degrees of freedom, since sigma is estimated from n seeds): one seed per setting
     cannot tell a 0.2 gain from another seed. Without a default row, or without Table 1 seeds of the default
     to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default has no
     Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most Table 1
     seeds stands in, and ``why`` says so."""
+    from catmner_bench.verdicts import t_critical
+
     best_name, best = max(named, key=lambda t: mean(t[1].values("f1", split="valid")) or 0.0)
     default = next((g for name, g in named if name == "profile default"), None)
     if default is None or best is default:
@@ -491,14 +494,16 @@ def search_choice(
     se = sigma * math.sqrt(1 / best.n + 1 / default.n)
     where = f"Table 1, n={twin.n}" + (", another recipe of this system" if earlier else "")
     noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
-    if gain > 2 * se:
-        return best, best, f"{best_name} beats the default by {gain:+.2f} > 2 SE ({noise})"
+    t = t_critical(twin.n - 1)  # sigma is estimated from twin.n seeds: Student's t at n - 1 df, 95% two-sided
+    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {twin.n - 1} df)"
+    if gain > t * se:
+        return best, best, f"{best_name} beats the default by {gain:+.2f} > {bar} ({noise})"
     return (
         best,
         default,
         (
-            f"the best, {best_name}, is {gain:+.2f} over the default, within 2 SE ({noise}): the default is kept; "
-            f"seeds 2 and 3 of {best_name} would settle it"
+            f"the best, {best_name}, is {gain:+.2f} over the default, within {bar} ({noise}): the default is "
+            f"kept; seeds 2 and 3 of {best_name} would settle it"
         ),
     )
 
@@ -550,8 +555,9 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
         "",
         "Rounds of one factor at a time (`catmner_bench.experiments.SEARCH_ROUNDS`), each around its base "
         "recipe, scored on the validation split only. **chosen** marks the setting a round keeps for each "
-        "system and dataset: the best mean validation F1 when it beats the round's default by more than twice "
-        "the standard error of the difference (seed noise measured on Table 1's seeds), else the default. A "
+        "system and dataset: the best mean validation F1 when it beats the round's default by more than t "
+        "standard errors of the difference (seed noise measured on Table 1's n seeds; t the two-sided 95% "
+        "Student-t quantile at n - 1 df: 4.30 for 3 seeds), else the default. A "
         "setting two rounds share is one run, shown in both. Test F1 is scored only for a chosen setting, "
         "through Table 1 once it is the default (shown where such Table 1 records exist).",
     ]
