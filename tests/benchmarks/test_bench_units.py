@@ -543,6 +543,13 @@ def test_figure3_small_alphas_get_enough_optimizer_steps(tmp_path):
         (200, 12),
         (400, 10),
     }
+    # about 10 validations a run: every 4th of 38 epochs at alpha=50 (and the last); alpha=400 keeps each epoch
+    every = {s.sample["alpha"]: s.config.get("valid_every") for s in specs}
+    assert every == {50: 4, 100: 3, 200: 2, 400: None}
+    from catmner_bench.runner import train_config
+
+    tc = train_config(ctx, next(s for s in specs if s.sample["alpha"] == 50), tmp_path / "run")
+    assert tc.valid_every == 4 and tc.epochs == 38
 
 
 def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_recipe():

@@ -151,6 +151,25 @@ def test_killed_run_resumes_to_identical_result(tmp_path, tweets, labels_file):
         train(tiny_config(b, labels_file, lr=1e-3), data=data)
 
 
+def test_valid_every_validates_every_kth_epoch_and_the_last(tmp_path, tweets, labels_file):
+    """valid_every=2 over 5 epochs validates after epochs 2, 4 and 5 only; the kept model is the best of those,
+    and the same run validated after each epoch trains identically (validation touches no training state)."""
+    data = {"train": tweets[:8], "valid": tweets[8:], "test": tweets[8:]}
+    every = train(tiny_config(tmp_path / "every2", labels_file, epochs=5, valid_every=2), data=data)
+    each = train(tiny_config(tmp_path / "each", labels_file, epochs=5), data=data)
+    validated = [e["epoch"] for e in every["epochs"] if e["valid_lenient"] is not None]
+    assert validated == [2, 4, 5]
+    assert all(e["valid_strict"] is None for e in every["epochs"] if e["epoch"] not in validated)
+    assert [e["loss"] for e in every["epochs"]] == [e["loss"] for e in each["epochs"]]
+    f1 = {e["epoch"]: e["valid_lenient"]["f1"] for e in each["epochs"]}
+    assert [every["epochs"][i - 1]["valid_lenient"]["f1"] for i in validated] == [f1[i] for i in validated]
+    best = max(validated, key=lambda i: (f1[i], -i))  # the first epoch reaching the best F1 is kept
+    assert every["best_epoch"] == best
+    # a checkpoint of the default run resumes under valid_every=1 spelled out (a new field at its default)
+    again = train(tiny_config(tmp_path / "each", labels_file, epochs=5, valid_every=1), data=data)
+    assert again["metrics"] == each["metrics"]
+
+
 def test_resume_with_other_label_words_is_refused(tmp_path, tweets, labels_file):
     from kb_expand import LabelWords
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from catmner_model import DATASETS, Tweet, image_path, resolve_image_dir
 
+from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec, sha256_file
 from catmner_bench.runner import (
     SYSTEMS,
@@ -116,6 +117,15 @@ class CrossDataset(Experiment):
         ]
 
 
+def fig3_config(system: str, p: Profile, alpha: int, visual: str | None = None) -> dict[str, Any]:
+    """The run config of ``system`` in Figure 3 at ``alpha`` training tweets: the profile's per-alpha epochs,
+    and how often it validates where that is not after every epoch."""
+    cfg = system_config(system, p, epochs=p.fig3_epochs_for(alpha), visual=visual)
+    if (every := p.fig3_valid_every(alpha)) > 1:
+        cfg = {**cfg, "valid_every": every}
+    return cfg
+
+
 @dataclass(frozen=True)
 class DataEfficiency(Experiment):
     """Figure 3: alpha training tweets in the profile's sizes, several random samplings of each."""
@@ -129,7 +139,7 @@ class DataEfficiency(Experiment):
                     for s in systems:
                         # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
                         seed = p.seeds[0] + index
-                        cfg = system_config(s, p, epochs=p.fig3_epochs_for(alpha))
+                        cfg = fig3_config(s, p, alpha)
                         specs.append(RunSpec(self.name, s, d, d, seed, cfg, {"alpha": alpha, "index": index}))
         return specs
 

@@ -59,12 +59,21 @@ class Profile:
     # 40 steps of 16, too few to train on (validation F1 still unstable at the last epoch); the floor gives a
     # small alpha more epochs
     fig3_min_steps: int = 0
+    # Figure 3: validate about this many times per run (every ceil(epochs / n)-th epoch and the last; 0: after
+    # each epoch). At alpha=50 validating the full split takes 3-4x the epoch's training
+    fig3_validations: int = 0
 
     def fig3_epochs_for(self, alpha: int) -> int:
         """Epochs of a Figure-3 run on ``alpha`` training tweets: ``fig3_epochs``, or more where that is fewer
         than ``fig3_min_steps`` optimizer steps."""
         steps_per_epoch = math.ceil(alpha / self.batch_size)
         return max(self.fig3_epochs, math.ceil(self.fig3_min_steps / steps_per_epoch))
+
+    def fig3_valid_every(self, alpha: int) -> int:
+        """Validate a Figure-3 run every this many epochs (and after its last): 1 unless ``fig3_validations``."""
+        if not self.fig3_validations:
+            return 1
+        return max(1, math.ceil(self.fig3_epochs_for(alpha) / self.fig3_validations))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +130,7 @@ PROFILES: dict[str, Profile] = {
         num_threads=None,
         visual="caption",
         fig3_min_steps=150,  # the steps the paper profile's 30 epochs give alpha=50 at batch 10
+        fig3_validations=10,
     ),
     "paper": Profile(
         name="paper",

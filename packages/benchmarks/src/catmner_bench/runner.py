@@ -261,7 +261,7 @@ def _text_encoder_arg(name: str) -> str | None:
     return name
 
 
-TRAIN_FIELDS = ("warmup_ratio",)  # TrainConfig fields a run config may set (a search setting)
+TRAIN_FIELDS = ("warmup_ratio", "valid_every")  # TrainConfig fields a run config may set (search, Figure 3)
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:

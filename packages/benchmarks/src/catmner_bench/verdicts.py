@@ -193,8 +193,11 @@ def is_current(group: Any) -> bool:
     )
     visual = cfg.get("visual") if cfg.get("visual") not in (None, "none") else None
     alpha = getattr(group, "alpha", None)
-    epochs = profile.fig3_epochs_for(alpha) if alpha is not None else cfg.get("epochs")
-    return system_config(group.system, profile, epochs=epochs, visual=visual) == cfg
+    if alpha is not None:  # Figure 3: the profile's per-alpha epochs and validation interval
+        from catmner_bench.experiments import fig3_config
+
+        return fig3_config(group.system, profile, alpha, visual=visual) == cfg
+    return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
 
 
 def candidates(

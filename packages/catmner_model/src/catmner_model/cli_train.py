@@ -78,6 +78,10 @@ def train_cli(
         typer.Option(help="Append auxiliary knowledge as a second text segment: pgim (DATA_DIR/pgim/)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    valid_every: Annotated[
+        int,
+        typer.Option(min=1, help="Validate after every k-th epoch and the last (keeping the best); 1: each."),
+    ] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
@@ -133,6 +137,7 @@ def train_cli(
         captioner=captioner,
         knowledge=knowledge or None,
         epochs=epochs,
+        valid_every=valid_every,
         lr=lr,
         encoder_lr=encoder_lr,
         batch_size=batch_size,

@@ -32,7 +32,8 @@ FIG3_OURS = (
     "Ours: mean ± std over samplings; each sampling of alpha training tweets trains every system on the same "
     "tweets with the same seed, and validation and test use the complete splits. 'Δ F1 vs TEXT (paired)': the "
     "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > t·SE (a paired t-test, n - 1 degrees of freedom: t = 4.30 for 3 samplings). "
-    "'best epoch': the epoch each run kept (best validation F1), of the profile's epochs."
+    "'best epoch': the epoch each run kept (best validation F1 of the epochs it validated: about 10 a run), "
+    "of the profile's epochs."
 )
 
 

@@ -41,6 +41,9 @@ class TrainConfig:
     captioner: str | None = None  # HF image-to-text model captioning images that have no caption
     knowledge: str | None = None  # a second text segment per tweet: "pgim" (data_dir/pgim/<dataset>_pgim.zip)
     epochs: int = 10  # passes over the training split
+    # validate (and keep the model if it is the best so far) after every k-th epoch and after the last one;
+    # 1: after each. Many epochs over a few tweets (Figure 3) spend most of their time validating
+    valid_every: int = 1
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
     weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)

@@ -307,28 +307,31 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         net, run.optimizer, run.scheduler, examples, batches, run.collate, config, run.device, desc, run.show
     )
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
-    valid, _ = evaluate_split(
-        net,
-        run.splits["valid"],
-        run.split_examples["valid"],
-        run.collate,
-        config.eval_batch_size,
-        run.device,
-        info,
-        "valid",
-        run.show,
-        config.precision,
-    )
+    due = (epoch + 1) % max(1, config.valid_every) == 0 or epoch + 1 == config.epochs
+    valid = None
+    if due:
+        valid, _ = evaluate_split(
+            net,
+            run.splits["valid"],
+            run.split_examples["valid"],
+            run.collate,
+            config.eval_batch_size,
+            run.device,
+            info,
+            "valid",
+            run.show,
+            config.precision,
+        )
     t_total = time.perf_counter() - t0
-    f1 = valid["lenient"]["f1"]
-    improved = f1 > run.best_f1
+    f1 = valid["lenient"]["f1"] if valid else None
+    improved = f1 is not None and f1 > run.best_f1
     if improved:
         run.best_f1, run.best_epoch = f1, epoch + 1
     entry = {
         "epoch": epoch + 1,
         "loss": loss,
-        "valid_lenient": _short(valid["lenient"]),
-        "valid_strict": _short(valid["strict"]),
+        "valid_lenient": _short(valid["lenient"]) if valid else None,  # None: not validated (valid_every)
+        "valid_strict": _short(valid["strict"]) if valid else None,
         "best_epoch": run.best_epoch,
         "train_seconds": round(t_train, 3),
         "train_cpu_seconds": round(c_train, 3),  # process CPU time (all threads): robust to a busy machine
@@ -341,10 +344,8 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
     if info.is_main:
         _write_epoch(run, epoch, improved, rngs)
         if run.show:
-            tqdm.write(
-                f"{desc}: loss {loss:.4f}  valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})"
-                f"{'  *best*' if improved else ''}  {t_total:.1f}s"
-            )
+            scores = f"valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})" if valid else "not validated"
+            tqdm.write(f"{desc}: loss {loss:.4f}  {scores}{'  *best*' if improved else ''}  {t_total:.1f}s")
     return entry
 
 
