@@ -96,19 +96,29 @@ class Comparison:
             return None
         return abs(self.delta) > t_critical(self.df) * se if se > 0 else self.delta != 0
 
+    # how the report words this kind of comparison (PairedComparison says "sampling")
+    ONE = "1 seed"
+    UNTESTED = ", one seed: not tested"
+    SPREAD = "within the seed spread"
+
+    def count(self) -> str:
+        return f"n={len(self.a)}/{len(self.b)}"
+
     def short(self) -> str:
         """A table cell: ``+0.08 ± 0.21 (ns)``, ``+1.20 ± 0.30 (sig.)``, or ``+0.30 (1 seed)`` when not testable."""
-        se = self.se
+        se, note = self.se, (f"; {self.note}" if self.note else "")
         if se is None:
-            return f"{self.delta:+.2f} (1 seed)"
-        return f"{self.delta:+.2f} ± {se:.2f} ({'sig.' if self.significant else 'ns'})"
+            return f"{self.delta:+.2f} ({self.ONE}{note})"
+        return f"{self.delta:+.2f} ± {se:.2f} ({'sig.' if self.significant else 'ns'}{note})"
 
     def describe(self) -> str:
         se = self.se
-        n = f"n={len(self.a)}/{len(self.b)}" + (f", {self.note}" if self.note else "")
+        n = self.count() + (f", {self.note}" if self.note else "")
         if se is None:
-            return f"Δ {self.delta:+.2f} ({n}, one seed: not tested)"
-        return f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else 'within the seed spread'})"
+            return f"Δ {self.delta:+.2f} ({n}{self.UNTESTED})"
+        return (
+            f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else self.SPREAD})"
+        )
 
 
 @dataclass
@@ -128,18 +138,14 @@ class PairedComparison(Comparison):
     def df(self) -> float:
         return len(self.a) - 1
 
-    def short(self) -> str:
-        se, note = self.se, (f"; {self.note}" if self.note else "")
-        if se is None:
-            return f"{self.delta:+.2f} (1 sampling{note})"
-        return f"{self.delta:+.2f} ± {se:.2f} ({'sig.' if self.significant else 'ns'}{note})"
+    ONE = "1 sampling"
+    UNTESTED = ": not tested"
+    SPREAD = "within the spread"
 
-    def describe(self) -> str:
-        se = self.se
-        n = f"paired over {len(self.a)} samplings" + (f", {self.note}" if self.note else "")
-        if se is None:
-            return f"Δ {self.delta:+.2f} ({n}: not tested)"
-        return f"Δ {self.delta:+.2f} ± {se:.2f} SE ({n}, {'significant' if self.significant else 'within the spread'})"
+    groups: tuple[Any, Any] | None = None  # the two groups paired (`paired`), for per-type comparisons
+
+    def count(self) -> str:
+        return f"paired over {len(self.a)} samplings"
 
 
 def by_sampling(group: Any, key: str = "f1") -> dict[tuple[int, Any], float]:
@@ -170,7 +176,7 @@ def paired(ga: Any, gb: Any, key: str = "f1") -> PairedComparison | None:
         notes.append(f"{len(common)} of {len(va)}/{len(vb)} runs pair")
     if ga is not gb and (diff := differences(ga, gb)):
         notes.append("not trained alike: " + ", ".join(diff))
-    return PairedComparison([va[i] for i in common], [vb[i] for i in common], "; ".join(notes))
+    return PairedComparison([va[i] for i in common], [vb[i] for i in common], "; ".join(notes), (ga, gb))
 
 
 def _config(group: Any) -> dict[str, Any]:
@@ -227,10 +233,10 @@ def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = Non
 _SYSTEM_FIELDS = {"variant", "labels", "knowledge", "model_overrides", "image_encoder", "kind"}
 
 
-def differences(ga: Any, gb: Any) -> list[str]:
+def differences(ga: Any, gb: Any, saliency: bool = True) -> list[str]:
     """How two groups were not trained alike (e.g. "epochs 10 vs 3"): the fields both configs have, other than
     what makes them different systems; the visual source where both see one; the saliency scale where both
-    refine with label words. Empty: comparable."""
+    refine with label words (unless ``saliency`` is False). Empty: comparable."""
     from catmner_bench.runner import saliency_of
 
     ca, cb = _config(ga), _config(gb)
@@ -240,7 +246,7 @@ def differences(ga: Any, gb: Any) -> list[str]:
     if va not in (None, "none") and vb not in (None, "none") and va != vb:
         out.append(f"visual {va} vs {vb}")
     sa, sb = saliency_of(ca), saliency_of(cb)
-    if sa and sb and sa != sb:
+    if saliency and sa and sb and sa != sb:
         out.append(f"saliency {sa} vs {sb}")
     return out
 
@@ -418,9 +424,8 @@ def _data_limited_rare_types(groups, a: str, b: str) -> tuple[str, str]:
     for ds, per in deltas.items():
         rare_t, freq_t = FIG3_RARE_TYPES[ds], FIG3_FREQUENT_TYPES[ds]
         rare, freq = [], []  # per pair of runs: mean Δ over the named / the frequent types
-        for al in sorted(per):
-            ga, gb = _pair(groups, a, b, ds, alpha=al)
-            by_t = {t: paired(ga, gb, t) for t in (*rare_t, *freq_t)}
+        for _, f1 in sorted(per.items()):
+            by_t = {t: paired(*f1.groups, t) for t in (*rare_t, *freq_t)}
             n = len(by_t[rare_t[0]].a)
             for i in range(n):
                 rare.append(statistics.fmean(by_t[t].a[i] - by_t[t].b[i] for t in rare_t))

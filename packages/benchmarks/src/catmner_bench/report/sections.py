@@ -260,7 +260,7 @@ def _recipe_diff(g: Group, base: Group) -> list[str]:
     0.0001``): empty when the two share a recipe."""
     from catmner_bench.verdicts import differences
 
-    return [d for d in differences(g, base) if not d.startswith("saliency ")]
+    return differences(g, base, saliency=False)
 
 
 def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str, Group]:
