@@ -318,6 +318,24 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
     assert "learned saliency" not in md  # the learned scale is the CAT-MNER row itself: no second row
 
 
+def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> None:
+    """Where a system has records of several configs (an earlier recipe), its rows are adjacent and the one the
+    current code trains comes first, whatever order the record files load in."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.runner import system_config
+    from catmner_bench.verdicts import is_current
+
+    now = system_config("lm-span", PROFILES["quick"])
+    old = dict(now, encoder_lr=now["encoder_lr"] / 2)
+    recs = [_record("lm-span", "twitter2017", 1, 60.0, old), _record("mm", "twitter2017", 1, 62.0, {})]
+    recs += [_record("lm-span", "twitter2017", 1, 61.0, now), _record("lm-span", "twitter2015", 1, 50.0, old)]
+    for order in (recs, recs[::-1]):
+        groups = [g for g in groups_of(order) if g.train_dataset == "twitter2017"]
+        assert [g.system for g in groups] == ["lm-span", "lm-span", "mm"]
+        assert is_current(groups[0]) and not is_current(groups[1])
+
+
 def test_verdicts_compare_like_with_like() -> None:
     """Two systems are compared on records trained alike (same saliency scale, epochs, data): Visual Genome words
     trained with the paper's scale are compared with textual words trained with that scale, not with today's."""
