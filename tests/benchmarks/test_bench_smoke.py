@@ -318,20 +318,23 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
             assert (
                 row["best epoch"] == ", ".join(map(str, kept)) + f" of {runs[0]['spec']['config']['epochs']}"
             )
-            if row["System"] == system_label("lm-span"):
-                assert row["Δ F1 vs TEXT (paired)"] == ""
-                continue
-            # paired with TEXT's run of the same sampling: mean and SE of the per-sampling differences
-            text = {
-                r["spec"]["sample"]["index"]: f_of(r, "f1")
-                for r in recs
-                if r["spec"]["train_dataset"] == ds
-                and r["spec"]["sample"]["alpha"] == int(row["alpha"])
-                and r["spec"]["system"] == "lm-span"
-            }
-            d = [f_of(r, "f1") - text[r["spec"]["sample"]["index"]] for r in runs]
-            se = statistics.stdev(d) / len(d) ** 0.5
-            assert num(row["Δ F1 vs TEXT (paired)"].split(" (")[0]) == [r2(statistics.fmean(d)), r2(se)]
+            if row["System"] != system_label("cat-textual"):
+                assert row["Δ F1 vs MM (paired)"] == ""  # only a refined model is compared with MM
+            for base, col in (("lm-span", "Δ F1 vs TEXT (paired)"), ("mm", "Δ F1 vs MM (paired)")):
+                if row["System"] in (system_label(base), system_label("lm-span")):
+                    assert row[col] == ""
+                    continue
+                # paired with the baseline's run of the same sampling: mean and SE of the per-sampling differences
+                other = {
+                    r["spec"]["sample"]["index"]: f_of(r, "f1")
+                    for r in recs
+                    if r["spec"]["train_dataset"] == ds
+                    and r["spec"]["sample"]["alpha"] == int(row["alpha"])
+                    and r["spec"]["system"] == base
+                }
+                d = [f_of(r, "f1") - other[r["spec"]["sample"]["index"]] for r in runs]
+                se = statistics.stdev(d) / len(d) ** 0.5
+                assert num(row[col].split(" (")[0]) == [r2(statistics.fmean(d)), r2(se)]
     # the same sampling is shared by every system (fair comparison)
     sel = {}
     for r in recs:
