@@ -424,17 +424,22 @@ def _data_limited_rare_types(groups, a: str, b: str) -> tuple[str, str]:
     for ds, per in deltas.items():
         rare_t, freq_t = FIG3_RARE_TYPES[ds], FIG3_FREQUENT_TYPES[ds]
         rare, freq = [], []  # per pair of runs: mean Δ over the named / the frequent types
+        overall_a, overall_b = [], []  # and overall F1 of each pair: does ``a`` gain at all?
         for _, f1 in sorted(per.items()):
             by_t = {t: paired(*f1.groups, t) for t in (*rare_t, *freq_t)}
             n = len(by_t[rare_t[0]].a)
             for i in range(n):
                 rare.append(statistics.fmean(by_t[t].a[i] - by_t[t].b[i] for t in rare_t))
                 freq.append(statistics.fmean(by_t[t].a[i] - by_t[t].b[i] for t in freq_t))
+            overall_a += f1.a
+            overall_b += f1.b
         c = PairedComparison(rare, freq)
         parts.append(
             f"{LABEL[ds]} over alpha {', '.join(map(str, sorted(per)))}: Δ F1 on {'/'.join(rare_t)} "
             f"{statistics.fmean(rare):+.2f} vs {'/'.join(freq_t)} {statistics.fmean(freq):+.2f}, difference "
             + c.describe().removeprefix("Δ ")
+            + "; overall F1 "
+            + PairedComparison(overall_a, overall_b).describe()
         )
         if c.significant is not None:
             tested = True
