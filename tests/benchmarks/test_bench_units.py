@@ -305,9 +305,13 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
         recs += [_record("cat-textual", ds, s, 60.0, old) for s in (1, 2, 3, 4)]
         recs += [_record("mm", ds, 1, 65.0, system_config("mm", q))]
     keys = [_record("cat-sal-keys", "twitter2017", 1, 75.0, system_config("cat-sal-keys", q))]
+    # Visual Genome words have no Table 3 runs here, only Table 1's (the same model): the row shows those
+    vg = [_record("cat-visualgenome", "twitter2015", 1, 66.0, system_config("cat-visualgenome", q))]
     groups = groups_of(recs)
-    md = table3_section(groups, groups + groups_of(keys))
+    md = table3_section(groups, groups + groups_of(keys + vg))
     lines = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ")}
+    vg_row = lines["CAT-MNER (multimodal KB)"].split(" | ")
+    assert vg_row[2:4] == ["66.00", "-6.00 (1 seed)"] and vg_row[7] == "-"
     assert "| 72.00 ± 1.00 |" in lines["CAT-MNER (textual KB)"]  # the current config, not the 4 older runs
     paper_row = lines["CAT-MNER, saliency as Eq. 6 (the paper's)"].split(" | ")
     # the same recipe but for the scale: against the CAT-MNER row, ± SE over seeds (sqrt(0 + 1/3) = 0.58)

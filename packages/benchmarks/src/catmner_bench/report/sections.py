@@ -326,7 +326,8 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
         "an older recipe is compared with the CAT-MNER of its own recipe, named in the cell; "
         "'ours − paper' compares the F1 values directly (our encoder is usually much smaller than RoBERTa-large). "
         "Where one of our systems has records of several configs (e.g. from before a default changed), the row is "
-        "the config the current code trains. The saliency rows are ours only (the paper has one scale, Eq. 6)."
+        "the config the current code trains; a system without Table 3 runs shows its runs of another experiment "
+        "(the same model, e.g. Table 1's). The saliency rows are ours only (the paper has one scale, Eq. 6)."
     )
     settings = sorted({(g.encoder, g.profile) for g in groups})
     for enc, prof in settings:
@@ -334,11 +335,15 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
         mine = [
             g for g in groups if (g.encoder, g.profile) == (enc, prof) and g.train_dataset == g.test_dataset
         ]
+        pool = [g for g in (*mine, *(others or ())) if (g.encoder, g.profile) == (enc, prof)]
+        # a row without Table 3 records of its own shows the system's runs of another experiment (e.g. Table 1's
+        # CAT-MNER with Visual Genome words: the same model)
         picked = {
-            (system, ds): _pick(mine, system, ds) for system in TABLE3_SYSTEM_TO_ROW for ds in paper.DATASETS
+            (system, ds): _pick(mine, system, ds) or _pick(pool, system, ds)
+            for system in TABLE3_SYSTEM_TO_ROW
+            for ds in paper.DATASETS
         }
         by_sys = {k: g for k, g in picked.items() if g is not None}
-        pool = [g for g in (*mine, *(others or ())) if (g.encoder, g.profile) == (enc, prof)]
         sal = {ds: _saliency_groups(pool, ds, by_sys.get(("cat-textual", ds))) for ds in paper.DATASETS}
         cats = {
             ds: [
