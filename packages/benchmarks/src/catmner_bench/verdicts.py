@@ -51,13 +51,9 @@ _T975 = (
 def t_critical(df: float) -> float:
     """The two-sided 95% critical value of Student's t at ``df`` degrees of freedom (df < 1 counts as 1)."""
     df = max(1.0, df)
-    for (d0, t0), (d1, t1) in zip(_T975, _T975[1:], strict=False):
-        if d0 <= df <= d1:
-            if df == d0:
-                return t0
-            w = (1 / d0 - 1 / df) / (1 / d0 - (0 if math.isinf(d1) else 1 / d1))
-            return t0 + w * (t1 - t0)
-    return 1.960
+    (d0, t0), (d1, t1) = next(p for p in zip(_T975, _T975[1:], strict=False) if p[0][0] <= df <= p[1][0])
+    w = (1 / d0 - 1 / df) / (1 / d0 - 1 / d1)  # 1 / inf is 0.0
+    return t0 + w * (t1 - t0)
 
 
 @dataclass

@@ -31,7 +31,8 @@ from catmner_bench.report.tables import (
 FIG3_OURS = (
     "Ours: mean ± std over samplings; each sampling of alpha training tweets trains every system on the same "
     "tweets with the same seed, and validation and test use the complete splits. 'Δ F1 vs TEXT (paired)': the "
-    "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > t·SE (a paired t-test, n - 1 degrees of freedom: t = 4.30 for 3 samplings). "
+    "mean per-sampling difference to TEXT ± its standard error, sd(d)/sqrt(n); 'sig.' when |Δ| > t·SE (a "
+    "paired t-test, n - 1 degrees of freedom: t = 4.30 for 3 samplings). "
     "'Δ F1 vs MM (paired)': the same for a refined model against MM (the paper's claim of the refinement). "
     "'best epoch': the epoch each run kept (best validation F1 of the epochs it validated: about 10 a run), "
     "of the profile's epochs."
@@ -85,10 +86,10 @@ def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list
 
 def _paired_vs(g: Group, gs: list[Group], baseline: str) -> str:
     """F1 minus ``baseline``'s at the same alpha, paired by sampling (same training tweets and seed). Against
-    MM only for the refined models (MM is CAT-MNER without the refinement; TEXT has no fusion to refine)."""
+    MM only for the models that refine with label words (MM is CAT-MNER without the refinement)."""
     from catmner_bench.verdicts import counterpart, paired
 
-    if g.system == baseline or (baseline == "mm" and g.system in ("lm-span", "mm")):
+    if g.system == baseline or (baseline == "mm" and g.saliency is None):
         return ""
     if (base := counterpart(g, gs, baseline)) is None:
         return ""

@@ -255,23 +255,17 @@ SALIENCY_ROWS = {  # our saliency-scale rows of Table 3 (the paper has none: Eq.
 }
 
 
-def _recipe_diff(g: Group, base: Group) -> list[str]:
-    """How ``g`` was trained unlike ``base`` other than by its saliency scale (e.g. ``encoder_lr 5e-05 vs
-    0.0001``): empty when the two share a recipe."""
-    from catmner_bench.verdicts import differences
-
-    return differences(g, base, saliency=False)
-
-
 def _saliency_groups(pool: list[Group], ds: str, cat: Group | None) -> dict[str, Group]:
     """Per saliency scale, the CAT-MNER (textual words, same visual source as ``cat``) group trained with
     ``cat``'s recipe if there is one, else the one with most runs."""
+    from catmner_bench.verdicts import differences
+
     out: dict[str, Group] = {}
     if cat is None:
         return out
 
     def rank(g: Group) -> tuple:
-        return (not _recipe_diff(g, cat), g.n)
+        return (not differences(g, cat, saliency=False), g.n)
 
     for g in pool:
         if (
@@ -296,7 +290,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
 
     def alike(b: Group) -> bool:
         if saliency_row:
-            return not _recipe_diff(g, b) and b.saliency == shown.saliency
+            return not differences(g, b, saliency=False) and b.saliency == shown.saliency
         return not differences(g, b)
 
     if alike(shown):
@@ -309,7 +303,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
         return cell
-    how = _recipe_diff(base, shown) if saliency_row else differences(base, shown)
+    how = differences(base, shown, saliency=not saliency_row)
     return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))} ({'; '.join(how)})"
 
 

@@ -156,7 +156,12 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
     # within a system, the config the current code trains first, then older ones (e.g. an earlier recipe)
     out.sort(
         key=lambda g: (
-            g.train_dataset, g.test_dataset, g.alpha or 0, order.get(g.system, 99), g.encoder, not is_current(g)
+            g.train_dataset,
+            g.test_dataset,
+            g.alpha or 0,
+            order.get(g.system, 99),
+            g.encoder,
+            not is_current(g),
         )
     )
     return out
