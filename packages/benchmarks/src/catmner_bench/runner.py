@@ -191,18 +191,19 @@ def system_config(
     if s.kind == "crf":
         from catmner_bench.baselines import BaselineConfig
 
+        lm = system == "lm-crf"
         cfg = BaselineConfig(
             system=system,
             text_encoder=profile.text_encoder,
-            epochs=epochs or profile.baseline_epochs,
+            epochs=epochs or (profile.epochs if lm else profile.baseline_epochs),
             batch_size=profile.baseline_batch_size,
-            lr=profile.lm_crf_lr if system == "lm-crf" else profile.baseline_lr,
-            encoder_lr=profile.lm_crf_encoder_lr,
+            lr=profile.lr if lm else profile.baseline_lr,
+            encoder_lr=profile.encoder_lr,  # LM-CRF: trained like the span models (see Profile)
             lstm_hidden=profile.lstm_hidden,
         )
         out = dataclasses.asdict(cfg)
         out.pop("device")
-        if system != "lm-crf":
+        if not lm:
             out.pop("text_encoder")
             out.pop("encoder_lr")
         return {"kind": "crf", "profile": profile.name, **_data_config(profile), **out}
