@@ -179,6 +179,36 @@ def test_inference_label_key_cache_matches_and_follows_weights(tweets):
     assert torch.allclose(changed, expected, atol=1e-5) and not torch.allclose(changed, cached, atol=1e-4)
 
 
+def test_label_key_cache_follows_a_fused_optimizer_step(tweets):
+    """The trainer's optimizer (fused AdamW on CPU) updates weights without bumping their version counters:
+    the validation after a training epoch must still see the new label keys, not those of the last one."""
+    from catmner_model.training.config import TrainConfig
+    from catmner_model.training.optim import make_optimizer
+
+    def fresh_keys() -> list[torch.Tensor]:  # the C-Transformer run now, bypassing the cache
+        _, c, _ = model.embed(model.label_ids[:1, :1], True)
+        return model._layer_label_keys(c)
+
+    model = tiny("cat", seed=3)
+    batch = model.collator()(examples(tweets[:6]))
+    opt = make_optimizer(model, TrainConfig(lr=1e-2, encoder_lr=1e-2), torch.device("cpu"), fused=True)
+    model.eval()
+    with torch.no_grad():
+        model(batch)  # fills the cache
+        before = [k.clone() for k in model._label_keys()]
+    versions = [p._version for p in model.encoder.parameters()]
+    model.train()  # one training step, as an epoch does
+    model(batch, labels=True).loss.backward()
+    opt.step()
+    assert [p._version for p in model.encoder.parameters()] == versions  # why the version key is not enough
+    model.eval()
+    with torch.no_grad():
+        model(batch)
+        cached, expected = model._label_keys(), fresh_keys()
+    assert not torch.allclose(expected[0], before[0], atol=1e-4)  # the step moved the keys
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(cached, expected, strict=True))
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variants_run(tweets, variant):
     model = tiny(variant).train()

@@ -235,12 +235,22 @@ class RTransformerLayers:
             return None
         return key_mask.flatten().nonzero().squeeze(1), text_mask.flatten().nonzero().squeeze(1)
 
+    def train(self, mode: bool = True):  # type: ignore[no-untyped-def]
+        """nn.Module.train; entering train mode also drops the label-key cache (see `_label_keys`)."""
+        if mode:
+            self.__dict__.pop("_label_key_cache", None)
+        return super().train(mode)  # type: ignore[misc]
+
     def _label_keys(self) -> list[torch.Tensor]:
         """Every layer's label-word keys (H, C, Dh) from the C-Transformer, cached for inference.
 
         The label states depend on the weights only, so under ``torch.no_grad`` in eval mode they are computed
-        once and reused until a weight changes (the cache key holds each encoder tensor's storage and in-place
-        version counter, which optimizer steps, ``load_state_dict`` and ``.to()`` all change).
+        once and reused until a weight changes. The cache key holds each encoder tensor's storage and in-place
+        version counter, which ``load_state_dict``, ``.to()`` and in-place edits change. A fused optimizer step
+        does not (torch's fused AdamW leaves the version counter as it is), so entering train mode (`train`)
+        drops the cache too: a training loop's next validation sees the new weights. Until this was so, every
+        validation of a run reused the label keys of its first one (the final scoring, of a reloaded model, was
+        always fresh).
         """
         key = tuple((p.data_ptr(), p._version) for p in self.encoder.parameters())
         dev = self.device.type  # keys computed under autocast are bf16: the cache is per autocast state
