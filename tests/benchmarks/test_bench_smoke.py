@@ -208,7 +208,14 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
                 assert row["Δ F1 vs TEXT"] == ""
             else:  # one seed each: the difference, not tested
                 delta, note = row["Δ F1 vs TEXT"].split(" ", 1)
-                assert abs(float(delta) - (f_of(rec, "f1") - f_of(text, "f1"))) < 0.006 and note == "(1 seed)"
+                assert abs(float(delta) - (f_of(rec, "f1") - f_of(text, "f1"))) < 0.006
+                if rec["spec"]["config"].get("kind") == "crf" and rec["spec"]["system"] != "lm-crf":
+                    # the BiLSTM baselines train from scratch on their own recipe: the cell says how it differs
+                    assert note.startswith("(not tested; not trained alike: epochs ") or note.startswith(
+                        "(not tested; not trained alike: lr "
+                    ), note
+                else:  # LM-CRF is trained like the span models
+                    assert note == "(1 seed)", (rec["spec"]["system"], note)
             assert abs(float(row["min/run"]) - rec["wall_time_s"] / 60) < 0.06
             ref = paper.reference_row_for(
                 rec["spec"]["system"], rec["spec"]["config"].get("text_encoder", "")

@@ -151,7 +151,11 @@ def test_verdicts_follow_the_seed_spread():
     one_seed = [_G("cat-textual", d, [80.0]) for d in ("twitter2015", "twitter2017")] + [
         _G("mm", d, [70.0]) for d in ("twitter2015", "twitter2017")
     ]
-    assert refine.check(one_seed)[0] == "does not hold here"  # a single seed is never called significant
+    assert refine.check(one_seed)[0] == "not tested yet"  # a single seed is never called significant
+    # tested and not significant on one dataset, untested on the other: the tested one decides
+    mixed = [noisy[0], one_seed[1], noisy[2], one_seed[3]]
+    assert refine.check(mixed)[0] == "does not hold here"
+    assert refine.check([clear[0], one_seed[1], clear[2], one_seed[3]])[0] == "not tested yet"
     only15 = refine.check(clear[:3])  # mm on Twitter-2017 missing: judged on Twitter-2015 alone
     assert only15[0] == "holds here" and "Twitter-2017: not run" in only15[1]
     assert refine.check(clear[:2])[0] == "cannot be tested here"  # no mm at all
@@ -389,7 +393,7 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
     unlike = [r for r in alike if r["spec"]["system"] == "lm-span"]
     unlike += [_record("lm-crf", ds, 1, 70.0, old) for ds in ("twitter2015", "twitter2017")]
     verdict, why = close.check(groups_of(unlike))
-    assert verdict == "holds here" and "not trained alike: " in why
+    assert verdict == "not tested yet" and "not trained alike: " in why  # no verdict on runs unlike
     assert f"epochs {span['epochs']} vs 10" in why and f"encoder_lr {span['encoder_lr']:g} vs 5e-05" in why
     # with both in the records, the one the current code trains is compared
     verdict, why = close.check(groups_of(alike + unlike))
@@ -421,6 +425,15 @@ def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> N
     )
 
 
+def _chosen_label(name: str) -> str:
+    """How the search table labels round 1's choice when round 2 has rows (it decides the recipe)."""
+    from catmner_bench.experiments import SEARCH_ROUNDS
+
+    if len(SEARCH_ROUNDS) > 1:
+        return f"{name} (chosen in round 1; round {SEARCH_ROUNDS[1].name} decides the recipe)"
+    return f"**{name}** (chosen)"
+
+
 def test_search_section_marks_the_best_validation_setting() -> None:
     """The chosen row is the setting with the highest mean validation F1, wherever it stands in the list."""
     from catmner_bench.experiments import SEARCH_ROUNDS
@@ -438,9 +451,13 @@ def test_search_section_marks_the_best_validation_setting() -> None:
     md = md[: md.index("\n### ")] if "\n### " in md else md
     rows = [line for line in md.splitlines() if line.startswith("| ") and "Setting" not in line]
     assert len(rows) == len(first.settings)
-    (chosen,) = [r for r in rows if "(chosen)" in r]
-    assert chosen.startswith("| **batch 10 (the paper's)** (chosen) | 1 | 80.00 | +10.00 |")
-    assert "(not yet: Table 1)" in chosen and not any("other" in r.split(" | ")[0] for r in rows)
+    (chosen,) = [r for r in rows if "(chosen" in r]
+    # round 2's default (round 1's "encoder lr 1e-4" run) is here too: round 2 decides the recipe, and round
+    # 1's choice is marked as superseded, without a test score
+    assert chosen.startswith(
+        f"| {_chosen_label('batch 10 (the paper' + chr(39) + 's)')} | 1 | 80.00 | +10.00 |"
+    )
+    assert chosen.endswith("| - |") and not any("other" in r.split(" | ")[0] for r in rows)
 
 
 def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
@@ -473,16 +490,13 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
         }
         if kept:
             assert "no warm-up (best, within noise)" in rows
-            assert "**profile default** (chosen)" in rows
-            assert "70.00 ± 0.50 (Table 1, n=3)" in rows["**profile default** (chosen)"]
+            assert _chosen_label("profile default") in rows
             assert (
                 "is +2.00 over the default, within 4.30 SE = 3.04 (Student's t, 2 df) (seed σ 0.50 on validation "
                 "(Table 1, n=3), SE of the difference 0.71)" in md
             )
         else:
-            assert (
-                "**no warm-up** (chosen)" in rows and "(not yet: Table 1)" in rows["**no warm-up** (chosen)"]
-            )
+            assert _chosen_label("no warm-up") in rows
             assert "beats the default by +3.50 > 4.30 SE = 3.04" in md
 
 
@@ -695,3 +709,44 @@ def test_figure3_pairs_real_records_by_sampling_and_seed():
     dup = Group([rec("cat-textual", 0, 1, 41.0), rec("cat-textual", 0, 1, 42.0)])
     with pytest.raises(ValueError, match="share sampling 0 and seed 1"):
         paired(dup, text)
+
+
+def test_fig4_caption_table_shows_weight_parked_on_the_first_piece(tmp_path) -> None:
+    """A model whose caption attention sits on the first piece whatever the word (an attention sink) must not
+    read as focused: the table gives the first piece's weight, how often it is the top, and the entropy over
+    the other pieces."""
+    import math
+
+    from catmner_bench.report.figures import fig4_caption_section
+
+    def rec(system: str, weights: list[list[float]]) -> dict:
+        cases = [
+            {
+                "dataset": "twitter2017",
+                "split": "test",
+                "imgid": f"t{i}",
+                "tokens": ["Obama", "in", "Paris"],
+                "entity": {"start": 0, "end": 1, "type": "PER"},
+                "caption": "a man at a podium",
+                "pieces": ["a", "man", "at", "a", "podium"],
+                "weights": w,
+            }
+            for i, w in enumerate(weights)
+        ]
+        config = {"text_encoder": "minilm", "encoder_lr": 1e-4, "visual": "caption"}
+        spec = {"system": system, "train_dataset": "twitter2017", "config": config}
+        return {"spec": spec, "extra": {"caption_attention": {"layer": "last", "cases": cases}}}
+
+    sink = [[0.9, 0.025, 0.025, 0.025, 0.025], [0.8, 0.05, 0.05, 0.05, 0.05]]  # uniform over the rest
+    content = [[0.1, 0.6, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1, 0.6]]
+    md, _ = fig4_caption_section([rec("mm", content), rec("cat-textual", sink)], tmp_path, "figures")
+    assert "(enc lr 0.0001)" in md
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ") for line in md.splitlines() if "refined (" in line
+    }
+    mm, cat = rows["unrefined (MM)"], rows["refined (CAT-MNER)"]
+    assert float(cat[2]) < float(mm[2])  # the sink has the lower entropy ...
+    assert cat[6] == "2 of 2" and mm[6] == "0 of 2"
+    assert math.isclose(float(cat[7].strip(" |")), math.log(4), abs_tol=0.01)  # ... but none over the rest
+    assert float(mm[7].strip(" |")) < math.log(4) - 0.1
+    assert "Top piece agrees on 0 of 2 spans." in md

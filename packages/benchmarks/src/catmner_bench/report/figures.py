@@ -212,16 +212,31 @@ def fig4_section(
 FIG4_CAPTION_DRAWN = 8  # entity spans drawn per dataset in the caption heat-map
 
 
+def _top(weights: list[float]) -> int:
+    """The index of the largest weight."""
+    return max(range(len(weights)), key=weights.__getitem__)
+
+
+def _renormalised(weights: list[float]) -> list[float]:
+    """``weights`` scaled to sum to 1 (empty when they sum to 0)."""
+    total = sum(weights)
+    return [w / total for w in weights] if total > 0 else []
+
+
 def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple[str, list[Path]]:
     """Figure 4 over caption words: entity spans' attention over their tweet's caption pieces, refined
     (CAT-MNER) against unrefined (MM), summarised per dataset and drawn as a text heat-map."""
     maps: dict[tuple[str, str], dict[str, dict[tuple, dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(dict)
     )
+    lrs_of: dict[tuple[str, str], set[float]] = defaultdict(set)  # encoder lrs of the records behind a table
     for r in records:
-        for c in r.get("extra", {}).get("caption_attention", {}).get("cases", []):
+        cases = r.get("extra", {}).get("caption_attention", {}).get("cases", [])
+        for c in cases:
             key = (c["imgid"], c["entity"]["start"], c["entity"]["end"], c["entity"]["type"])
             maps[(c["dataset"], encoder_of(r))][r["spec"]["system"]].setdefault(key, c)
+        for table in {(c["dataset"], encoder_of(r)) for c in cases}:
+            lrs_of[table] |= {r["spec"]["config"].get("encoder_lr")} - {None}
     if not maps:
         return "", []
     parts = [
@@ -229,8 +244,13 @@ def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) 
         "",
         "The last layer's text→caption attention of each gold entity span of the first test tweets (mean over "
         "heads and the span's words), renormalised over the caption's word pieces. Unrefined = MM, refined = "
-        "CAT-MNER, the Table 1 caption models. Entropy in nats (lower = more focused); 'top piece agrees' = both "
-        "models attend most to the same piece.",
+        "CAT-MNER: the caption models of the Figure 4 records (Table 1's models where their config matched; "
+        "the heading names their encoder lr). Entropy in nats (lower = more focused); 'top piece agrees' = both "
+        "models attend most to the same piece. A model that puts most of its weight on the caption's first "
+        "piece whatever its word (an attention sink: spare attention parked on one position) attends to no "
+        "content there, so a low entropy alone does not mean focus: 'weight on first piece' and 'top is first "
+        "piece' show how much sits there, and 'entropy w/o first' is the entropy over the other pieces "
+        "(renormalised).",
     ]
     figures = []
     for (ds, enc), by_system in sorted(maps.items()):
@@ -242,6 +262,8 @@ def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) 
             cs = [src[k] for k in both]
             ent = [entropy(c["weights"]) for c in cs]
             uni = [math.log(len(c["weights"])) for c in cs if len(c["weights"]) > 1]
+            rest = [_renormalised(c["weights"][1:]) for c in cs if len(c["weights"]) > 2]
+            rest = [w for w in rest if w]
             rows.append(
                 [
                     name,
@@ -249,18 +271,29 @@ def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) 
                     fmt(mean(ent)) if ent else "-",
                     fmt(mean(uni)) if uni else "-",
                     fmt(mean([max(c["weights"]) for c in cs])) if cs else "-",
+                    fmt(mean([c["weights"][0] for c in cs])) if cs else "-",
+                    f"{sum(_top(c['weights']) == 0 for c in cs)} of {len(cs)}",
+                    fmt(mean([entropy(w) for w in rest])) if rest else "-",
                 ]
             )
-        agree = sum(
-            max(range(len(refined[k]["weights"])), key=refined[k]["weights"].__getitem__)
-            == max(range(len(unrefined[k]["weights"])), key=unrefined[k]["weights"].__getitem__)
-            for k in both
-        )
+        agree = sum(_top(refined[k]["weights"]) == _top(unrefined[k]["weights"]) for k in both)
+        lrs = sorted(lrs_of[(ds, enc)])
+        header = [
+            "Model",
+            "entity spans",
+            "mean entropy",
+            "uniform entropy",
+            "mean top weight",
+            "weight on first piece",
+            "top is first piece",
+            "entropy w/o first",
+        ]
         parts += [
             "",
-            f"### {DATASET_LABEL.get(ds, ds)}, encoder {enc}",
+            f"### {DATASET_LABEL.get(ds, ds)}, encoder {enc}"
+            + (f" (enc lr {', '.join(f'{x:g}' for x in lrs)})" if lrs else ""),
             "",
-            md_table(["Model", "entity spans", "mean entropy", "uniform entropy", "mean top weight"], rows),
+            md_table(header, rows),
             "",
             f"Top piece agrees on {agree} of {len(both)} spans.",
         ]

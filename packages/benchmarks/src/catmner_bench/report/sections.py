@@ -22,8 +22,9 @@ from catmner_bench.report.tables import (
 )
 
 SIGNIFICANCE_NOTE = (
-    "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (trained alike: same "
-    "epochs, data and learning rates; the current code's where several are), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > t·SE, t the "
+    "'Δ F1 vs TEXT': test F1 minus that of our LM-SPAN (TEXT) row of the same dataset (the one trained most "
+    "alike: same epochs, data and learning rates where one is, else the current code's; a cell names what "
+    "differs), ± its standard error over seeds, SE = sqrt(s_a²/n_a + s_b²/n_b); 'sig.' when |Δ| > t·SE, t the "
     "two-sided 95% quantile of Student's t at the Welch-Satterthwaite degrees of freedom (Welch's test: with 3 "
     "seeds a side, t ≥ 2.78), 'ns' otherwise; a row with one seed is not tested."
 )
@@ -31,14 +32,16 @@ SIGNIFICANCE_NOTE = (
 
 def _vs(groups: list[Group], g: Group, baseline: str) -> str:
     """The seed test of ``g`` against our ``baseline`` system on the same train/test datasets (a table cell)."""
-    from catmner_bench.verdicts import Comparison, counterpart
+    from catmner_bench.verdicts import Comparison, counterpart, differences
 
     if g.system == baseline or g.alpha is not None:
         return ""
     base = counterpart(g, groups, baseline)
     if base is None:
         return "-"
-    return Comparison(g.values("f1"), base.values("f1")).short()
+    diff = differences(g, base)
+    note = "not trained alike: " + ", ".join(diff) if diff else ""
+    return Comparison(g.values("f1"), base.values("f1"), note, not diff).short()
 
 
 def epochs_section(groups: list[Group]) -> str | None:
@@ -297,8 +300,13 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
         base = shown
     else:
         ok = [b for b in cats if alike(b)]
-        if not ok:
-            return "n/a (no CAT-MNER trained alike)"
+        if not ok:  # the closest CAT-MNER, not tested, with what differs
+            same = [b for b in cats if not saliency_row or b.saliency == shown.saliency] or cats
+            base = min(same, key=lambda b: (len(differences(g, b, saliency=not saliency_row)), -b.n))
+            how = differences(g, base, saliency=not saliency_row)
+            note = "not trained alike: " + ", ".join(how)
+            cell = Comparison(g.values("f1"), base.values("f1"), note, False).short()
+            return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))}"
         base = max(ok, key=lambda b: (is_current(b), b.n))
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
@@ -444,8 +452,10 @@ def rerun_note() -> str:
 
     p = PROFILES["paper"]
     return (
-        "Rerun: each command above reproduces its records (finished runs are skipped, an interrupted one resumes "
-        "from its last epoch); `catmner-bench report DIR --out docs` renders this page. With a GPU and the paper's "
+        "Rerun: each command above, at the commit its records name (Source), reproduces them (finished runs are "
+        "skipped, an interrupted one resumes from its last epoch); at a later commit it trains that commit's "
+        "recipe, and a run of another config is a new record. `catmner-bench report DIR --out docs --title "
+        "TITLE --image-dir IMAGES` renders this page. With a GPU and the paper's "
         f"encoders, `--profile paper` runs Section 4.1's setting: text encoder `{p.text_encoder}`, image encoder "
         f"`{p.image_encoder}` (both must be available to transformers / open_clip), {p.epochs} epochs, batch "
         f"{p.batch_size}, lr {p.lr:g} (encoder {p.encoder_lr:g}), seeds {', '.join(map(str, p.seeds))}, "
@@ -557,12 +567,15 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
         "system and dataset: the best mean validation F1 when it beats the round's default by more than t "
         "standard errors of the difference (seed noise measured on Table 1's n seeds; t the two-sided 95% "
         "Student-t quantile at n - 1 df: 4.30 for 3 seeds), else the default. A "
-        "setting two rounds share is one run, shown in both. Test F1 is scored only for a chosen setting, "
+        "setting two rounds share is one run, shown in both; a later round, planned around an earlier one's "
+        "lead, decides the recipe. Test F1 is scored only for a chosen setting, "
         "through Table 1 once it is the default (shown where such Table 1 records exist).",
     ]
     for ds in paper.DATASETS:
         for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
-            for rnd, named in search_rows(groups, system, ds):
+            rounds = search_rows(groups, system, ds)
+            for i, (rnd, named) in enumerate(rounds):
+                later = rounds[i + 1][0].name if i + 1 < len(rounds) else None  # the round that supersedes it
                 best, chosen, why = search_choice(named, table1)
                 default = next((g for name, g in named if name == "profile default"), None)
                 d_valid = mean(default.values("f1", split="valid")) if default else None
@@ -570,7 +583,7 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                 for name, g in named:
                     v = g.values("f1", split="valid")
                     test = "-"
-                    if g is chosen:
+                    if g is chosen and later is None:
                         twin = next(
                             (
                                 t
@@ -587,7 +600,9 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                             else "(not yet: Table 1)"
                         )
                     label = name
-                    if g is chosen:
+                    if g is chosen and later is not None:
+                        label = f"{name} (chosen in round {rnd.name}; round {later} decides the recipe)"
+                    elif g is chosen:
                         label = f"**{name}** (chosen)"
                     elif g is best:
                         label = f"{name} (best, within noise)"
