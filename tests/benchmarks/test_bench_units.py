@@ -750,3 +750,21 @@ def test_fig4_caption_table_shows_weight_parked_on_the_first_piece(tmp_path) -> 
     assert math.isclose(float(cat[7].strip(" |")), math.log(4), abs_tol=0.01)  # ... but none over the rest
     assert float(mm[7].strip(" |")) < math.log(4) - 0.1
     assert "Top piece agrees on 0 of 2 spans." in md
+
+
+def test_fig3_table_says_where_systems_have_different_samplings(tmp_path) -> None:
+    """While a Figure 3 run is unfinished, its system's mean covers fewer samplings than the others': the table
+    says so (the F1 columns then compare different training tweets), and says nothing once all are there."""
+    from catmner_bench.report import groups_of
+    from catmner_bench.report.figures import fig3_section
+
+    def rec(system: str, index: int, f1: float) -> dict:
+        r = _record(system, "twitter2015", 1 + index, f1, {"epochs": 38})
+        r["spec"]["sample"] = {"alpha": 50, "index": index}
+        return r
+
+    full = [rec(s, i, 30.0 + i) for s in ("lm-span", "mm", "cat-textual") for i in range(3)]
+    md, _ = fig3_section(groups_of(full), tmp_path, "figures")
+    assert "Not every system has the same samplings" not in md
+    md, _ = fig3_section(groups_of(full[:-1]), tmp_path, "figures")
+    assert "Not every system has the same samplings at alpha 50 (" in md and "CAT-MNER (textual KB) 2)" in md

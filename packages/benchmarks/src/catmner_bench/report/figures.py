@@ -39,6 +39,18 @@ FIG3_OURS = (
 )
 
 
+def _uneven_samplings(gs: list[Group]) -> list[str]:
+    """Per alpha whose systems do not all have the same (sampling, seed) runs: "alpha 50 (TEXT 3, MM 2)"."""
+    from catmner_bench.verdicts import by_sampling
+
+    out = []
+    for alpha in sorted({g.alpha for g in gs}):
+        at = [g for g in gs if g.alpha == alpha]
+        if len({frozenset(by_sampling(g)) for g in at}) > 1:
+            out.append(f"alpha {alpha} (" + ", ".join(f"{system_label(g.system)} {g.n}" for g in at) + ")")
+    return out
+
+
 def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list[Path]]:
     parts = [
         "## Figure 3: data efficiency (test F1 vs number of training tweets)",
@@ -73,14 +85,16 @@ def fig3_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str, list
         png = figdir / f"fig3_{ds}.png"
         plot_fig3(gs, ds, png)
         figures.append(png)
-        parts += [
-            "",
-            f"### {DATASET_LABEL[ds]}",
-            "",
-            md_table(header, rows),
-            "",
-            f"![Figure 3, {DATASET_LABEL[ds]}]({rel}/{png.name})",
-        ]
+        parts += ["", f"### {DATASET_LABEL[ds]}", "", md_table(header, rows)]
+        if uneven := _uneven_samplings(gs):
+            parts += [
+                "",
+                "Not every system has the same samplings at "
+                + "; ".join(uneven)
+                + ": the F1 columns and the plot average each system's own runs, so they compare different "
+                "training tweets there; the paired Δ columns compare the samplings both have.",
+            ]
+        parts += ["", f"![Figure 3, {DATASET_LABEL[ds]}]({rel}/{png.name})"]
     return "\n".join(parts), figures
 
 
