@@ -42,11 +42,11 @@ class Profile:
     n_eval: int | None  # validation/test tweets (None: the whole split)
     seeds: tuple[int, ...]  # default seeds (mean ± std over them)
     # BiLSTM-CRF baselines (trained from scratch). LM-CRF fine-tunes the text encoder as the span models do and
-    # is trained like them (their epochs, lr and encoder lr; batch baseline_batch_size), so that "CRF vs span"
-    # compares the decoders only, as the paper's BERT-CRF and BERT-SPAN rows do
+    # is trained like them (their epochs, batch size, lr and encoder lr), so that "CRF vs span" compares the
+    # decoders only, as the paper's BERT-CRF and BERT-SPAN rows do
     baseline_epochs: int  # BiLSTM baselines: epochs
     baseline_lr: float  # BiLSTM baselines: Adam lr
-    baseline_batch_size: int  # CRF baselines: tweets per step
+    baseline_batch_size: int  # BiLSTM baselines: tweets per step
     lstm_hidden: int  # BiLSTM hidden size per direction
     fig3_alphas: tuple[int, ...]  # Figure 3: training-set sizes
     fig3_samplings: int  # Figure 3: random samplings per alpha (paper: 8)

@@ -196,7 +196,7 @@ def system_config(
             system=system,
             text_encoder=profile.text_encoder,
             epochs=epochs or (profile.epochs if lm else profile.baseline_epochs),
-            batch_size=profile.baseline_batch_size,
+            batch_size=profile.batch_size if lm else profile.baseline_batch_size,
             lr=profile.lr if lm else profile.baseline_lr,
             encoder_lr=profile.encoder_lr,  # LM-CRF: trained like the span models (see Profile)
             lstm_hidden=profile.lstm_hidden,

@@ -248,9 +248,7 @@ class RTransformerLayers:
         once and reused until a weight changes. The cache key holds each encoder tensor's storage and in-place
         version counter, which ``load_state_dict``, ``.to()`` and in-place edits change. A fused optimizer step
         does not (torch's fused AdamW leaves the version counter as it is), so entering train mode (`train`)
-        drops the cache too: a training loop's next validation sees the new weights. Until this was so, every
-        validation of a run reused the label keys of its first one (the final scoring, of a reloaded model, was
-        always fresh).
+        drops the cache too: a training loop's next validation sees the new weights.
         """
         key = tuple((p.data_ptr(), p._version) for p in self.encoder.parameters())
         dev = self.device.type  # keys computed under autocast are bf16: the cache is per autocast state

@@ -276,8 +276,7 @@ def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) 
             cs = [src[k] for k in both]
             ent = [entropy(c["weights"]) for c in cs]
             uni = [math.log(len(c["weights"])) for c in cs if len(c["weights"]) > 1]
-            rest = [_renormalised(c["weights"][1:]) for c in cs if len(c["weights"]) > 2]
-            rest = [w for w in rest if w]
+            rest = [w for c in cs if len(c["weights"]) > 2 and (w := _renormalised(c["weights"][1:]))]
             rows.append(
                 [
                     name,

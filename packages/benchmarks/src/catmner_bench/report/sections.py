@@ -32,16 +32,14 @@ SIGNIFICANCE_NOTE = (
 
 def _vs(groups: list[Group], g: Group, baseline: str) -> str:
     """The seed test of ``g`` against our ``baseline`` system on the same train/test datasets (a table cell)."""
-    from catmner_bench.verdicts import Comparison, counterpart, differences
+    from catmner_bench.verdicts import between, counterpart
 
     if g.system == baseline or g.alpha is not None:
         return ""
     base = counterpart(g, groups, baseline)
     if base is None:
         return "-"
-    diff = differences(g, base)
-    note = "not trained alike: " + ", ".join(diff) if diff else ""
-    return Comparison(g.values("f1"), base.values("f1"), note, not diff).short()
+    return between(g, base).short()
 
 
 def epochs_section(groups: list[Group]) -> str | None:
@@ -289,7 +287,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     against the CAT-MNER group of ``g``'s own recipe (named in the cell), so that a row from before a recipe
     change is not compared with a model trained differently. A saliency row compares with CAT-MNER at the
     shown row's (default) scale."""
-    from catmner_bench.verdicts import Comparison, differences, is_current
+    from catmner_bench.verdicts import Comparison, between, differences, is_current
 
     def alike(b: Group) -> bool:
         if saliency_row:
@@ -303,9 +301,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
         if not ok:  # the closest CAT-MNER, not tested, with what differs
             same = [b for b in cats if not saliency_row or b.saliency == shown.saliency] or cats
             base = min(same, key=lambda b: (len(differences(g, b, saliency=not saliency_row)), -b.n))
-            how = differences(g, base, saliency=not saliency_row)
-            note = "not trained alike: " + ", ".join(how)
-            cell = Comparison(g.values("f1"), base.values("f1"), note, False).short()
+            cell = between(g, base, saliency=not saliency_row).short()
             return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))}"
         base = max(ok, key=lambda b: (is_current(b), b.n))
     cell = Comparison(g.values("f1"), base.values("f1")).short()
