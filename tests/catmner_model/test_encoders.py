@@ -210,7 +210,10 @@ def test_loop_and_interception_compute_the_same(reference, tok, tweets):
         for (name, p), q in zip(loop.named_parameters(), hooked.parameters(), strict=True):
             assert (p.grad is None) == (q.grad is None), name
             if p.grad is not None:
-                assert torch.allclose(p.grad, q.grad, atol=1e-5), name
+                # relative to the tensor's scale: the word-embedding gradient sums many positions (entries up to
+                # ~650 here, where one float32 ulp is 6e-5) in an order that differs between the two paths
+                scale = q.grad.abs().max().item()
+                assert (p.grad - q.grad).abs().max().item() <= 1e-5 + 1e-6 * scale, name
 
 
 # ------------------------------------------------------------------------------------------ (c) save/load
