@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from catmner_model.modeling import CatMner, ModelFormatError, create_model, load_tokenizer
+from catmner_model.errors import CatmnerError
+from catmner_model.model import CatMner, create_model
+from catmner_model.model_io import ModelFormatError
+from catmner_model.text_encoder import load_text_encoder, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
 CLI = [sys.executable, "-c", "from catmner_model.cli import main; main()"]
 
 
@@ -44,6 +48,19 @@ def _plant_auto_map(d: Path, tokenizer_class: str) -> Path:
     return marker
 
 
+def _refusal(path: Path) -> str:
+    return (
+        f"error: {path}: asks to run Python code from the model directory (auto_map); catmner never runs such "
+        "code: remove auto_map (and use a stock transformers class)"
+    )
+
+
+def _run_closed_stdin(*args: str) -> subprocess.CompletedProcess:
+    """The CLI with stdin closed (no terminal, nothing to answer a prompt with)."""
+    return subprocess.run([*CLI, *args], stdin=subprocess.DEVNULL, env=_env(), capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
 def test_auto_map_to_unknown_class_never_prompts_nor_runs(model_dir):
     marker = _plant_auto_map(model_dir, "EvilTokenizer")
     # answering "y" to transformers' "Do you wish to run the custom code?" would run evil.py
@@ -51,32 +68,125 @@ def test_auto_map_to_unknown_class_never_prompts_nor_runs(model_dir):
                        env=_env(), capture_output=True, text=True, timeout=300)  # fmt: skip
     assert r.returncode == 1 and not marker.exists(), r.stderr
     assert "Do you wish" not in r.stdout + r.stderr
-    assert r.stderr.strip().splitlines() == [
-        f"error: {model_dir / 'tokenizer_config.json'}: asks to run Python code from the model directory "
-        "(auto_map); catmner never runs such code: set tokenizer_class to a transformers tokenizer"
-    ]
-    with pytest.raises(ModelFormatError, match="auto_map"):
+    assert r.stderr.strip().splitlines() == [_refusal(model_dir / "tokenizer_config.json")]
+    with pytest.raises(CatmnerError, match="auto_map"):
         load_tokenizer(str(model_dir))  # a --text-encoder path is refused the same way
     assert not marker.exists()
 
 
-def test_auto_map_beside_a_known_class_loads_without_code(model_dir):
+def test_auto_map_beside_a_known_class_is_refused_too(model_dir):
     marker = _plant_auto_map(model_dir, "BertTokenizer")
-    model = CatMner.from_pretrained(model_dir)
-    assert type(model.tokenizer).__module__.startswith("transformers.") and not marker.exists()
+    with pytest.raises(CatmnerError, match="auto_map"):
+        CatMner.from_pretrained(model_dir)
+    assert not marker.exists()
+
+
+def _plant_encoder_auto_map(d: Path) -> Path:
+    """The issue's attack: config.json's encoder_config gets an auto_map to evil.py beside it (which would
+    create PWNED when imported), its _name_or_path pointing at the directory."""
+    marker = d / "PWNED"
+    meta = json.loads((d / "config.json").read_text())
+    meta["encoder_config"]["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    meta["encoder_config"]["_name_or_path"] = str(d)
+    (d / "config.json").write_text(json.dumps(meta))
+    (d / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n"
+        "from transformers import BertModel as EvilModel, BertConfig as EvilConfig\n"
+    )
+    return marker
+
+
+def test_encoder_config_auto_map_refused_before_anything_is_built(model_dir, monkeypatch):
+    marker = _plant_encoder_auto_map(model_dir)
+    import transformers
+
+    def built(*args, **kwargs):  # nothing may be built from this directory
+        raise AssertionError("a model was built from a directory carrying auto_map")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_config", built)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", built)
+    with pytest.raises(CatmnerError, match=r"config\.json: asks to run Python code"):
+        CatMner.from_pretrained(model_dir)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_encoder_config_auto_map_cli_is_one_line_no_prompt(model_dir, tmp_path, command):
+    marker = _plant_encoder_auto_map(model_dir)
+    if command == "predict":
+        args = ["predict", str(model_dir), "--text", "Obama in Paris"]
+    else:
+        args = ["evaluate", str(model_dir), "--dataset", "twitter2015", "--data-dir", str(DATA), "--max-tweets", "2"]
+    r = _run_closed_stdin(*args)
+    assert "Do you wish" not in r.stdout + r.stderr and not marker.exists()
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [_refusal(model_dir / "config.json")], r.stderr
+
+
+def test_text_encoder_dir_with_auto_map_refused(tmp_path):
+    """`train --text-encoder DIR` / `catmner-bench run --text-encoder DIR`: a plain HF directory whose
+    config.json carries an auto_map is refused before transformers reads it."""
+    from transformers import BertConfig, BertModel
+
+    enc = tmp_path / "encoder"
+    load_tokenizer("tiny").save_pretrained(enc)
+    BertModel(BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                         intermediate_size=8)).save_pretrained(enc)  # fmt: skip
+    marker = enc / "PWNED"
+    (enc / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n")
+    cfg = json.loads((enc / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModel": "evil.M"}
+    (enc / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CatmnerError, match=r"encoder/config\.json: asks to run Python code"):
+        load_text_encoder(str(enc))
+    with pytest.raises(CatmnerError, match="auto_map"):
+        load_tokenizer(str(enc))
+    out = tmp_path / "run"
+    r = _run_closed_stdin("train", "--variant", "text", "--text-encoder", str(enc), "--image-encoder", "none",
+                          "--data-dir", str(DATA), "--output", str(out), "-q")  # fmt: skip
+    assert not marker.exists() and "Do you wish" not in r.stdout + r.stderr
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [_refusal(enc / "config.json")], r.stderr
+    from catmner_model.visual import HFCaptioner
+
+    with pytest.raises(CatmnerError, match="auto_map"):
+        HFCaptioner(str(enc))  # --captioner DIR
+    assert not marker.exists()
+
+
+def test_pickled_text_encoder_weights_are_one_line(tmp_path):
+    """A --text-encoder directory whose weights are a pickle (pytorch_model.bin): refused, as one line."""
+    from transformers import BertConfig
+
+    enc = tmp_path / "encoder"
+    load_tokenizer("tiny").save_pretrained(enc)
+    BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+               intermediate_size=8).save_pretrained(enc)  # fmt: skip
+    import pickle
+
+    (enc / "pytorch_model.bin").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CatmnerError, match=r"encoder: cannot load the text encoder"):
+        load_text_encoder(str(enc))
+
+
+# receivers of .from_pretrained / .from_config in src that are not transformers (they build from our own files)
+NOT_TRANSFORMERS = {"CatMner", "nn.Embedding"}
 
 
 def test_every_transformers_load_refuses_remote_code():
+    """Every from_pretrained / from_config call in src (whatever it is called on) passes
+    trust_remote_code=False, but for the few receivers known not to be transformers classes."""
     calls = []
-    for path in (REPO / "packages").rglob("*.py"):
+    for path in (REPO / "packages").glob("*/src/**/*.py"):
         text = path.read_text(encoding="utf-8")
-        for m in re.finditer(r"\b(Auto\w+|\w+(?:Tokenizer|Model|Config)\w*)\.from_pretrained\(", text):
+        for m in re.finditer(r"([\w.]+)\.from_(?:pretrained|config)\(", text):
+            if m.group(1) in NOT_TRANSFORMERS:
+                continue
             depth, i = 1, m.end()
             while depth:
                 depth += {"(": 1, ")": -1}.get(text[i], 0)
                 i += 1
             calls.append((path.name, text[m.start() : i]))
     assert calls, "no transformers from_pretrained call found: the pattern is stale"
+    assert any(".from_config(" in c[1] for c in calls), "no from_config call found: the pattern is stale"
     assert [c for c in calls if "trust_remote_code=False" not in c[1]] == []
 
 

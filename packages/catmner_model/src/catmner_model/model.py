@@ -375,7 +375,7 @@ class CatMner(RTransformerLayers, nn.Module):
         from transformers import AutoModel
 
         saved = read_model_dir(directory)
-        encoder = AutoModel.from_config(saved.encoder_config)
+        encoder = AutoModel.from_config(saved.encoder_config, trust_remote_code=False)
         drop_pooler(encoder)
         words = saved.words
         model = cls(

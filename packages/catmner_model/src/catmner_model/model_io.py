@@ -22,6 +22,7 @@ from catmner_model.atomic import atomic_write, atomic_write_text
 from catmner_model.batching import LABELS
 from catmner_model.config import CatMnerConfig, config_from_dict
 from catmner_model.errors import CatmnerError
+from catmner_model.hf_safety import refuse_remote_code, remote_code_refusal
 from catmner_model.provenance import sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,6 +95,7 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
         raise ModelFormatError(
             f"{d}: not a catmner model directory (config.json has no format {FORMAT_NAME!r})"
         )
+    refuse_remote_code(d)  # config.json (its encoder_config), tokenizer_config.json, ...: before any build
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFormatError(
             f"{d}: model format version {meta.get('format_version')!r}, this catmner reads version {FORMAT_VERSION}"
@@ -113,14 +115,11 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)  # no auto_map code
     except ValueError as e:
-        if "custom code" not in str(e):
-            raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
-        raise ModelFormatError(
-            f"{d / 'tokenizer_config.json'}: asks to run Python code from the model directory (auto_map); "
-            "catmner never runs such code: set tokenizer_class to a transformers tokenizer"
-        ) from None
-    except OSError as e:
-        raise ModelFormatError(f"{d}: cannot load the tokenizer files ({e})") from None
+        if "custom code" in str(e):
+            raise remote_code_refusal(d / "tokenizer_config.json") from None
+        raise ModelFormatError(f"{d}: cannot load the tokenizer files ({_first(e)})") from None
+    except (OSError, TypeError, KeyError, AttributeError) as e:
+        raise ModelFormatError(f"{d}: cannot load the tokenizer files ({_first(e)})") from None
     return SavedModel(d, meta, cfg, enc_config, words, tokenizer)
 
 
@@ -160,6 +159,16 @@ def _read_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise ModelFormatError(f"{path.parent}: not a catmner model directory (no {what})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFormatError(f"{path}: invalid JSON ({e})") from None
+        raise ModelFormatError(f"{path}: invalid JSON ({_first(e)})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{path}: invalid JSON (nested too deeply)") from None
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), else its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -7,11 +7,13 @@ Hugging Face name or path. Code shipped inside model files (``auto_map``) is nev
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
+from catmner_model.hf_safety import refuse_remote_code, remote_code_refusal
 from catmner_model.model_io import ModelFormatError
 
 TINY_ENCODER = dict(  # the random-init BERT used by the "tiny" text encoder (tests)
@@ -47,6 +49,7 @@ def load_tokenizer(text_encoder: str) -> Any:
     from transformers import AutoTokenizer
 
     path = encoder_path(text_encoder)
+    refuse_remote_code(path)  # a local directory's configs, before transformers reads them
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=False)  # never code from a model dir
     except ValueError as e:
@@ -60,9 +63,12 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(text_encoder)
     if text_encoder == "tiny":
-        encoder = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), **TINY_ENCODER))
+        encoder = AutoModel.from_config(
+            BertConfig(vocab_size=len(tokenizer), **TINY_ENCODER), trust_remote_code=False
+        )
     else:
         path = encoder_path(text_encoder)
+        refuse_remote_code(path)
         verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # "pooler weights not used" and similar are expected here
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load; our commands show their own
@@ -70,6 +76,14 @@ def load_text_encoder(text_encoder: str, tokenizer: Any | None = None) -> tuple[
             encoder = AutoModel.from_pretrained(path, trust_remote_code=False)
         except ValueError as e:
             raise remote_code_error(path, e) from None
+        except pickle.UnpicklingError:  # torch's weights_only loading refused it: never loaded unsafely
+            raise ModelFormatError(
+                f"{path}: cannot load the text encoder (its weights file holds more than tensors: a pickle is "
+                "never loaded; save the encoder with safetensors)"
+            ) from None
+        except (OSError, RuntimeError, EOFError) as e:  # no weights, truncated, unreadable
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelFormatError(f"{path}: cannot load the text encoder ({first})") from None
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:
@@ -88,6 +102,4 @@ def remote_code_error(path: str, exc: ValueError) -> Exception:
     """transformers refusing an auto_map (trust_remote_code=False) as one line; other errors unchanged."""
     if "custom code" not in str(exc):
         return exc
-    return ModelFormatError(
-        f"{path}: asks to run Python code from the model files (auto_map); catmner never does"
-    )
+    return remote_code_refusal(path)

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from catmner_model.data import DataError, Tweet, catmner_home, image_path, resolve_data_dir
+from catmner_model.hf_safety import refuse_remote_code
 
 VISUAL_SOURCES: tuple[str, ...] = ("grid", "caption", "grid+caption", "none")
 TEXT_CONTEXTS: tuple[str, ...] = ("pgim",)  # second text segments the trainer knows how to find
@@ -138,6 +139,7 @@ class HFCaptioner:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.name = str(name_or_path)
+        refuse_remote_code(self.name)  # a local directory's configs, before transformers reads them
         try:
             self.processor = AutoProcessor.from_pretrained(self.name, trust_remote_code=False)
             self.model = AutoModelForImageTextToText.from_pretrained(self.name, trust_remote_code=False)
