@@ -116,10 +116,21 @@ def test_encoder_config_auto_map_cli_is_one_line_no_prompt(model_dir, tmp_path, 
     if command == "predict":
         args = ["predict", str(model_dir), "--text", "Obama in Paris"]
     else:
-        args = ["evaluate", str(model_dir), "--dataset", "twitter2015", "--data-dir", str(DATA), "--max-tweets", "2"]
+        args = [
+            "evaluate",
+            str(model_dir),
+            "--dataset",
+            "twitter2015",
+            "--data-dir",
+            str(DATA),
+            "--max-tweets",
+            "2",
+        ]
     r = _run_closed_stdin(*args)
     assert "Do you wish" not in r.stdout + r.stderr and not marker.exists()
-    assert r.returncode == 1 and r.stderr.strip().splitlines() == [_refusal(model_dir / "config.json")], r.stderr
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [_refusal(model_dir / "config.json")], (
+        r.stderr
+    )
 
 
 def test_text_encoder_dir_with_auto_map_refused(tmp_path):
@@ -132,7 +143,9 @@ def test_text_encoder_dir_with_auto_map_refused(tmp_path):
     BertModel(BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                          intermediate_size=8)).save_pretrained(enc)  # fmt: skip
     marker = enc / "PWNED"
-    (enc / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n")
+    (enc / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n"
+    )
     cfg = json.loads((enc / "config.json").read_text())
     cfg["auto_map"] = {"AutoModel": "evil.M"}
     (enc / "config.json").write_text(json.dumps(cfg))

@@ -115,3 +115,70 @@ def test_bom_and_each_line_on_its_own(trained, tmp_path):
     assert strict.stderr.strip().splitlines() == [
         f"error: {f}:2: image '{allowed / 'missing.jpg'}' not found (--strict; 4 such line(s))"
     ]
+
+
+def test_jsonl_input_with_bf16_precision(trained, tmp_path):
+    """issue 25: `--input` did not pass --precision on (mat1 and mat2 must have the same dtype)."""
+    run, _ = trained
+    f = _write(tmp_path / "in.jsonl", [{"text": "Obama visits Paris"}, {"tokens": ["Trump", "in", "London"]}])
+    res = runner.invoke(app, ["predict", str(run / "model"), "--input", str(f), "--precision", "bf16", "-q"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["tokens"] for line in res.stdout.strip().split("\n")] == [
+        ["Obama", "visits", "Paris"],
+        ["Trump", "in", "London"],
+    ]
+
+
+def test_invisible_characters_never_become_or_join_tokens(trained, tmp_path):
+    run, _ = trained
+    text = "Obama\u200b visits Paris\ufeff \u200b Lon\u00addon\x07 \u2028x"
+    res = runner.invoke(app, ["predict", str(run / "model"), "--input",
+                              str(_write(tmp_path / "in.jsonl", [{"text": text},
+                                                                  {"tokens": ["\u200b", "Paris\ufeff", "x"]}])),
+                              "-q"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.strip().split("\n")]
+    assert rows[0]["tokens"] == ["Obama", "visits", "Paris", "London", "x"]
+    assert rows[1]["tokens"] == ["Paris", "x"]
+    for row in rows:  # whatever the tiny model predicts, no entity holds an invisible character
+        assert all(e["text"].isprintable() for e in row["entities"])
+
+
+def test_jsonl_lines_split_only_at_newlines(trained, tmp_path):
+    """U+2028 / U+0085 inside a JSON string are not line breaks (str.splitlines split them)."""
+    run, _ = trained
+    f = tmp_path / "in.jsonl"
+    f.write_bytes('{"text": "Obama\u2028in\u0085Paris now"}\r\n{"text": "again"}\n'.encode())
+    res = runner.invoke(app, ["predict", str(run / "model"), "--input", str(f), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.strip().split("\n")]
+    assert [r["tokens"] for r in rows] == [["Obama", "in", "Paris", "now"], ["again"]]
+
+
+def test_text_reports_truncation_and_unusable_image(trained, tmp_path):
+    run, _ = trained
+    long_words = " ".join(f"w{i}" for i in range(40))
+    res = runner.invoke(app, ["predict", str(run / "model"), "--text", long_words, "-q"])
+    assert res.exit_code == 0, res.output
+    cut = [ln for ln in res.stderr.splitlines() if "max_length" in ln]
+    assert len(cut) == 1 and cut[0].startswith("warning: --text: ") and "of its 40 words" in cut[0]
+    for name, content in [("bomb.png", None), ("cut.jpg", b"\xff\xd8\xff\xe0"), ("empty.jpg", b""),
+                          ("page.jpg", b"<html><body>hi</body></html>")]:  # fmt: skip
+        img = tmp_path / name
+        if content is None:  # a decompression bomb: a 1-bit PNG claiming 40000 x 40000 pixels
+            from PIL import Image
+
+            Image.new("1", (40000, 40000)).save(img)
+        else:
+            img.write_bytes(content)
+        res = runner.invoke(app, ["predict", str(run / "model"), "--text", "Obama in Paris", "--image", str(img),
+                                  "-q"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert res.stderr.strip().splitlines() == [
+            f"warning: --text: image '{img}' is not a readable image: predicted without it"
+        ], name
+        assert json.loads(res.stdout) == Predictor(run / "model").predict_text("Obama in Paris")
+    missing = runner.invoke(app, ["predict", str(run / "model"), "--text", "Obama", "--image", "/etc/passwd"])
+    assert missing.exit_code == 0 and "warning: --text: image '/etc/passwd' is not an image file name" in (
+        missing.stderr
+    )

@@ -220,3 +220,10 @@ def test_text_variant_needs_no_labels_and_refuses_them(tmp_path, labels):
     assert "uses no label words" in one_error_line(_cli_train(tmp_path / "t3", labels, "--variant", "mm"))
     # a refining variant still defaults to the textual build
     assert "run `kbx build` first" in one_error_line(_cli_train(tmp_path / "t4", None, "--variant", "cat"))
+
+
+def test_quiet_training_still_notes_truncated_words(tmp_path, labels, data, capsys):
+    """`train -q` hides progress, not lost words: the max_length note goes to stderr all the same."""
+    train(config(tmp_path / "run", labels, epochs=1, model_overrides={"max_length": 8}), data=data)
+    err = capsys.readouterr().err
+    assert "note: words past max_length pieces are never predicted" in err, err

@@ -250,17 +250,17 @@ def predict_cli(
         raise UserError("give exactly one of --text or --input")
     predictor = Predictor(model_dir, captioner=captioner, precision=precision)
     if text is not None:
-        if predictor.uses_captions and caption is None and (image is None or captioner is None):
-            typer.echo(
-                "warning: this model reads the image's caption: give --caption (or --image with "
-                "--captioner); predicting with the no-caption token",
-                err=True,
-            )
-        print_json(predictor.predict_text(text, str(image) if image else None, caption=caption))
+        notes: list[str] = []  # an unusable --image, a missing caption, words past max_length: as for --input
+        entities = predictor.predict_text(
+            text, str(image) if image else None, caption=caption, warnings=notes
+        )
+        for note in notes:
+            typer.echo(f"warning: {note}", err=True)
+        print_json(entities)
         return
     if image is not None or caption is not None:
         raise UserError("--image/--caption go with --text; in --input files give 'image'/'caption' per line")
-    notes: list[str] = []
+    notes = []
     rows = predictor.predict_jsonl(
         input,
         batch_size=batch_size,

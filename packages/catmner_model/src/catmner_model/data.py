@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,25 @@ class Tweet:
     def where(self) -> str:
         """``file:line`` of the tweet ("" for a tweet made in memory), for messages."""
         return f"{self.path}:{self.line}" if self.path else ""
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a text file, split on ``\n`` only (a ``\r`` before it dropped), never on the other
+    characters `str.splitlines` breaks at (U+2028, U+0085, form feed, ...), which can sit inside a JSON string
+    or a token. A final newline does not make an empty last line."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def visible(text: str) -> str:
+    """``text`` as a reader sees it: format characters (zero-width space and joiners, BOM, bidi marks, soft
+    hyphen) and non-whitespace control characters removed; whitespace (including U+2028, U+0085) kept, so it
+    still separates words. Tokens are made from this, so invisible characters never become or join tokens."""
+    if text.isprintable():  # the common case: nothing to remove
+        return text
+    return "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf"))
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
@@ -169,8 +189,7 @@ def read_conll(path: str | os.PathLike[str], *, extra_columns: bool = False) -> 
             raise DataError(f"{p}:{first_line}: IMGID:{imgid} has no tokens")
         imgid, tokens, tags, first_line = None, [], [], 0
 
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        line = line.rstrip("\r")
+    for line_no, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             flush()
             continue
@@ -185,13 +204,15 @@ def read_conll(path: str | os.PathLike[str], *, extra_columns: bool = False) -> 
             raise DataError(
                 f"{p}:{line_no}: expected 'token<TAB>tag', got {len(cols)} column(s): {line[:60]!r}"
             )
-        token, tag = cols[0], cols[1].strip()
+        token, tag = visible(cols[0]).strip(), normalise_tag(cols[1].strip(), f"{p}:{line_no}")
         if token == "":
-            raise DataError(f"{p}:{line_no}: empty token")
+            if cols[0] and tag == "O":  # only invisible characters (zero-width space, BOM...): not a token
+                continue
+            raise DataError(f"{p}:{line_no}: empty token (or only invisible characters)")
         if not tokens and imgid is None:
             first_line = line_no
         tokens.append(token)
-        tags.append(normalise_tag(tag, f"{p}:{line_no}"))
+        tags.append(tag)
     flush()
     if not tweets:
         raise DataError(f"{p}: no tweets found (empty file?)")

@@ -20,7 +20,9 @@ from catmner_model.data import (
     Tweet,
     entities_to_tags,
     read_conll,
+    split_lines,
     tags_to_entities,
+    visible,
 )
 
 METRIC_DEFINITION = (
@@ -127,17 +129,19 @@ def read_predictions(
 ) -> tuple[list[Tweet], list[list[Entity]]]:
     """Read a file written by `write_predictions`: tweets (with gold) and predicted entities per tweet."""
     p = Path(path)
-    tweets = read_conll(p, extra_columns=True)
-    raw = p.read_text(encoding="utf-8").splitlines()
+    tweets = read_conll(p, extra_columns=True)  # checks the file: UTF-8, columns, tags
+    raw = split_lines(p.read_bytes().decode("utf-8-sig"))
     preds: list[list[Entity]] = []
     for tweet in tweets:
-        start = tweet.line if tweet.line and raw[tweet.line - 1].startswith("IMGID:") else tweet.line - 1
-        rows = raw[start : start + len(tweet.tokens)]
-        tags = []
-        for offset, row in enumerate(rows):
-            cols = row.split("\t")
+        i = tweet.line if raw[tweet.line - 1].startswith("IMGID:") else tweet.line - 1
+        tags: list[str] = []
+        while len(tags) < len(tweet.tokens):
+            cols = raw[i].split("\t")
+            i += 1
+            if not visible(cols[0]).strip():  # a token of invisible characters only: read_conll drops it
+                continue
             if len(cols) < 3:
-                raise DataError(f"{p}:{start + offset + 1}: expected 'token<TAB>gold<TAB>pred'")
+                raise DataError(f"{p}:{i}: expected 'token<TAB>gold<TAB>pred'")
             tags.append(cols[2].strip())
         preds.append(tags_to_entities(tags, mode))
     return tweets, preds

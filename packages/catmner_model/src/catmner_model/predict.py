@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from catmner_model.data import Entity, Tweet
+from catmner_model.data import Entity, Tweet, split_lines, visible
 from catmner_model.errors import CatmnerError
 
 # Tweet tokenisation close to the benchmark files: URLs, @mentions, #hashtags, HTML entities (split as
@@ -46,8 +46,9 @@ class PredictError(CatmnerError):
 
 
 def tokenize(text: str) -> list[str]:
-    """Split raw tweet text into tokens: whitespace, then URLs/mentions/hashtags/words/single punctuation."""
-    return _TOKEN_RE.findall(text)
+    """Split raw tweet text into tokens: whitespace, then URLs/mentions/hashtags/words/single punctuation.
+    Invisible characters (zero-width, BOM, controls: `data.visible`) are dropped first: never a token."""
+    return _TOKEN_RE.findall(visible(text))
 
 
 # Tweets per forward pass at inference: on a 2-core CPU 32 beats 16 and 64 (cache-resident attention and
@@ -154,11 +155,15 @@ def read_jsonl(
     """
     p = Path(path)
     try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
+        lines = split_lines(p.read_bytes().decode("utf-8-sig"))  # never split inside a string at U+2028
     except FileNotFoundError:
         raise PredictError(f"{p}: not found") from None
+    except IsADirectoryError:
+        raise PredictError(f"{p}: is a directory, expected a JSONL file") from None
     except UnicodeDecodeError as exc:
-        raise PredictError(f"{p}: not UTF-8 text ({exc.reason})") from None
+        raise PredictError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise PredictError(f"{p}: cannot read ({exc.strerror or exc})") from None
     items: list[PredictInput] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -167,6 +172,8 @@ def read_jsonl(
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PredictError(f"{p}:{n}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PredictError(f"{p}:{n}: not JSON (nested too deeply)") from None
         if not isinstance(obj, dict):
             raise PredictError(f'{p}:{n}: expected an object like {{"text": "..."}}')
         image = obj.get("image")
@@ -199,8 +206,9 @@ def make_input(
     if tokens is not None:
         if not isinstance(tokens, list | tuple) or not all(isinstance(t, str) for t in tokens):
             raise PredictError(f"{where}: 'tokens' must be a list of strings")
-        toks = [t for t in tokens if t.strip()]
-        if len(toks) != len(tokens) or any(any(c.isspace() for c in t) for t in toks):
+        # invisible characters never become or join tokens: a token of only such characters is dropped
+        toks = [visible(t) for t in tokens if not (t and visible(t) == "")]
+        if any(not t.strip() or any(c.isspace() for c in t) for t in toks):
             raise PredictError(f"{where}: tokens must be non-empty and contain no whitespace")
     elif isinstance(text, str):
         toks = tokenize(text)
@@ -208,7 +216,7 @@ def make_input(
         raise PredictError(f"{where}: give 'text' (a string) or 'tokens' (a list of strings)")
     if not toks:
         raise PredictError(f"{where}: empty tweet (no tokens)")
-    return PredictInput(tokens=list(toks), image=image, text=text, caption=caption)
+    return PredictInput(tokens=list(toks), image=image, text=text, caption=caption, where=where)
 
 
 class Predictor:
@@ -366,9 +374,47 @@ class Predictor:
         )
         return [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
 
-    def predict_text(self, text: str, image: str | None = None, caption: str | None = None) -> list[dict]:
-        """Entities of one raw tweet (with its optional image file and caption)."""
-        return self.predict([make_input(text, None, image, where="--text", caption=caption)])[0]
+    def predict_text(
+        self,
+        text: str,
+        image: str | None = None,
+        caption: str | None = None,
+        warnings: list[str] | None = None,
+    ) -> list[dict]:
+        """Entities of one raw tweet (with its optional image file and caption).
+
+        With a ``warnings`` list (the CLI's ``--text``), an unusable image is a warning there and the tweet is
+        predicted without it, as for ``--input``, and words past the model's max_length pieces are noted."""
+        item = make_input(text, None, image, where="--text", caption=caption)
+        if warnings is None:
+            return self.predict([item])[0]
+        example = self.checked_example(item, 0, warnings)
+        cut = count_truncated(self.collate, [item.tokens])["words"]
+        if cut:
+            warnings.append(
+                f"--text: {cut} of its {len(item.tokens)} words lie past the model's max_length pieces: "
+                "never predicted (split the text)"
+            )
+        preds = predict_examples(
+            self.model, [example], self.collate, 1, self.device, precision=self.precision
+        )
+        return [entity_json(item.tokens, e) for e in preds[0]]
+
+    def checked_example(self, item: PredictInput, index: int, notes: list[str]) -> Any:
+        """The model input of one tweet; an image that will not be used (not an image file, missing,
+        unreadable: a bomb, truncated, empty, HTML) or a missing caption is noted in ``notes`` (naming where
+        the tweet came from) and the tweet is predicted without it."""
+        if item.image and (problem := image_problem(item.image)):
+            notes.append(f"{item.where}: {problem}: predicted without an image")
+            item.image = None
+        tweet = Tweet(imgid=f"input{index}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
+        ex = self.example(tweet, item.image, item.caption)
+        if item.image and self.uses_images and ex.image_features is None and ex.image_file is None:
+            notes.append(f"{item.where}: image {item.image!r} is not a readable image: predicted without it")
+        if self.uses_captions and ex.caption is None:
+            hint = "" if item.image is None else " (an image alone needs --captioner for this model)"
+            notes.append(f"{item.where}: no caption{hint}: predicted with the no-caption token")
+        return ex
 
     def predict_tokens(
         self, tokens: Sequence[str], image: str | None = None, caption: str | None = None
@@ -394,21 +440,7 @@ class Predictor:
         max_length pieces, never predicted."""
         notes: list[str] = []
         items = read_jsonl(path, image_dir, notes)
-        examples = []
-        for i, item in enumerate(items):
-            if item.image and (problem := image_problem(item.image)):
-                notes.append(f"{item.where}: {problem}: predicted without an image")
-                item.image = None
-            tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
-            ex = self.example(tweet, item.image, item.caption)
-            if item.image and self.uses_images and ex.image_features is None and ex.image_file is None:
-                notes.append(
-                    f"{item.where}: image {item.image!r} is not a readable image: predicted without it"
-                )
-            if self.uses_captions and ex.caption is None:
-                hint = "" if item.image is None else " (an image alone needs --captioner for this model)"
-                notes.append(f"{item.where}: no caption{hint}: predicted with the no-caption token")
-            examples.append(ex)
+        examples = [self.checked_example(item, i, notes) for i, item in enumerate(items)]
         prefix = f"{Path(path)}:"
         notes.sort(key=lambda m: int(m[len(prefix) :].split(":", 1)[0]))  # in line order
         if strict and notes:
@@ -418,7 +450,13 @@ class Predictor:
         if warnings is not None:
             warnings.extend(notes)
         preds = predict_examples(
-            self.model, examples, self.collate, batch_size, self.device, progress=progress
+            self.model,
+            examples,
+            self.collate,
+            batch_size,
+            self.device,
+            progress=progress,
+            precision=self.precision,
         )
         results = [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
         out = []

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,15 @@ from typing import Any
 
 import torch
 
-from catmner_model.data import DataError, Tweet, catmner_home, image_path, resolve_data_dir
+from catmner_model.data import (
+    DataError,
+    Tweet,
+    catmner_home,
+    image_path,
+    resolve_data_dir,
+    split_lines,
+    visible,
+)
 from catmner_model.hf_safety import refuse_remote_code
 
 VISUAL_SOURCES: tuple[str, ...] = ("grid", "caption", "grid+caption", "none")
@@ -76,8 +85,10 @@ def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
         raise CaptionError(f"{p}: is a directory, expected a caption file") from None
     except UnicodeDecodeError as exc:
         raise CaptionError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise CaptionError(f"{p}: cannot read ({exc.strerror or exc})") from None
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(split_lines(text), 1):  # on \n only: a caption may hold U+2028
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
@@ -85,6 +96,10 @@ def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CaptionError(f"{p}:{n}: not JSON ({exc.msg})") from None
+            except RecursionError:
+                raise CaptionError(f"{p}:{n}: not JSON (nested too deeply)") from None
+            if not isinstance(obj, dict):
+                raise CaptionError(f'{p}:{n}: expected {{"imgid": "...", "caption": "..."}}')
             imgid, caption = obj.get("imgid"), obj.get("caption")
             if not isinstance(imgid, str | int) or not isinstance(caption, str):
                 raise CaptionError(f'{p}:{n}: expected {{"imgid": "...", "caption": "..."}}')
@@ -94,7 +109,7 @@ def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
             if not sep or not name.strip():
                 raise CaptionError(f"{p}:{n}: expected '<IMGID>.jpg :<caption>' or a JSON line")
             imgid = _imgid_of(name)
-        caption = " ".join(caption.split())
+        caption = " ".join(visible(caption).split())
         if not caption:  # an empty caption is no caption (the tweet gets the no-caption token, counted)
             continue
         if imgid in out and out[imgid] != caption:
@@ -174,8 +189,13 @@ def read_pgim(path: str | os.PathLike[str], split: str) -> list[tuple[tuple[str,
             raw = zf.read(names[0])
     except FileNotFoundError:
         raise CaptionError(f"{p}: PGIM knowledge zip not found") from None
+    except IsADirectoryError:
+        raise CaptionError(f"{p}: is a directory, expected a PGIM knowledge zip") from None
     except zipfile.BadZipFile as exc:
         raise CaptionError(f"{p}: not a zip file ({exc})") from None
+    except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zlib.error) as exc:
+        # truncated or damaged members, encryption, an unknown compression method
+        raise CaptionError(f"{p}: damaged zip file ({type(exc).__name__}: {str(exc)[:120]})") from None
     where = f"{p}!{names[0]}"
     try:
         text = raw.decode("utf-8-sig")
@@ -192,7 +212,9 @@ def read_pgim(path: str | os.PathLike[str], split: str) -> list[tuple[tuple[str,
                 out.append((tuple(tokens), knowledge))
             tokens, knowledge, in_knowledge = [], [], False
             continue
-        word = line.split("\t", 1)[0]
+        word = visible(line.split("\t", 1)[0]).strip()  # as the CoNLL reader reads tokens (`data.visible`)
+        if not word:
+            continue
         if word == "<EOS>":
             in_knowledge = True
         elif in_knowledge:

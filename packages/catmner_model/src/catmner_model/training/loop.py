@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -266,8 +267,11 @@ def _start(config: TrainConfig, info: DistInfo, data: dict[str, list[Tweet]] | N
     run.model.to(device)
     run.collate = run.model.collator()
     run.truncated = {k: count_truncated(run.collate, (t.tokens for t in v)) for k, v in splits.items()}
-    if show and any(c["words"] for c in run.truncated.values()):
-        tqdm.write(f"note: words past max_length pieces are never predicted: {run.truncated} (in log.json)")
+    if info.is_main and any(c["words"] for c in run.truncated.values()):  # shown with -q as well: lost words
+        tqdm.write(
+            f"note: words past max_length pieces are never predicted: {run.truncated} (in log.json)",
+            file=sys.stderr,
+        )
 
     run.lengths = example_lengths(split_examples["train"], run.collate)
     steps_per_epoch = len(
