@@ -17,7 +17,7 @@ from .scheme import Scheme, load_scheme
 from .sources import Source, SourceContext, source_class
 from .sources.conceptnet import DEFAULT_CONCEPTNET_URL
 from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL
-from .store import LabelResult, Store, StoreLocked, WordRow
+from .store import LabelResult, Store, StoreUnavailable, WordRow, store_errors
 from .web import HttpClient, HttpConfig
 
 
@@ -73,11 +73,19 @@ def _save_pending(source: str, results: list[LabelResult]) -> str:
 
     lw = LabelWords({r.label: [w.word for w in r.words] for r in results},
                     {r.label: r.entity_type for r in results}, source=source)  # fmt: skip
-    path = cache_dir("pending") / f"{source}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
-    path.write_text(json.dumps(lw.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+    try:
+        path = cache_dir("pending") / f"{source}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.json"
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(lw.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as e:  # the pending folder's disk is full or read-only as well
+        return f"the words could not be saved aside either ({e.strerror or e}): free space and rerun"
     return (
-        f"the words are in {path} (usable as `catmner train --labels {path}`); rerun the build when the "
-        "other process is done (KBX_LOCK_TIMEOUT sets the wait in seconds)"
+        f"the words are in {path} (usable as `catmner train --labels {path}`); rerun the build once the "
+        "store is usable (for a lock: when the other process is done; KBX_LOCK_TIMEOUT sets the wait in seconds)"
     )
 
 
@@ -135,43 +143,54 @@ def run_build(
     with Store.open(db) as store:
         http = HttpClient(store, cfg.http)
         try:
-            source, missing = make_source(cfg, store, http)
-            missing = dict(getattr(source, "missing", missing))
-            params, inputs = _params(cfg, k, scheme, source), _inputs(source, scheme, store)
-            key = build_key(cfg.source, k, scheme, params, inputs, missing)
-            same = None if cfg.force else store.find_reusable(key, missing)
-            if same is not None:
-                store.select_build(same["id"])
-                labels, _ = store.label_words(same["id"])
-                return BuildResult(
-                    same["id"], cfg.source, labels, same["missing"], time.perf_counter() - start,
-                    http.requests_made, reused=True, created_at=same["created_at"],
-                )  # fmt: skip
-            source.prepare(scheme.labels)
-            results = []
-            from tqdm import tqdm
+            with store_errors(store.path):  # a locked, full or read-only store: one line
+                source, missing = make_source(cfg, store, http)
+                missing = dict(getattr(source, "missing", missing))
+                params, inputs = _params(cfg, k, scheme, source), _inputs(source, scheme, store)
+                key = build_key(cfg.source, k, scheme, params, inputs, missing)
+                same = None if cfg.force else store.find_reusable(key, missing)
+                if same is not None:
+                    store.select_build(same["id"])
+                    labels, _ = store.label_words(same["id"])
+                    return BuildResult(
+                        same["id"], cfg.source, labels, same["missing"], time.perf_counter() - start,
+                        http.requests_made, reused=True, created_at=same["created_at"],
+                    )  # fmt: skip
+                source.prepare(scheme.labels)
+                results = []
+                from tqdm import tqdm
 
-            for spec in tqdm(scheme.labels, desc=f"{cfg.source} labels", disable=not cfg.progress):
-                cands = source.expand(spec.label, spec.seeds, k)
-                words = [WordRow(c.word, c.score, source.name, c.evidence) for c in cands]
-                results.append(LabelResult(spec.label, spec.entity_type, list(spec.seeds), words))
-            missing = dict(getattr(source, "missing", missing))
-            params = _params(cfg, k, scheme, source)
-            inputs = _inputs(source, scheme, store)
+                for spec in tqdm(scheme.labels, desc=f"{cfg.source} labels", disable=not cfg.progress):
+                    cands = source.expand(spec.label, spec.seeds, k)
+                    words = [WordRow(c.word, c.score, source.name, c.evidence) for c in cands]
+                    results.append(LabelResult(spec.label, spec.entity_type, list(spec.seeds), words))
         finally:
             http.close()
-        duration = time.perf_counter() - start
         if not any(r.words for r in results):
             raise KbxError(f"the {cfg.source} build found no label words for any label: nothing stored")
-        try:
-            build_id = store.write_build(
-                cfg.source, scheme.name, params, inputs, results, missing, round(duration, 3), on_write, key
-            )
-        except StoreLocked as e:
-            raise KbxError(
-                f"{e}; nothing stored but nothing lost: {_save_pending(cfg.source, results)}"
-            ) from e
-        created_at = store.get_build(build_id)["created_at"]
+        try:  # the words exist from here on: a store that fails now must not lose them
+            with store_errors(store.path):
+                missing = dict(getattr(source, "missing", missing))
+                params = _params(cfg, k, scheme, source)
+                inputs = _inputs(source, scheme, store)
+                duration = time.perf_counter() - start
+                build_id = store.write_build(
+                    cfg.source,
+                    scheme.name,
+                    params,
+                    inputs,
+                    results,
+                    missing,
+                    round(duration, 3),
+                    on_write,
+                    key,
+                )
+                created_at = store.get_build(build_id)["created_at"]
+        except StoreUnavailable as e:
+            saved = _save_pending(cfg.source, results)
+            if saved.startswith("the words are in"):
+                raise KbxError(f"{e}; nothing stored but nothing lost: {saved}") from e
+            raise KbxError(f"{e}; nothing stored, and {saved}") from e
     return BuildResult(
         build_id, cfg.source, {r.label: [w.word for w in r.words] for r in results}, missing, duration,
         http.requests_made, created_at=created_at,

@@ -84,8 +84,37 @@ class LabelResult:
     words: list[WordRow]  # ranked words (rank = position + 1)
 
 
-class StoreLocked(KbxError):
+class StoreUnavailable(KbxError):
+    """The store cannot be read or written now (locked, disk full, read-only, damaged); one line."""
+
+
+class StoreLocked(StoreUnavailable):
     """Another process held the store's write lock for longer than the lock timeout."""
+
+
+def store_failure(path: Path, exc: BaseException) -> StoreUnavailable:
+    """An SQLite error on the store as one line naming the store and what to do."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if _is_locked(exc):
+        return StoreLocked(
+            f"{path}: the label-word store stayed locked by another process for {lock_timeout():g} s"
+        )
+    if "full" in text:
+        hint = "free some space on its disk (or point --db / KBX_DB elsewhere)"
+    elif "readonly" in text or "read-only" in text:
+        hint = "the store is read-only here: make it writable (or point --db / KBX_DB elsewhere)"
+    else:
+        hint = "check the disk, or point --db / KBX_DB at another store"
+    return StoreUnavailable(f"{path}: cannot use the label-word store ({text}): {hint}")
+
+
+@contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite errors on the store at ``path`` into `StoreUnavailable` (one line)."""
+    try:
+        yield
+    except sqlite_utils.db.sqlite3.Error as e:
+        raise store_failure(path, e) from e
 
 
 def lock_timeout() -> float:
@@ -127,7 +156,13 @@ class Store:
             database = sqlite_utils.Database(conn)
             store = cls(database, path)
             store.migrate()
-        except (OSError, sqlite_utils.db.sqlite3.DatabaseError) as e:
+        except sqlite_utils.db.sqlite3.Error as e:
+            failure = store_failure(path, e)
+            if isinstance(failure, StoreLocked):
+                raise StoreLocked(f"{failure}: nothing was built; rerun when the other process is done "
+                                  "(KBX_LOCK_TIMEOUT sets the wait in seconds)") from e  # fmt: skip
+            raise KbxError(f"{path}: cannot open label-word store: {e}") from e
+        except OSError as e:
             raise KbxError(f"{path}: cannot open label-word store: {e}") from e
         return store
 
@@ -182,16 +217,12 @@ class Store:
         that interrupt a build mid-write.
         """
         labels = {r.label: [w.word for w in r.words] for r in results}
-        try:
+        with store_errors(
+            self.path
+        ):  # locked, disk full, read-only: one line (the build saves its words aside)
             return self._write_build(
                 source, scheme, params, inputs, results, missing, duration_s, on_write, labels, build_key
             )
-        except sqlite_utils.db.sqlite3.OperationalError as e:
-            if not _is_locked(e):
-                raise
-            raise StoreLocked(
-                f"{self.path}: the label-word store stayed locked by another process for {lock_timeout():g} s"
-            ) from e
 
     def _write_build(
         self, source, scheme, params, inputs, results, missing, duration_s, on_write, labels, build_key=None
@@ -314,10 +345,13 @@ class Store:
         return rows[0] if rows else None
 
     def http_put(self, key: str, url: str, status: int, body: str) -> None:
-        with self.db.atomic():
-            self.db["http_cache"].upsert(
-                {"key": key, "url": url, "status": status, "body": body, "fetched_at": _now()}, pk="key"
-            )
+        try:
+            with self.db.atomic():
+                self.db["http_cache"].upsert(
+                    {"key": key, "url": url, "status": status, "body": body, "fetched_at": _now()}, pk="key"
+                )
+        except sqlite_utils.db.sqlite3.OperationalError:
+            pass  # locked, full or read-only: the response is used all the same, only not cached
 
     def http_cache_size(self) -> int:
         return self.db["http_cache"].count
@@ -337,9 +371,8 @@ class Store:
                     {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest},
                     pk="path",
                 )
-        except sqlite_utils.db.sqlite3.OperationalError as e:
-            if not _is_locked(e):
-                raise  # locked: the digest is still right, it is only not remembered
+        except sqlite_utils.db.sqlite3.OperationalError:
+            pass  # locked, full or read-only: the digest is still right, it is only not remembered
         return digest
 
 
