@@ -227,3 +227,32 @@ def test_quiet_training_still_notes_truncated_words(tmp_path, labels, data, caps
     train(config(tmp_path / "run", labels, epochs=1, model_overrides={"max_length": 8}), data=data)
     err = capsys.readouterr().err
     assert "note: words past max_length pieces are never predicted" in err, err
+
+
+def test_disk_full_at_the_first_write_names_the_file_and_leaves_no_run_dir(tmp_path, labels, data, mounts):
+    disk = mounts.mount("-t", "tmpfs", "-o", "size=48m", "tmpfs", point=tmp_path / "disk")
+    run = disk / "run"
+    _fill(disk)  # full before the run writes anything
+    with pytest.raises(TrainError) as err:
+        train(config(run, labels, epochs=1), data=data)
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot write (no space left on device)" in msg
+    named = Path(msg.split(": cannot write")[0])
+    assert named != run and named.is_relative_to(run) and ".tmp" not in str(named), (
+        msg
+    )  # the file, not the dir
+    assert not run.exists()  # no empty run directory left behind
+
+
+def test_unsafe_imgid_in_training_names_file_and_line(tmp_path, labels):
+    from catmner_model.data import DataError, read_conll
+
+    f = tmp_path / "train.txt"
+    f.write_text("IMGID:1\nObama\tB-PER\n\nIMGID:../../../../etc/passwd\nParis\tB-LOC\n")
+    tweets = read_conll(f)
+    images = tmp_path / "images" / "twitter2015_images"
+    images.mkdir(parents=True)
+    cfg = config(tmp_path / "run", labels, image_encoder="tiny", image_dir=str(tmp_path / "images"), epochs=1)
+    with pytest.raises(DataError) as err:
+        train(cfg, data={"train": tweets, "valid": tweets, "test": tweets})
+    assert str(err.value).startswith(f"{f}:4: unsafe or invalid IMGID '../../../../etc/passwd'"), err.value

@@ -142,7 +142,11 @@ class BenchRecord:
         spec = obj["spec"]
         if not isinstance(spec, dict) or list(spec) != [f.name for f in fields(RunSpec)]:
             raise RecordError(f"{where}: the run record's spec is not a RunSpec")
-        return cls(**{k: RunSpec(**spec) if k == "spec" else obj[k] for k in cls.FIELDS})
+        try:
+            typed = RunSpec(**spec)
+        except (TypeError, ValueError) as e:
+            raise RecordError(f"{where}: the run record's spec is not a RunSpec ({e})"[:300]) from None
+        return cls(**{k: typed if k == "spec" else obj[k] for k in cls.FIELDS})
 
     @classmethod
     def read(cls, path: str | Path) -> BenchRecord:
@@ -182,14 +186,21 @@ def read_record(path: str | Path) -> dict[str, Any]:
     """Load and minimally validate one record; RecordError names the file on any problem."""
     path = Path(path)
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RecordError(f"{path}: not a readable run record ({e})") from e
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RecordError(f"{path}: not a readable run record ({why})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: not a readable run record (JSON nested too deeply)") from None
     if not isinstance(rec, dict) or rec.get("schema_version") != SCHEMA_VERSION:
         raise RecordError(f"{path}: not a catmner-bench run record of schema version {SCHEMA_VERSION}")
-    for k in ("run_key", "spec", "metrics"):
+    for k, kind in (("run_key", str), ("spec", dict), ("metrics", dict)):
         if k not in rec:
             raise RecordError(f"{path}: run record lacks the field {k!r}")
+        if not isinstance(rec[k], kind):
+            raise RecordError(
+                f"{path}: run record field {k!r} is not a JSON {'string' if kind is str else 'object'}"
+            )
     return rec
 
 

@@ -27,9 +27,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        note_file(exc, path)
+        raise
+
+
+def note_file(exc: BaseException, path: str | os.PathLike[str]) -> None:
+    """Record on ``exc`` the file being written when it was raised (first one wins), for messages: torch and
+    safetensors errors carry no file name and an OSError names the temp file, not the target."""
+    if getattr(exc, "catmner_file", None) is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.catmner_file = str(path)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]):
+    """Within the block, a failure is noted as one writing ``path`` (`note_file`)."""
+    try:
+        yield
+    except BaseException as exc:
+        note_file(exc, path)
         raise
 
 

@@ -118,12 +118,9 @@ def train_cli(
 
     overrides = {}
     if model_config:
-        try:
-            overrides = json.loads(model_config)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--model-config: not JSON ({exc.msg})") from None
-        if not isinstance(overrides, dict):
-            raise UserError("--model-config: expected a JSON object")
+        from catmner_model.config import parse_config_json
+
+        overrides = parse_config_json(model_config, "--model-config")
     config = TrainConfig(
         dataset=dataset,
         labels=labels or None,

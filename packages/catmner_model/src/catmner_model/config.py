@@ -16,6 +16,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from catmner_model.errors import CatmnerError
+
+
+class ConfigError(CatmnerError):
+    """A model config that cannot be used (unknown field, wrong type or value); one line."""
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -86,40 +92,43 @@ class CatMnerConfig:
     def __post_init__(self) -> None:
         from catmner_model.visual import TEXT_CONTEXTS, check_visual
 
+        _check_types(self)
         if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
         check_visual(self.visual)
         if self.visual == "none" and self.variant != "text":
-            raise ValueError(
+            raise ConfigError(
                 f"visual source 'none' has no visual tokens: variant {self.variant!r} needs some"
             )
         if self.text_context is not None and self.text_context not in TEXT_CONTEXTS:
-            raise ValueError(f"unknown text_context {self.text_context!r}: choose {', '.join(TEXT_CONTEXTS)}")
+            raise ConfigError(
+                f"unknown text_context {self.text_context!r}: choose {', '.join(TEXT_CONTEXTS)}"
+            )
         if not (
             self.saliency_scale in ("paper", "keys", "learned")
             or (isinstance(self.saliency_scale, int | float) and not isinstance(self.saliency_scale, bool))
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"saliency_scale must be 'paper', 'keys', 'learned' or a number, got {self.saliency_scale!r}"
             )
         from catmner_model.wordform import CASE_FEATURES
 
         if self.case_features not in CASE_FEATURES:
-            raise ValueError(
+            raise ConfigError(
                 f"case_features must be one of {', '.join(CASE_FEATURES)}, got {self.case_features!r}"
             )
         if self.r_transformer not in R_TRANSFORMERS:
-            raise ValueError(
+            raise ConfigError(
                 f"r_transformer must be one of {', '.join(R_TRANSFORMERS)}, got {self.r_transformer!r}"
             )
         if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
-            raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
+            raise ConfigError("max_caption_pieces and max_context_pieces must be at least 2")
         if self.max_span_len < 1:
-            raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
+            raise ConfigError(f"max_span_len must be >= 1, got {self.max_span_len}")
         if self.uses_grid and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
-            raise ValueError("image_feature_dim and num_image_tokens must be positive")
+            raise ConfigError("image_feature_dim and num_image_tokens must be positive")
         if self.trainable_image_encoder and math.isqrt(self.num_image_tokens) ** 2 != self.num_image_tokens:
-            raise ValueError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
+            raise ConfigError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
 
     @property
     def refine_i2t(self) -> bool:
@@ -162,25 +171,60 @@ def load_config(name_or_path: str | os.PathLike[str], **overrides: Any) -> CatMn
     """A bundled config by name (e.g. "minilm", "tiny") or a JSON file path, with field overrides."""
     text = str(name_or_path)
     if text in list_configs():
-        raw = (resources.files("catmner_model") / "configs" / f"{text}.json").read_text(encoding="utf-8")
+        raw = (resources.files("catmner_model") / "configs" / f"{text}.json").read_bytes()
         where = f"bundled config {text!r}"
     elif Path(text).is_file():
-        raw, where = Path(text).read_text(encoding="utf-8"), text
+        try:
+            raw, where = Path(text).read_bytes(), text
+        except OSError as e:
+            raise ConfigError(f"{text}: cannot read ({e.strerror or e})") from None
     else:
-        raise ValueError(
+        raise ConfigError(
             f"no model config named {text!r} (bundled: {', '.join(list_configs())}) and no such file"
         )
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: invalid JSON ({e})") from None
+    data = parse_config_json(raw, where)
     return config_from_dict({**data, **overrides}, where)
+
+
+def parse_config_json(raw: bytes | str, where: str) -> dict[str, Any]:
+    """A JSON object of config fields (a config file, ``--model-config``); any other input is one line."""
+    try:
+        data = json.loads(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object of config fields")
+    return data
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
+
+
+def _check_types(cfg: CatMnerConfig) -> None:
+    """Each field holds a value of its annotated type (JSON gives any type: ``"max_span_len": "abc"``)."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        allowed = tuple(t for name in str(f.type).split("|") for t in _TYPES.get(name.strip(), (object,)))
+        bad_bool = isinstance(value, bool) and bool not in allowed  # True is an int to Python, not here
+        bad_float = isinstance(value, float) and not math.isfinite(value)
+        if not isinstance(value, allowed) or bad_bool or bad_float:
+            want = " or ".join(n.strip() for n in str(f.type).split("|")).replace("None", "null")
+            raise ConfigError(f"config field {f.name!r} must be {want}, got {value!r}"[:300])
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> CatMnerConfig:
     """CatMnerConfig from a dict; unknown keys are an error naming ``where``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object of config fields")
     known = {f.name for f in fields(CatMnerConfig)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown config field(s) {', '.join(unknown)}")
-    return CatMnerConfig(**data)
+        raise ConfigError(f"{where}: unknown config field(s) {', '.join(map(str, unknown))}"[:300])
+    try:
+        return CatMnerConfig(**data)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None

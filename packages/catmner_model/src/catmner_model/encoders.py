@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from catmner_model.errors import load_failure
 from catmner_model.images import (
     _EFFNET_MEAN,
     _EFFNET_STD,
@@ -292,8 +293,13 @@ class _OpenClip(_Backend):
                     force_image_size=image_size,
                 )
         except Exception as exc:  # noqa: BLE001 - download/parse failures from hubs and checkpoint files
+            if pretrained and Path(pretrained).is_file():  # a damaged checkpoint: why, never torch's advice
+                raise VisionError(
+                    f"{pretrained}: cannot load it as an open_clip {model_name!r} checkpoint ({load_failure(exc)})"
+                ) from None
             what = f"pretrained {pretrained!r}" if pretrained else "random init"
-            raise VisionError(f"cannot build open_clip model {model_name!r} with {what}: {exc}") from exc
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise VisionError(f"cannot build open_clip model {model_name!r} with {what}: {first}") from None
         self.visual = model.visual.eval()
         del model  # the text tower is not needed
         self.preprocess = preprocess

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model.data import load_split, resolve_image_dir
+from catmner_model.errors import CatmnerError
 from catmner_model.predict import PREDICT_BATCH_SIZE
 
 
@@ -39,6 +40,8 @@ def evaluate_model(
     from catmner_model.metrics import score_both, write_predictions
     from catmner_model.predict import Predictor, count_truncated, predict_examples
 
+    if predictions is not None and Path(predictions).is_dir():  # before any work: one line
+        raise CatmnerError(f"--predictions {predictions}: is a directory; give the path of a file to write")
     tweets = load_split(dataset, split, data_dir)
     if max_tweets is not None:
         tweets = tweets[:max_tweets]

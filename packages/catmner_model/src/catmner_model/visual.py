@@ -43,6 +43,7 @@ from catmner_model.data import (
     split_lines,
     visible,
 )
+from catmner_model.errors import CatmnerError
 from catmner_model.hf_safety import refuse_remote_code
 
 VISUAL_SOURCES: tuple[str, ...] = ("grid", "caption", "grid+caption", "none")
@@ -55,7 +56,7 @@ class CaptionError(DataError):
 
 def check_visual(visual: str) -> str:
     if visual not in VISUAL_SOURCES:
-        raise ValueError(f"unknown visual source {visual!r}: choose one of {', '.join(VISUAL_SOURCES)}")
+        raise CatmnerError(f"unknown visual source {visual!r}: choose one of {', '.join(VISUAL_SOURCES)}")
     return visual
 
 
@@ -316,7 +317,7 @@ class VisualSource:
             extractor = build_extractor(self.image_encoder)
             fdim = int(extractor.feature_dim)
             if self.feature_dim is not None and fdim != self.feature_dim:
-                raise ValueError(
+                raise CatmnerError(
                     f"image encoder {self.image_encoder!r} gives {fdim}-d features, the model expects "
                     f"{self.feature_dim}"
                 )
@@ -437,5 +438,9 @@ class VisualSource:
         if not uses_grid(self.visual) or self.dataset is None or self.image_dir is None:
             return []
         return sorted(
-            {p for t in tweets if (p := image_path(self.dataset, t.imgid, self.image_dir)) is not None}
+            {
+                p
+                for t in tweets
+                if (p := image_path(self.dataset, t.imgid, self.image_dir, t.where)) is not None
+            }
         )

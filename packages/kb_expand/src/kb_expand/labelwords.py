@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, KbxError
+from .errors import InputError, KbxError, read_json_file
 
 
 def labels_checksum(labels: dict[str, list[str]]) -> str:
@@ -65,10 +65,20 @@ class LabelWords:
                 'label words JSON must map each label to a list of words: {"labels": {label: [...]}}'
             )
         meta = d if wrapped else {}
+        types = meta.get("entity_types") or {}
+        if not isinstance(types, dict) or not all(isinstance(v, str) for v in types.values()):
+            raise KbxError('"entity_types" must map each label to a type string')
+        build_id = meta.get("build_id")
+        if build_id is not None and (not isinstance(build_id, int) or isinstance(build_id, bool)):
+            raise KbxError('"build_id" must be an integer or null')
+        if not all(
+            isinstance(w, str | int | float) and not isinstance(w, bool) for v in labels.values() for w in v
+        ):
+            raise KbxError("label words must be strings")
         return cls(
             labels={k: [str(w) for w in v] for k, v in labels.items()},
-            entity_types=dict(meta.get("entity_types") or {}),
-            build_id=meta.get("build_id"),
+            entity_types=dict(types),
+            build_id=build_id,
             source=str(meta.get("source") or "json"),
             checksum=str(meta.get("checksum") or ""),
         )
@@ -92,12 +102,7 @@ def load_label_words(spec: str, db: str | Path | None = None) -> LabelWords:
     spec = str(spec)
     path = Path(spec).expanduser()
     if spec.endswith(".json") or (path.is_file() and not spec.isdigit()):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise InputError(path, f"cannot read label words: {e.strerror or e}") from e
-        except json.JSONDecodeError as e:
-            raise InputError(path, f"invalid JSON: {e.msg}", line=e.lineno) from e
+        data = read_json_file(path, "label words")
         try:
             return LabelWords.from_json(data)
         except KbxError as e:

@@ -6,12 +6,11 @@ default one ships in `kb_expand/schemes/default.json` and `--scheme FILE` replac
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, read_json_file
 from .text import normalize
 
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -78,12 +77,4 @@ def parse_scheme(data: object, path: str = "<scheme>") -> Scheme:
 def load_scheme(path: str | Path | None = None) -> Scheme:
     """Read a scheme file (None: the shipped default)."""
     p = Path(path) if path is not None else default_scheme_path()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(p, f"cannot read scheme: {e.strerror or e}") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(p, f"invalid JSON: {e.msg}", line=e.lineno) from e
-    return parse_scheme(data, str(p))
+    return parse_scheme(read_json_file(p, "scheme"), str(p))

@@ -8,6 +8,7 @@ read-only disk becomes one TrainError line and leaves the last complete checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -20,7 +21,8 @@ from typing import Any
 
 import torch
 
-from catmner_model.atomic import atomic_write_json, write_failure, write_hint
+from catmner_model.atomic import atomic_write_json, write_failure, write_hint, writing
+from catmner_model.errors import load_failure
 from catmner_model.training.config import TrainConfig, TrainError, config_fingerprint, effective_visual
 from catmner_model.training.distributed import unwrap
 
@@ -58,7 +60,10 @@ def caught_writes(fn: Callable[..., Any]) -> Callable[..., Any]:
             if target is not None and target.is_dir():
                 for tmp in (target / ".model.tmp", *target.glob(".ckpt-epoch-*.tmp")):
                     shutil.rmtree(tmp, ignore_errors=True)
-            where = getattr(exc, "filename", None) or target
+                with contextlib.suppress(OSError):  # made by this write and left empty: not left behind
+                    if not any(target.iterdir()):
+                        target.rmdir()
+            where = getattr(exc, "catmner_file", None) or getattr(exc, "filename", None) or target
             raise TrainError(
                 f"{where}: cannot write ({reason}); {write_hint(reason)}: the last complete checkpoint is intact"
             ) from None
@@ -92,21 +97,39 @@ def read_checkpoint_state(output: Path) -> tuple[Path, dict[str, Any]] | None:
     pointer = _checkpoint_pointer(output)
     if not pointer.exists():
         return None
-    try:
-        ref = json.loads(pointer.read_text(encoding="utf-8"))
-        folder = output / ref["dir"]
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainError(f"{pointer}: not a readable catmner checkpoint ({exc})") from None
+    ref = _read_json_object(pointer)
+    name = ref.get("dir")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise TrainError(f"{pointer}: bad checkpoint directory name {name!r}"[:300])
+    folder = output / name
+    state = _read_json_object(folder / "state.json")
     if state.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{folder}: not a catmner training checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
         raise TrainError(
-            f"{folder}: checkpoint version {state.get('version')} is not supported (expected {CHECKPOINT_VERSION})"
+            f"{folder}: checkpoint version {state.get('version')!r} is not supported (expected {CHECKPOINT_VERSION})"[
+                :300
+            ]
         )
-    if "/" in ref["dir"] or ref["dir"].startswith("."):
-        raise TrainError(f"{pointer}: bad checkpoint directory name {ref['dir']!r}")
     return folder, state
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON file (checkpoint.json, state.json) as a dict; anything else is one line naming it."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise TrainError(
+            f"{path}: missing: the checkpoint is incomplete; start over with another --output"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0][:120]
+        raise TrainError(
+            f"{path}: not a readable catmner checkpoint file ({why}); start over with another --output"
+        ) from None
+    if not isinstance(data, dict):
+        raise TrainError(f"{path}: not a readable catmner checkpoint file (expected a JSON object)")
+    return data
 
 
 @caught_writes
@@ -125,14 +148,18 @@ def save_checkpoint(
     tmp = output / f".{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_model(unwrap(model), str(tmp / "model.safetensors"))
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states},
-        tmp / "trainer.pt",
-    )
-    atomic_write_json(tmp / "state.json", state)
-    final = output / name
+    final = output / name  # failures name the file as it will be called once complete
+    with writing(final):
+        tmp.mkdir(parents=True)
+    with writing(final / "model.safetensors"):
+        save_model(unwrap(model), str(tmp / "model.safetensors"))
+    with writing(final / "trainer.pt"):
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states},
+            tmp / "trainer.pt",
+        )
+    with writing(final / "state.json"):
+        atomic_write_json(tmp / "state.json", state)
     replace_dir(tmp, final)
     atomic_write_json(_checkpoint_pointer(output), {"format": CHECKPOINT_FORMAT, "dir": name})
     for old in output.glob("ckpt-epoch-*"):
@@ -166,13 +193,7 @@ def load_checkpoint(
 
 def _load_reason(exc: BaseException) -> str:
     """A short reason for an unloadable checkpoint file, without torch's advice to load it unsafely."""
-    text = str(exc).strip()
-    if "WeightsUnpickler error:" in text:
-        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
-        return f"it holds more than tensors: {detail}"
-    if "central directory" in text or "zip archive" in text:
-        return "truncated or not a torch file"
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return load_failure(exc)
 
 
 @caught_writes
@@ -182,15 +203,25 @@ def save_best_model(model: torch.nn.Module, output: Path, config: TrainConfig) -
     tmp = output / ".model.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    unwrap(model).save_pretrained(tmp)
-    uses_images = "grid" in effective_visual(config).split("+") and config.image_encoder not in ("none", "")
-    atomic_write_json(
-        tmp / TRAINING_SIDECAR,
-        {
-            "image_encoder": config.image_encoder if uses_images else None,
-            "train_config": dataclasses.asdict(config),
-        },
-    )
+    try:
+        unwrap(model).save_pretrained(tmp)
+        uses_images = "grid" in effective_visual(config).split("+") and config.image_encoder not in (
+            "none",
+            "",
+        )
+        atomic_write_json(
+            tmp / TRAINING_SIDECAR,
+            {
+                "image_encoder": config.image_encoder if uses_images else None,
+                "train_config": dataclasses.asdict(config),
+            },
+        )
+    except BaseException as exc:  # name the file as it will be called in OUTPUT/model, not its temp copy
+        noted = getattr(exc, "catmner_file", None) or getattr(exc, "filename", None)
+        final = str(noted).replace(str(tmp), str(output / "model")) if noted else str(output / "model")
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.catmner_file = final  # type: ignore[attr-defined]
+        raise
     replace_dir(tmp, output / "model")
 
 

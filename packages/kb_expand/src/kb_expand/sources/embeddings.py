@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -134,8 +135,9 @@ def _load_file(path: Path, trust_pickle: bool = False):
             first = f.readline().split()
         has_header = len(first) == 2 and all(t.isdigit() for t in first)
         return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
-    except (ValueError, UnicodeDecodeError, EOFError) as e:
-        raise InputError(path, f"not a word2vec/GloVe vectors file ({e})") from e
+    except (ValueError, UnicodeDecodeError, EOFError, OSError, zlib.error) as e:  # OSError: BadGzipFile
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputError(path, f"not a word2vec/GloVe vectors file ({first})") from None
 
 
 _CACHE: dict[str, object] = {}

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,7 +79,7 @@ def iter_json_array(path: str | Path, progress: bool = False, chunk: int = CHUNK
     p = Path(path)
     try:
         text, raw, total = _open(p)
-    except (OSError, zipfile.BadZipFile) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
         raise InputError(p, f"cannot read Visual Genome file: {e}") from e
     bar = _Progress(raw, total, f"visualgenome {p.name}", progress)
     decoder = json.JSONDecoder()
@@ -90,7 +91,7 @@ def iter_json_array(path: str | Path, progress: bool = False, chunk: int = CHUNK
             return False
         try:
             data = text.read(chunk)
-        except (UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile) as e:
+        except (UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError) as e:
             raise InputError(p, f"unreadable Visual Genome file ({e})", line=line) from e
         bar.tick()
         if not data:
@@ -136,6 +137,10 @@ def iter_json_array(path: str | Path, progress: bool = False, chunk: int = CHUNK
                         raise InputError(
                             p, f"invalid JSON: {e.msg}", line=line + buf.count("\n", 0, e.pos)
                         ) from e
+                except RecursionError:
+                    raise InputError(
+                        p, "invalid JSON: nested too deeply", line=line + buf.count("\n", 0, pos)
+                    ) from None
             pos = end
             yield obj
     finally:
