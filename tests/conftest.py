@@ -18,6 +18,19 @@ def shared_data_dir() -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis budgets of the fuzz tests (tests/test_fuzz_readers.py): small in the default run, larger
+    when CI selects them with ``-m fuzz``; CATMNER_FUZZ_EXAMPLES=N sets it either way."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+        return
+    chosen = "fuzz" in (config.getoption("markexpr", "") or "").replace("not fuzz", "")
+    examples = int(os.environ.get("CATMNER_FUZZ_EXAMPLES") or (1000 if chosen else 40))
+    settings.register_profile("catmner", max_examples=examples, deadline=None, print_blob=True)
+    settings.load_profile("catmner")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_data_dir()

@@ -101,7 +101,7 @@ def test_model_config_wrong_type_and_deep(tmp_path, shared_data):
         line = one_line([*CATMNER, "train", "--variant", "text", "--text-encoder", "tiny", "--image-encoder",
                          "none", "--output", str(tmp_path / "run"), "--model-config", given, "-q",
                          "--data-dir", str(shared_data), "--max-train", "3", "--max-eval", "3"])  # fmt: skip
-        assert line.startswith("error: ") and message in line, line
+        assert line.startswith("catmner: error: ") and message in line, line
         assert not (tmp_path / "run").exists()
 
 
@@ -139,7 +139,7 @@ def test_predict_input_and_evaluate_predictions_directory(tmp_path, shared_data)
     torch.manual_seed(0)
     model = create_model("tiny", ["person"], variant="text").save_pretrained(tmp_path / "model")
     line = one_line([*CATMNER, "predict", str(model), "--input", str(tmp_path)])
-    assert line == f"error: {tmp_path}: is a directory, expected a JSONL file"
+    assert line == f"catmner: error: {tmp_path}: is a directory, expected a JSONL file"
     line = one_line(
         [
             *CATMNER,
@@ -153,7 +153,7 @@ def test_predict_input_and_evaluate_predictions_directory(tmp_path, shared_data)
             str(shared_data),
         ]
     )
-    assert line == f"error: --predictions {tmp_path}: is a directory; give the path of a file to write"
+    assert line == f"catmner: error: --predictions {tmp_path}: is a directory; give the path of a file to write"
 
 
 def test_damaged_state_json_is_named(tmp_path):

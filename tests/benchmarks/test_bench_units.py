@@ -202,7 +202,7 @@ def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
     missing = tmp_path / "none"
     r = runner.invoke(app, ["report", str(missing)])
     assert r.exit_code == 1 and r.stderr.strip().splitlines() == [
-        f"error: {missing}: not a folder of benchmark records"
+        f"catmner-bench: error: {missing}: not a folder of benchmark records"
     ]
     for argv in (["--debug", "report", str(missing)], ["report", str(missing), "--debug"]):
         assert isinstance(runner.invoke(app, argv).exception, RecordError), argv
@@ -210,7 +210,7 @@ def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
     assert isinstance(runner.invoke(app, ["report", str(missing)]).exception, RecordError)
     monkeypatch.delenv("CATMNER_DEBUG")
     r = runner.invoke(app, ["run", "table1", "--seeds", "1,x", "-o", str(tmp_path / "out")])
-    assert r.exit_code == 1 and r.stderr.strip() == "error: --seeds '1,x': expected comma-separated integers"
+    assert r.exit_code == 1 and r.stderr.strip() == "catmner-bench: error: --seeds '1,x': expected comma-separated integers"
 
 
 def test_an_experiment_is_one_registry_entry(tmp_path, monkeypatch) -> None:

@@ -28,7 +28,7 @@ def _env(tmp_path, monkeypatch):
 def one_error_line(result) -> str:
     assert result.exit_code == 1, result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("catmner: error: "), result.stderr
     return lines[0]
 
 

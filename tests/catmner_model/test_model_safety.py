@@ -50,7 +50,7 @@ def _plant_auto_map(d: Path, tokenizer_class: str) -> Path:
 
 def _refusal(path: Path) -> str:
     return (
-        f"error: {path}: asks to run Python code from the model directory (auto_map); catmner never runs such "
+        f"catmner: error: {path}: asks to run Python code from the model directory (auto_map); catmner never runs such "
         "code: remove auto_map (and use a stock transformers class)"
     )
 

@@ -113,7 +113,7 @@ def test_bom_and_each_line_on_its_own(trained, tmp_path):
                                  "--image-dir", str(allowed)])  # fmt: skip
     assert strict.exit_code == 1 and strict.stdout == ""
     assert strict.stderr.strip().splitlines() == [
-        f"error: {f}:2: image '{allowed / 'missing.jpg'}' not found (--strict; 4 such line(s))"
+        f"catmner: error: {f}:2: image '{allowed / 'missing.jpg'}' not found (--strict; 4 such line(s))"
     ]
 
 

@@ -39,11 +39,14 @@ def test_conll_invisible_token_inside_an_entity_is_one_line(tmp_path):
         read_conll(f)
 
 
-def test_conll_token_holding_line_separators_is_not_split(tmp_path):
+def test_conll_line_separators_inside_a_token_are_not_line_breaks(tmp_path):
     f = tmp_path / "x.txt"
-    f.write_bytes("IMGID:1\na\u2028b\tO\nc\x85d\tB-PER\r\ne\tO\n".encode())
-    (tweet,) = read_conll(f)  # was: "got 1 column(s)"
-    assert tweet.tokens == ["a\u2028b", "c\x85d", "e"] and tweet.tags == ["O", "B-PER", "O"]
+    f.write_bytes("IMGID:1\nab\tO\r\nc\x85d\tB-PER\ne\tO\n".encode())
+    with pytest.raises(DataError, match=r"x\.txt:3: token 'c\\x85d' holds whitespace \(U\+0085\)"):
+        read_conll(f)  # was: "x.txt:3: expected 'token<TAB>tag', got 1 column(s)" (the line split at U+0085)
+    f.write_bytes("IMGID:1\nab\tO\r\nParis\tB-LOC\u2028\ne\tO\n".encode())
+    (tweet,) = read_conll(f)  # a separator after the tag is trailing whitespace of the line
+    assert tweet.tokens == ["ab", "Paris", "e"] and tweet.tags == ["O", "B-LOC", "O"]
 
 
 def test_predictions_file_with_dropped_invisible_tokens_reads_back(tmp_path):

@@ -83,7 +83,7 @@ def mounts():
 def one_error_line(result) -> str:
     assert result.exit_code == 1, result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("catmner: error: "), result.stderr
     return lines[0]
 
 
@@ -98,7 +98,7 @@ def test_read_only_output_is_one_line(tmp_path, labels, mounts):
     line = one_error_line(_cli_train(ro / "run", labels))
     assert (
         line
-        == f"error: {ro}: cannot write (read-only file system); choose another --output (or make it writable)"
+        == f"catmner: error: {ro}: cannot write (read-only file system); choose another --output (or make it writable)"
     )
 
 
@@ -215,7 +215,7 @@ def test_text_variant_needs_no_labels_and_refuses_them(tmp_path, labels):
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["config"]["labels"] is None
     line = one_error_line(_cli_train(tmp_path / "t2", labels, "--variant", "text"))
-    assert line == f"error: variant 'text' uses no label words: drop --labels {labels} (label words refine " \
+    assert line == f"catmner: error: variant 'text' uses no label words: drop --labels {labels} (label words refine " \
         "attention in cat, i2t, t2i)"  # fmt: skip
     assert "uses no label words" in one_error_line(_cli_train(tmp_path / "t3", labels, "--variant", "mm"))
     # a refining variant still defaults to the textual build

@@ -490,7 +490,7 @@ def test_cli_precompute_and_bench(shared_data: Path, images: Path, tmp_path: Pat
 
     res = runner.invoke(app, [*args[:-2], "--image-encoder", "open_clip:ViT-Nope", "-q"])
     assert res.exit_code == 1
-    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: unknown open_clip model")
+    assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("catmner: error: unknown open_clip model")
 
     one = images / "twitter2017_images"
     res = runner.invoke(

@@ -1,20 +1,19 @@
 """The `catmner-bench` command line: `run EXPERIMENT` and `report DIR`.
 
 Commands only parse options and call plain functions (`run_experiment`, `write_report`). Known failures
-(`BenchError`, `CatmnerError`, `KbxError`) are one line on stderr and exit code 1 through one handler,
-`_handled`; ``--debug`` (before or after the command) or ``CATMNER_DEBUG=1`` shows the traceback.
+(`BenchError`, `CatmnerError`, `KbxError`, unusable files) are ``catmner-bench: error: ...`` on stderr and exit
+code 1 through one handler, `_handled` (kb_expand's `cli_errors`, shared by the three CLIs); Ctrl-C is one line
+and exit code 130; ``--debug`` (before or after the command) or ``CATMNER_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import shlex
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from kb_expand.cli_errors import handle_errors
 
 app = typer.Typer(
     help="Reproduce the CAT-MNER paper's tables and figures; report them beside the paper's numbers.",
@@ -34,33 +33,13 @@ def _main(debug: DebugOpt = False) -> None:
     _state["debug"] = debug
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Exception types shown as one line: this package's, catmner_model's and kb_expand's error bases."""
-    from catmner_model import CatmnerError
-    from kb_expand.errors import KbxError
-
-    from catmner_bench.errors import BenchError
-
-    return (BenchError, CatmnerError, KbxError, FileNotFoundError, PermissionError)
-
-
-def _handled(fn: Callable[..., None]) -> Callable[..., None]:
-    """The one error handler of every `catmner-bench` command: a known error becomes ``error: <first line>``
-    on stderr and exit status 1; with the command's ``--debug``, ``catmner-bench --debug`` or
-    ``CATMNER_DEBUG=1`` it propagates with its traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            return fn(*args, **kwargs)
-        except _known_errors() as exc:
-            debug = kwargs.get("debug") or _state["debug"]
-            if debug or os.environ.get("CATMNER_DEBUG", "") not in ("", "0"):
-                raise
-            typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
+# the one error handler of every `catmner-bench` command (kb_expand.cli_errors, shared by the three CLIs): a
+# known error is ``catmner-bench: error: <first line>`` and exit status 1, Ctrl-C ``catmner-bench:
+# interrupted`` and 130 (finished runs are kept: the same command resumes); ``--debug`` before or after the
+# command, or ``CATMNER_DEBUG=1``, shows the traceback instead
+_handled = handle_errors(
+    "catmner-bench", lambda: _state["debug"], " (finished runs are kept: the same command resumes)"
+)
 
 
 def _csv(value: str | None) -> list[str] | None:

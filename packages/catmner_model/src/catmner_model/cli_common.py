@@ -1,25 +1,22 @@
 """Options and error handling shared by every `catmner` command.
 
-Known failures (`CatmnerError`, `KbxError`, missing or unreadable files) become one line on stderr and exit
-code 1 through one handler, `friendly_errors`; ``catmner --debug``, a command's ``--debug`` or
-``CATMNER_DEBUG=1`` shows the traceback instead.
+Known failures (`CatmnerError`, `KbxError`, missing or unreadable files) become ``catmner: error: ...`` on stderr
+and exit code 1 through one handler, `friendly_errors` (kb_expand's `cli_errors`, the one error model of the
+three CLIs); ``catmner --debug``, a command's ``--debug`` or ``CATMNER_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
+from kb_expand import cli_errors
+from kb_expand.cli_errors import handle_errors
 
 from catmner_model.errors import CatmnerError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 DataDirOpt = Annotated[
     Path | None,
@@ -43,39 +40,15 @@ class UserError(CatmnerError):
 
 _state = {"debug": False}  # `catmner --debug ...` (set by the app's callback in cli.py)
 
-
-def known_errors() -> tuple[type[BaseException], ...]:
-    """Exception types shown as one line instead of a traceback."""
-    from kb_expand.errors import KbxError
-
-    return (CatmnerError, KbxError, FileNotFoundError, PermissionError)
+# the one error handler of every `catmner` command (kb_expand.cli_errors, shared by the three CLIs): a known
+# error is ``catmner: error: <first line>`` and exit status 1, Ctrl-C ``catmner: interrupted`` and 130;
+# ``catmner --debug``, a command's ``--debug`` or ``CATMNER_DEBUG=1`` shows the traceback instead
+friendly_errors = handle_errors("catmner", lambda: _state["debug"])
 
 
 def debug_enabled(flag: bool = False) -> bool:
     """Whether tracebacks are shown: a command's ``--debug``, ``catmner --debug`` or ``CATMNER_DEBUG=1``."""
-    return flag or _state["debug"] or os.environ.get("CATMNER_DEBUG", "") not in ("", "0")
-
-
-def friendly_errors(fn: F) -> F:
-    """The one error handler of every `catmner` command: a known error becomes ``error: <message>`` (its first
-    line) on stderr and exit status 1, an interrupt exit status 130; in debug mode (`debug_enabled`, which
-    reads the command's own ``debug`` option) the exception propagates with its traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except known_errors() as exc:
-            if debug_enabled(bool(kwargs.get("debug", False))):
-                raise
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            typer.echo(f"error: {message}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
+    return cli_errors.debug_enabled(flag, _state["debug"])
 
 
 def print_json(data: Any) -> None:

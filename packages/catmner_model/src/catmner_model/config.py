@@ -223,7 +223,7 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> CatMnerConf
     known = {f.name for f in fields(CatMnerConfig)}
     unknown = sorted(set(data) - known, key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown config field(s) {', '.join(map(str, unknown))}"[:300])
+        raise ConfigError(f"{where}: unknown config field(s) {', '.join(map(repr, unknown))}"[:300])
     try:
         return CatMnerConfig(**data)
     except ConfigError as e:

@@ -209,6 +209,11 @@ def read_conll(path: str | os.PathLike[str], *, extra_columns: bool = False) -> 
             if cols[0] and tag == "O":  # only invisible characters (zero-width space, BOM...): not a token
                 continue
             raise DataError(f"{p}:{line_no}: empty token (or only invisible characters)")
+        if space := next((ch for ch in token if ch.isspace()), None):  # U+2028, a lone CR, NBSP...
+            raise DataError(
+                f"{p}:{line_no}: token {token[:40]!r} holds whitespace (U+{ord(space):04X}): one token per line, "
+                "a TAB before its tag"
+            )
         if not tokens and imgid is None:
             first_line = line_no
         tokens.append(token)

@@ -3,13 +3,16 @@
 Modules define their own subclasses (``DataError``, ``CaptionError``, ``ModelFormatError``, ``VisionError``,
 ``TrainError``, ``PredictError``, the CLI's ``UserError``); the CLI's one handler (`cli_common.friendly_errors`)
 shows any of them, and kb_expand's ``KbxError``, as one line (``--debug`` / ``CATMNER_DEBUG=1``: the
-traceback). They stay ``ValueError`` subclasses, as they were.
+traceback). Like every package's base it derives from kb_expand's `cli_errors.UserFacingError` (one error model
+for the three CLIs); they stay ``ValueError`` subclasses, as they were.
 """
 
 from __future__ import annotations
 
+from kb_expand.cli_errors import UserFacingError
 
-class CatmnerError(ValueError):
+
+class CatmnerError(UserFacingError, ValueError):
     """A failure the user can fix; ``str(exc)`` is one line naming the file (and line) where there is one."""
 
 

@@ -9,9 +9,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
-from .errors import KbxError
+from . import cli_errors
+from .cli_errors import handle_errors
 from .sources import SOURCE_NAMES
 
 app = typer.Typer(
@@ -34,6 +36,11 @@ class Format(StrEnum):
 
 _state = {"debug": False}
 
+# the one error handler of every `kbx` command (cli_errors, shared by the three CLIs): a known error is
+# ``kbx: error: <first line>`` and exit status 1, Ctrl-C ``kbx: interrupted`` and 130; ``kbx --debug``,
+# CATMNER_DEBUG=1 (or the older KBX_DEBUG=1) shows the traceback instead
+handled = handle_errors("kbx", lambda: _state["debug"], " (the store is unchanged by the unfinished build)")
+
 
 @app.callback()
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
@@ -41,6 +48,7 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 @app.command()
+@handled
 def build(
     source: Annotated[
         SourceName, typer.Option("--source", "-s", help="Knowledge source.")
@@ -118,6 +126,7 @@ def build(
 
 
 @app.command("list")
+@handled
 def list_cmd(
     db: DbOpt = None, source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None
 ) -> None:
@@ -136,6 +145,7 @@ def list_cmd(
 
 
 @app.command()
+@handled
 def show(
     build: Annotated[str, typer.Argument(help="Build id or source name (latest build of it).")],
     label: Annotated[str | None, typer.Option("--label", "-l", help="Only this label.")] = None,
@@ -169,6 +179,7 @@ def show(
 
 
 @app.command()
+@handled
 def diff(
     a: Annotated[str, typer.Argument(help="Build id or source name.")],
     b: Annotated[str, typer.Argument(help="Build id or source name.")],
@@ -183,6 +194,7 @@ def diff(
 
 
 @app.command()
+@handled
 def export(
     builds: Annotated[
         list[str] | None, typer.Argument(help="Build ids or source names (default: latest of each source).")
@@ -213,34 +225,29 @@ def export(
 
 
 def debug_enabled() -> bool:
-    """Whether tracebacks are shown: ``kbx --debug`` (read by the app's callback), KBX_DEBUG=1 or CATMNER_DEBUG=1."""
-    return _state["debug"] or os.environ.get("KBX_DEBUG") == "1" or os.environ.get("CATMNER_DEBUG") == "1"
+    """Whether tracebacks are shown: ``kbx --debug`` (read by the app's callback), CATMNER_DEBUG=1 or KBX_DEBUG=1."""
+    return cli_errors.debug_enabled(_state["debug"])
 
 
 def main() -> None:
-    """Entry point and the one error handler of `kbx`: a known failure (KbxError) is one line on stderr and
-    exit status 1 (`debug_enabled`: the traceback); an interrupt is exit status 130."""
+    """Entry point of `kbx`; errors go through `handled` (each command) and, for anything raised outside a
+    command, the same one-line rules here."""
     try:
         app(standalone_mode=False)
-    except KbxError as e:
-        if debug_enabled():
-            raise
-        print(f"kbx: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("kbx: interrupted (the store is unchanged by the unfinished build)", file=sys.stderr)
+    except click.exceptions.ClickException as e:  # usage errors
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:  # Ctrl-C outside a command (click turns it into Abort)
+        print("kbx: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click usage errors etc.
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:
+        message = cli_errors.one_line(e)
+        if message is None or debug_enabled():
+            raise
+        print(f"kbx: error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cli_errors import UserFacingError
 
-class KbxError(Exception):
-    """A known failure (bad input, missing data, unreachable source); the CLI prints it as one line."""
+
+class KbxError(UserFacingError):
+    """The error base of kb_expand: a known failure (bad input, missing data, unreachable source, unusable
+    store); the CLI prints it as one line (`cli_errors`)."""
 
 
 class InputError(KbxError):

@@ -157,6 +157,12 @@ def _name(obj: object) -> str | None:
     return normalize(name) if isinstance(name, str) and name.strip() else None
 
 
+def _key(obj: dict, field: str = "object_id") -> str | int | None:
+    """An object id usable as a key (JSON gives any value: a list or an object is no id)."""
+    value = obj.get(field)
+    return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
 def iter_relation_pairs(path: str | Path, progress: bool = False) -> Iterator[tuple[str, str]]:
     """(subject name, object name) of every relationship, from relationships.json or scene_graphs.json."""
     for i, image in enumerate(iter_json_array(path, progress)):
@@ -164,14 +170,16 @@ def iter_relation_pairs(path: str | Path, progress: bool = False) -> Iterator[tu
             raise InputError(path, f"array element {i} is not an image with a 'relationships' list")
         objects = None
         if isinstance(image.get("objects"), list):  # scene_graphs.json: relationships refer to object ids
-            objects = {o.get("object_id"): _name(o) for o in image["objects"] if isinstance(o, dict)}
+            objects = {
+                _key(o): _name(o) for o in image["objects"] if isinstance(o, dict) and _key(o) is not None
+            }
         for rel in image["relationships"]:
             if not isinstance(rel, dict):
                 continue
             if "subject" in rel or "object" in rel:
                 s, o = _name(rel.get("subject")), _name(rel.get("object"))
             elif objects is not None:
-                s, o = objects.get(rel.get("subject_id")), objects.get(rel.get("object_id"))
+                s, o = objects.get(_key(rel, "subject_id")), objects.get(_key(rel, "object_id"))
             else:
                 raise InputError(
                     path, f"image {image.get('image_id', i)}: relationship without subject/object"
