@@ -136,3 +136,9 @@ def test_real_processes_print_one_line(cmd, prog, tmp_path):
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"{prog}: error: /no/such"), r.stderr
+
+
+def test_kbx_usage_error_is_clicks_message_not_a_traceback():
+    r = subprocess.run([sys.executable, "-m", "kb_expand.cli", "build", "--source", "nope"], capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "Invalid value for '--source'" in r.stderr

@@ -29,6 +29,7 @@ from catmner_model.scoring import entities_to_tags, score, score_tags, tags_to_e
 from torch import nn
 
 from catmner_bench.crf import CRF
+from catmner_bench.errors import BenchError
 
 TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
 TAG_INDEX = {t: i for i, t in enumerate(TAGS)}
@@ -67,7 +68,7 @@ def glove_6b_50d() -> tuple[dict[str, int], np.ndarray]:
     words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
     matrix = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
     if len(words) != matrix.shape[0]:
-        raise ValueError(f"{root}: GloVe index has {len(words)} words but the matrix {matrix.shape[0]} rows")
+        raise BenchError(f"{root}: GloVe index has {len(words)} words but the matrix {matrix.shape[0]} rows")
     return {w: i for i, w in enumerate(words)}, matrix
 
 
@@ -96,7 +97,7 @@ def build_word_vocab(
     ]
     glove, matrix = glove_6b_50d() if cfg.word_vectors == "glove-6b-50d" else ({}, None)
     if matrix is not None and matrix.shape[1] != cfg.word_dim:
-        raise ValueError(f"word_dim {cfg.word_dim} does not match GloVe's {matrix.shape[1]}")
+        raise BenchError(f"word_dim {cfg.word_dim} does not match GloVe's {matrix.shape[1]}")
     scale = float(np.std(matrix[:1000])) if matrix is not None else 0.1
     for tweets, need_vector in ((train, False), (other, True)):
         for t in tweets:
@@ -175,7 +176,7 @@ def load_lm(name: str, seed: int) -> tuple[Any, nn.Module]:
     torch.manual_seed(seed)
     encoder, tok = load_text_encoder(name)
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"{name}: LM-CRF needs a fast tokenizer (word_ids)")
+        raise BenchError(f"{name}: LM-CRF needs a fast tokenizer (word_ids)")
     return tok, encoder
 
 
@@ -306,7 +307,7 @@ def run_baseline(
             [{"params": enc_params, "lr": cfg.encoder_lr}, {"params": head, "lr": cfg.lr}]
         )
     else:
-        raise ValueError(f"unknown baseline system {cfg.system!r}")
+        raise BenchError(f"unknown baseline system {cfg.system!r}")
     model.to(cfg.device)
     n_params = sum(p.numel() for p in model.parameters())
     order = list(range(len(train)))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from catmner_bench.errors import BenchError
+
 PROFILE_NAMES = ("smoke", "quick", "paper")
 
 
@@ -168,7 +170,7 @@ def resolve_profile(
 ) -> Profile:
     """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
+        raise BenchError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
     changes = {
         k: v
         for k, v in dict(

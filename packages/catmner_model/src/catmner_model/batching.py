@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from catmner_model.data import ENTITY_TYPES, Entity, Tweet
+from catmner_model.errors import CatmnerError
 
 if TYPE_CHECKING:  # pragma: no cover
     from catmner_model.modeling import CatMnerConfig
@@ -183,7 +184,7 @@ class Collator:
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
         self.max_length = min(cfg.max_length or limit, limit)
         if self.max_length < 3:
-            raise ValueError(f"max_length must be at least 3 tokens, got {self.max_length}")
+            raise CatmnerError(f"max_length must be at least 3 tokens, got {self.max_length}")
         self.max_span_len = cfg.max_span_len
         self.use_images = cfg.uses_grid
         self.use_captions = cfg.uses_caption

@@ -62,6 +62,7 @@ from catmner_model.components import (
 )
 from catmner_model.config import CatMnerConfig, config_from_dict, load_config
 from catmner_model.data import Entity
+from catmner_model.errors import CatmnerError
 from catmner_model.layouts import layout_of, prepare_interception
 from catmner_model.model_io import load_weights, read_model_dir, save_model_dir
 from catmner_model.r_transformer import RTransformerLayers
@@ -95,7 +96,7 @@ class CatMner(RTransformerLayers, nn.Module):
         words = label_words.words() if hasattr(label_words, "words") else label_words
         self.label_words: list[str] = list(dict.fromkeys(str(w) for w in words if str(w).strip()))
         if cfg.uses_label_words and not self.label_words:
-            raise ValueError(
+            raise CatmnerError(
                 f"variant {cfg.variant!r} refines attention with label words, but the set is empty"
             )
         if encoder is None:
@@ -120,12 +121,12 @@ class CatMner(RTransformerLayers, nn.Module):
         if mode == "auto":
             mode = "loop" if self._layout.loop else "intercept"
         if mode == "loop" and not self._layout.loop:
-            raise ValueError(
+            raise CatmnerError(
                 f"{self._layout.name} layers cannot run in our layer loop: use r_transformer='intercept'"
             )
         if mode == "intercept":
             if not self._layout.intercept:
-                raise ValueError(
+                raise CatmnerError(
                     f"{self._layout.name} layers write their attention out (no transformers attention "
                     "interface), so they cannot be intercepted: use r_transformer='loop'"
                 )

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 
 import torch
 
+from catmner_model.errors import CatmnerError
+
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -53,7 +55,7 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        raise CatmnerError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     return precision
 
 

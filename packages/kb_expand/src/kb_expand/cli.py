@@ -9,7 +9,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from . import cli_errors
@@ -17,7 +16,10 @@ from .cli_errors import handle_errors
 from .sources import SOURCE_NAMES
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Expand entity labels into related words (kb store)."
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Expand entity labels into related words (kb store).",
 )
 
 DbOpt = Annotated[
@@ -230,24 +232,8 @@ def debug_enabled() -> bool:
 
 
 def main() -> None:
-    """Entry point of `kbx`; errors go through `handled` (each command) and, for anything raised outside a
-    command, the same one-line rules here."""
-    try:
-        app(standalone_mode=False)
-    except click.exceptions.ClickException as e:  # usage errors
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:  # Ctrl-C outside a command (click turns it into Abort)
-        print("kbx: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:
-        message = cli_errors.one_line(e)
-        if message is None or debug_enabled():
-            raise
-        print(f"kbx: error: {message}", file=sys.stderr)
-        sys.exit(1)
+    """Entry point of `kbx`: errors go through `handled` (each command); usage errors are click's."""
+    app()
 
 
 if __name__ == "__main__":
