@@ -365,3 +365,51 @@ def test_run_record_reader(data):
         BenchRecord.read(path)
     except BenchError as exc:
         assert "\n" not in str(exc), exc
+
+
+# ------------------------------------------------------------------------ a model directory's config.json
+_MODEL_DIR: list[Path] = []
+
+
+def _model_dir() -> Path:
+    """A tiny saved model (made once per session): its config.json is what the fuzzing replaces."""
+    if not _MODEL_DIR:
+        import torch
+        from catmner_model.model import create_model
+
+        torch.manual_seed(0)
+        _MODEL_DIR.append(
+            create_model("tiny", ["person"], variant="text").save_pretrained(Path(_TMP) / "model")
+        )
+    return _MODEL_DIR[0]
+
+
+@st.composite
+def model_configs(draw) -> bytes:
+    meta = json.loads((_model_dir() / "config.json.orig").read_text())
+    section = draw(st.sampled_from(["config", "encoder_config", None]))
+    for _ in range(draw(st.integers(1, 3))):
+        target = meta if section is None or not isinstance(meta.get(section), dict) else meta[section]
+        key = draw(st.one_of(st.sampled_from(sorted(target)), short_text))
+        if draw(st.booleans()):
+            target[key] = draw(json_values)
+        else:
+            target.pop(key, None)
+    return json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@FUZZ
+@given(st.data())
+def test_model_directory_config_reader(data):
+    from catmner_model.model_io import read_model_dir
+
+    d = _model_dir()
+    if not (d / "config.json.orig").exists():
+        (d / "config.json.orig").write_bytes((d / "config.json").read_bytes())
+    (d / "config.json").write_bytes(data.draw(mutated(model_configs())))
+    try:
+        saved = read_model_dir(d)
+    except CatmnerError as exc:
+        assert "\n" not in str(exc), exc  # one line
+        return
+    assert saved.config.max_span_len >= 1 and isinstance(saved.words["words"], list)

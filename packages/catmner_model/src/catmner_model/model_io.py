@@ -107,8 +107,8 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
         enc_cfg = dict(meta["encoder_config"])
         enc_cfg.pop("transformers_version", None)
         enc_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, *_config_errors()) as e:
+        raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({_first(e)})") from None
     words = _read_json(d / "label_words.json", "label_words.json")
     if not isinstance(words, dict) or not isinstance(words.get("words"), list):
         raise ModelFormatError(f"{d / 'label_words.json'}: expected {{'words': [...]}}")
@@ -166,6 +166,15 @@ def _read_json(path: Path, what: str) -> Any:
         raise ModelFormatError(f"{path}: invalid JSON (nested too deeply)") from None
     except OSError as e:
         raise ModelFormatError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _config_errors() -> tuple[type[Exception], ...]:
+    """What transformers' strict config classes raise for a field of the wrong type (huggingface_hub)."""
+    try:
+        from huggingface_hub.errors import StrictDataclassError
+    except ImportError:  # pragma: no cover - older huggingface_hub: TypeError / ValueError only
+        return ()
+    return (StrictDataclassError,)
 
 
 def _first(exc: BaseException) -> str:
