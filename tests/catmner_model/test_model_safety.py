@@ -217,3 +217,30 @@ def test_weights_sha256_recorded_and_a_flipped_byte_refused(model_dir):
                        capture_output=True, text=True, timeout=300)  # fmt: skip
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "damaged or was changed" in lines[0], r.stderr
+
+
+def test_bench_text_encoder_dir_with_auto_map_refused(tmp_path):
+    """`catmner-bench run --text-encoder DIR` loads the encoder through the same guarded loader."""
+    from transformers import BertConfig, BertModel
+
+    enc = tmp_path / "encoder"
+    load_tokenizer("tiny").save_pretrained(enc)
+    BertModel(BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                         intermediate_size=8)).save_pretrained(enc)  # fmt: skip
+    marker = enc / "PWNED"
+    (enc / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n"
+    )
+    cfg = json.loads((enc / "config.json").read_text())
+    cfg["encoder_config"] = {"auto_map": {"AutoModel": "evil.M"}}  # nested: refused wherever it sits
+    (enc / "config.json").write_text(json.dumps(cfg))
+    bench = [sys.executable, "-c", "from catmner_bench.cli import main; main()"]
+    r = subprocess.run([*bench, "run", "table1", "--profile", "smoke", "--systems", "lm-span", "--datasets",
+                        "twitter2017", "--text-encoder", str(enc), "--data-dir", str(DATA), "--output",
+                        str(tmp_path / "out"), "-q"], stdin=subprocess.DEVNULL, env=_env(), capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert not marker.exists() and "Do you wish" not in r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and lines == [
+        _refusal(enc / "config.json").replace("catmner: error:", "catmner-bench: error:")
+    ], r.stderr
