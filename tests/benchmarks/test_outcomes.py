@@ -3,7 +3,6 @@
 import math
 
 import pytest
-
 from catmner_bench.outcomes import (
     CONSISTENT,
     CONTRADICTS,

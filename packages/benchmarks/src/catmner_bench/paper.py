@@ -9,7 +9,7 @@ number. Provenance, as the paper states it:
   `-` in the paper (not reported) is `None` here.
 - Table 2 (generalisation, all models BERT-base): UMT and UMGF come from UMGF [6]; CAT-MNER is the paper's.
 - Table 3 (ablation, RoBERTa-large, F1 only): the extracted paper text lost the row labels; they are restored
-  from the numbers and the discussion as documented in DESIGN.md ("The paper's Table 3, row labels restored").
+  from the numbers and the discussion as argued in docs/design.md ("The paper's Table 3, row labels restored").
 - Figure 3 (data efficiency) is a plot: the paper's text gives no numbers for it, so nothing is recorded here
   and the Figure-3 report shows ours only (see `FIG3_NOTE`).
 - Figure 4 is qualitative (attention maps of three cases): nothing numeric to compare.
@@ -247,7 +247,7 @@ TABLE2: dict[str, dict[str, tuple[float, float, float]]] = {
 TABLE2_LABELS = {"umt": "UMT†", "umgf": "UMGF†", "cat-mner": "CAT-MNER"}
 TABLE2_NOTE = "Paper: all models use BERT-base; † results come from UMGF [6]."
 
-# Table 3 (RoBERTa-large, F1): row key -> (label, Twitter-2015 F1, Twitter-2017 F1). Labels restored (DESIGN.md).
+# Table 3 (RoBERTa-large, F1): row key -> (label, Twitter-2015 F1, Twitter-2017 F1). Labels restored (docs/design.md).
 TABLE3: dict[str, tuple[str, float, float]] = {
     "cat": ("CAT-MNER", 78.72, 90.47),
     "mm": ("w/o Refine (self-attention over the concatenation)", 77.63, 89.23),
@@ -258,7 +258,7 @@ TABLE3: dict[str, tuple[str, float, float]] = {
 }
 TABLE3_NOTE = (
     "Paper: RoBERTa-large backbone, F1 only. The extracted paper text lost the row labels; they are restored "
-    "from the numbers and the discussion (DESIGN.md)."
+    "from the numbers and the discussion (docs/design.md)."
 )
 
 # (row, dataset/direction) -> 2PR/(P+R) minus the printed F1, for the cells where the paper is inconsistent.

@@ -1,6 +1,6 @@
 """The CAT-MNER model `CatMner`: R-Transformer over [text; image], C-Transformer, span head, decoding.
 
-This module owns the model's computation (paper Sections 3.1-3.2, ambiguities resolved as in DESIGN.md); its
+This module owns the model's computation (paper Sections 3.1-3.2, ambiguities resolved as in docs/design.md); its
 config and variants are in `config.py`, its building blocks (gate, visual and caption embeddings, span head,
 decoding) in `components.py`, the layer computations in `r_transformer.py`, text-encoder loading in
 `text_encoder.py`, the saved format in `model_io.py`.
