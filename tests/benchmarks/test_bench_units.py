@@ -141,8 +141,9 @@ def _text(j) -> str:
 
 
 def test_verdicts_follow_the_interval():
-    from catmner_bench.claims import CLAIMS, verdicts_section
+    from catmner_bench.claims import CLAIMS
     from catmner_bench.outcomes import CONSISTENT, CONTRADICTS, INCONCLUSIVE
+    from catmner_bench.report.conclusions import verdicts_section
     from catmner_bench.verdicts import Comparison
 
     refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
@@ -544,8 +545,9 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
 def test_figure3_claims_pair_runs_by_sampling():
     """Figure 3 compares systems trained on the same tweets: the SE is that of the per-sampling differences, so
     a gain shared by every sampling is significant even when the samplings themselves spread widely."""
-    from catmner_bench.claims import CLAIMS, verdicts_section
+    from catmner_bench.claims import CLAIMS
     from catmner_bench.outcomes import CONSISTENT, CONTRADICTS, INCONCLUSIVE
+    from catmner_bench.report.conclusions import verdicts_section
     from catmner_bench.verdicts import PairedComparison
 
     # samplings spread by 10 F1; CAT-MNER is 2 above TEXT on each (+-0.1)

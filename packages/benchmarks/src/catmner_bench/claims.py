@@ -28,11 +28,11 @@ from catmner_bench.verdicts import (
     RARE_TYPES,
     Comparison,
     PairedComparison,
-    _available,
-    _compare,
-    _missing,
-    _pair,
+    available,
+    compare,
     differences,
+    missing,
+    pair,
     paired,
     unlike_note,
 )
@@ -101,16 +101,16 @@ def _claim(
     evidence: str = "",
 ) -> Judged:
     """``a`` − ``b`` on every dataset with records of both, against the paper's effect ``paper(dataset)``."""
-    have, note = _available(groups, (a, b), test_of)
+    have, note = available(groups, (a, b), test_of)
     if not have:
         return Judged(
             INCONCLUSIVE,
-            evidence=f"not run: no records for {', '.join(_missing(groups, (a, b), test_of=test_of))}",
+            evidence=f"not run: no records for {', '.join(missing(groups, (a, b), test_of=test_of))}",
         )
     outs, cells, needs = [], {}, []
     for ds in have:
         test = test_of(ds) if test_of else None
-        c = _compare(groups, a, b, ds, key, test=test)
+        c = compare(groups, a, b, ds, key, test=test)
         o = _judge(c, paper(ds), close)
         outs.append(o)
         where = f"{LABEL[ds]} → {LABEL[test]}" if test else LABEL[ds]
@@ -118,7 +118,7 @@ def _claim(
         if o.outcome == INCONCLUSIVE and close is None and c.alike:
             n = _runs_needed(c, o.estimate, o.paper)
             if n is not None:
-                needs.append((where, n, _minutes(*_pair(groups, a, b, ds, test))))
+                needs.append((where, n, _minutes(*pair(groups, a, b, ds, test))))
     return Judged(overall(outs), cells, f"{what}{note}" + (f". {evidence}" if evidence else ""), needs)
 
 
@@ -160,12 +160,12 @@ def _paper_rare_contrast(ds: str) -> float:
 
 
 def _rare_types_gain_more(groups, a: str, b: str) -> Judged:
-    have, note = _available(groups, (a, b))
+    have, note = available(groups, (a, b))
     if not have:
-        return Judged(INCONCLUSIVE, evidence=f"not run: no records for {', '.join(_missing(groups, (a, b)))}")
+        return Judged(INCONCLUSIVE, evidence=f"not run: no records for {', '.join(missing(groups, (a, b)))}")
     outs, cells, needs = [], {}, []
     for ds in have:
-        ga, gb = _pair(groups, a, b, ds)
+        ga, gb = pair(groups, a, b, ds)
         diff = differences(ga, gb)
         c = Comparison(_rare_contrast(ga, ds), _rare_contrast(gb, ds), unlike_note(diff), not diff)
         o = _judge(c, _paper_rare_contrast(ds))
@@ -193,7 +193,7 @@ def _fig3_deltas(
         alphas = sorted({g.alpha for g in groups if g.alpha is not None and g.train_dataset == ds})
         per = {}
         for al in alphas:
-            ga, gb = _pair(groups, a, b, ds, alpha=al)
+            ga, gb = pair(groups, a, b, ds, alpha=al)
             if ga is not None and gb is not None and (c := paired(ga, gb, key)) is not None:
                 per[al] = c
         if per:
@@ -453,72 +453,3 @@ CLAIMS: tuple[Claim, ...] = (
 
 def judge_all(groups: Sequence[Any]) -> list[tuple[Claim, Judged]]:
     return [(c, c.check(groups)) for c in CLAIMS]
-
-
-RULE = (
-    "Each conclusion of Sections 4.2-4.4 against our records (test F1, conlleval), by one rule: our difference "
-    "Δ with its 95% interval (Welch's t over seeds; Figure 3: a paired t over runs trained on the same tweets "
-    "with the same seed) against the paper's effect. **consistent with the paper**: the paper's effect lies in "
-    "our interval and the interval excludes 0 on its side (or lies wholly beyond it); **contradicts the "
-    "paper**: the interval excludes the paper's effect; **inconclusive**: neither, shown with the smallest "
-    "effect these runs detect (80% power, 5% two-sided). A closeness claim is consistent when the interval lies "
-    "within ±1 F1, contradicted when it lies wholly outside. The paper gives no numbers for Figure 3: its "
-    "claims are judged by their direction. One run a side, or runs not trained alike, give no interval and so "
-    "no verdict other than inconclusive. The paper's effects come from its Table 1 (BERT-base) where it has "
-    "the row, else its Table 3 (RoBERTa-large). The rule was changed to this form on 2026-12-07 (issue 29), "
-    "after the records existed; earlier forms said 'does not hold' where the records only failed to detect an "
-    "effect. The rules are in `catmner_bench/verdicts.py` and `catmner_bench/outcomes.py`."
-)
-
-
-def verdicts_section(groups: Sequence[Any]) -> str:
-    """Markdown: every conclusion of Sections 4.2-4.4 with its outcome on our records."""
-    lines = [
-        "## The paper's conclusions, checked here",
-        "",
-        RULE,
-        "",
-        "| § | conclusion of the paper | here | per dataset: Δ [95% interval] vs the paper's Δ | evidence |",
-        "|---|---|---|---|---|",
-    ]
-    for c, j in judge_all(groups):
-        cells = "<br>".join(f"{k}: {v}" for k, v in j.cells.items()) or "-"
-        row = f"| {c.section} | {c.text} | **{j.outcome}** | {cells} | {j.evidence or '-'} |"
-        lines.append(_escape_row(row))
-    return "\n".join(lines)
-
-
-def _escape_row(row: str) -> str:
-    """Escape a literal | inside the cells of a Markdown table row (its own separators stay)."""
-    cells = row.strip("|").split(" | ")
-    return "| " + " | ".join(x.strip().replace("|", "\\|") for x in cells) + " |"
-
-
-def summary_section(groups: Sequence[Any]) -> str:
-    """The page's opening: what holds, what is contradicted, what is undecided and what would decide it."""
-    judged = judge_all(groups)
-    by: dict[str, list[str]] = {CONSISTENT: [], CONTRADICTS: [], INCONCLUSIVE: [], UNTESTABLE: []}
-    decide: list[str] = []
-    for c, j in judged:
-        by[j.outcome].append(c.text)
-        for where, n, minutes in j.needs:
-            cost = f", about {n * minutes / 60:.1f} CPU-hours a side at this recipe" if minutes else ""
-            decide.append(f"{c.text} on {where}: {n} runs a side{cost}")
-    lines = ["## Summary", ""]
-    names = {
-        CONSISTENT: "Consistent with the paper",
-        CONTRADICTS: "Contradicts the paper",
-        INCONCLUSIVE: "Inconclusive (our interval holds both the paper's effect and none)",
-        UNTESTABLE: "Cannot be tested here",
-    }
-    for k, title in names.items():
-        lines.append(f"- **{title}** ({len(by[k])}): " + ("; ".join(by[k]) if by[k] else "none") + ".")
-    if decide:
-        lines += [
-            "",
-            "What would decide the datasets where a claim is inconclusive (runs a side that detect the paper's effect with 80% power, "
-            "from our seed spread; the paper's encoder and images may matter more than seeds):",
-            "",
-            *(f"- {d}" for d in decide),
-        ]
-    return "\n".join(lines)

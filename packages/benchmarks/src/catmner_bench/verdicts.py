@@ -273,7 +273,7 @@ def counterpart(group: Any, groups: Sequence[Any], system: str) -> Any:
     return max(cands, key=lambda b: _rank(group, b)) if cands else None
 
 
-def _pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = None) -> tuple[Any, Any]:
+def pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = None) -> tuple[Any, Any]:
     """The groups of ``a`` and ``b`` to compare (best by `_rank`). (None, None) when either has no group."""
     pairs = [
         (x, y) for x in candidates(groups, a, ds, test, alpha) for y in candidates(groups, b, ds, test, alpha)
@@ -281,10 +281,10 @@ def _pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any =
     return max(pairs, key=lambda p: _rank(*p)) if pairs else (None, None)
 
 
-def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
+def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
     from catmner_bench.runner import saliency_of
 
-    ga, gb = _pair(groups, a, b, ds, test)
+    ga, gb = pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
     notes = []
@@ -294,7 +294,7 @@ def _compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None 
     return between(ga, gb, key, notes)
 
 
-def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:
+def missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:
     out = []
     for ds in datasets:
         for s in systems:
@@ -303,8 +303,8 @@ def _missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) ->
     return out
 
 
-def _available(groups, systems: Sequence[str], test_of=None) -> tuple[list[str], str]:
+def available(groups, systems: Sequence[str], test_of=None) -> tuple[list[str], str]:
     """Datasets on which every system has records, and a note naming the datasets left out."""
-    have = [ds for ds in DATASETS if not _missing(groups, systems, (ds,), test_of)]
+    have = [ds for ds in DATASETS if not missing(groups, systems, (ds,), test_of)]
     left = [LABEL[ds] for ds in DATASETS if ds not in have]
     return have, (f" ({', '.join(left)}: not run)" if left and have else "")

@@ -120,7 +120,7 @@ def write_report(
         from catmner_bench.speed import speed_section
 
         sections += ["", speed_section(by_exp["speed"])]
-    from catmner_bench.claims import summary_section, verdicts_section
+    from catmner_bench.report.conclusions import summary_section, verdicts_section
 
     sections[3:3] = ["", summary_section(everything)]  # the page opens with what a reader takes away
     sections += ["", verdicts_section(everything)]
