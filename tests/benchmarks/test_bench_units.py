@@ -403,8 +403,8 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
 def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> None:
     """A record's image path may be relative to where the run was made: the report finds the same file (same
     checksum) under --image-dir, and refuses a different file."""
-    from catmner_bench.records import sha256_file
     from catmner_bench.report import plot_fig4
+    from catmner_model.provenance import sha256_file_memo as sha256_file
 
     real = next((shared_data / "tweet_images" / "twitter2015_images").glob("*.jpg"))
     case = {

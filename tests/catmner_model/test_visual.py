@@ -13,7 +13,7 @@ import pytest
 import torch
 from catmner_model.batching import Example
 from catmner_model.data import load_split
-from catmner_model.modeling import create_model
+from catmner_model.model import create_model
 from catmner_model.visual import (
     CaptionError,
     VisualSource,
@@ -198,7 +198,7 @@ def test_visual_none_is_the_text_variant():
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory) -> Path:
     """A random-init BLIP captioning model (MiniLM vocabulary), saved like a Hugging Face checkpoint."""
-    from catmner_model.modeling import minilm_path
+    from catmner_model.text_encoder import minilm_path
     from transformers import (
         AutoTokenizer,
         BlipConfig,
@@ -268,7 +268,8 @@ def test_train_evaluate_predict_and_bench_share_the_visual_source(visual, tmp_pa
     from catmner_bench.runner import RunContext, evaluate_model_dir
     from catmner_model.evaluate import evaluate_model
     from catmner_model.predict import Predictor
-    from catmner_model.train import TrainConfig, train
+    from catmner_model.training.config import TrainConfig
+    from catmner_model.training.loop import train
 
     monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
     calls: list[str] = []

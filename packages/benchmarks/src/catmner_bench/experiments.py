@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import DATASETS, Tweet, image_path, resolve_image_dir
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, sha256_file
+from catmner_bench.records import RunSpec
 from catmner_bench.runner import (
     SYSTEMS,
     BenchError,

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
+from catmner_bench.records import RunSpec, build_record, finished, sha256_json, write_record
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def evaluate_model_dir(
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
     from catmner_model import Predictor, predict_examples
-    from catmner_model.scoring import score_both
+    from catmner_model.metrics import score_both
 
     predictor = Predictor(
         model_dir,

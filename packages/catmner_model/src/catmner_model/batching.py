@@ -33,7 +33,7 @@ import torch
 from catmner_model.data import ENTITY_TYPES, Entity, Tweet
 
 if TYPE_CHECKING:  # pragma: no cover
-    from catmner_model.modeling import CatMnerConfig
+    from catmner_model.config import CatMnerConfig
 
 LABELS: tuple[str, ...] = ("O", *ENTITY_TYPES)  # span classes; index 0 is "not an entity"
 LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(LABELS)}

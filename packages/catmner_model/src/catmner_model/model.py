@@ -87,7 +87,7 @@ class CatMner(RTransformerLayers, nn.Module):
         self.cfg = cfg
         self.vision: nn.Module | None = None  # the trainable image encoder (cfg.trainable_image_encoder)
         if cfg.trainable_image_encoder and cfg.uses_grid:
-            from catmner_model.vision import build_backend
+            from catmner_model.encoders import build_backend
 
             self.vision = build_backend(cfg.trainable_image_encoder, pretrained=image_encoder_weights)
             cfg.image_feature_dim = int(self.vision.feature_dim)
@@ -200,7 +200,7 @@ class CatMner(RTransformerLayers, nn.Module):
 
     def image_cells(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
         """The trainable image encoder's input for an image file, ``(I, 3, S, S)``; None if unusable."""
-        from catmner_model.vision import image_cells
+        from catmner_model.encoders import image_cells
 
         if self.vision is None:
             raise ValueError("this model reads precomputed image features, not image files")
@@ -347,20 +347,6 @@ class CatMner(RTransformerLayers, nn.Module):
         return decode_spans(out.logits, batch.span_mask, batch.span_start, batch.span_end)
 
     @torch.no_grad()
-    def predict(self, examples: Sequence[Any], batch_size: int = 32) -> list[list[Entity]]:
-        """Entities for a list of `Example`s (eval mode, batched in order)."""
-        was_training = self.training
-        self.eval()
-        collate = self.collator()
-        preds: list[list[Entity]] = []
-        try:
-            for i in range(0, len(examples), batch_size):
-                batch = collate(examples[i : i + batch_size]).to(self.device)
-                preds.extend(self.decode(self(batch), batch))
-        finally:
-            self.train(was_training)
-        return preds
-
     # ------------------------------------------------------------------------------------------------ I/O
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write config.json, model.safetensors, label_words.json and the tokenizer files into ``directory``

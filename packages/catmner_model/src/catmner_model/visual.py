@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from catmner_model.data import DataError, Tweet, catmner_home, image_path, resolve_data_dir
+from catmner_model.data import DataError, Tweet, image_path, resolve_data_dir
 
 VISUAL_SOURCES: tuple[str, ...] = ("grid", "caption", "grid+caption", "none")
 TEXT_CONTEXTS: tuple[str, ...] = ("pgim",)  # second text segments the trainer knows how to find
@@ -253,14 +253,9 @@ def build_extractor(image_encoder: str | None) -> Any | None:
     """The frozen grid-feature extractor for ``image_encoder`` (None for "none")."""
     if image_encoder in ("none", "", None):
         return None
-    from catmner_model.vision import GridFeatureExtractor, VisionConfig
+    from catmner_model.encoders import GridFeatureExtractor, VisionConfig
 
     return GridFeatureExtractor(VisionConfig(encoder=image_encoder))
-
-
-def feature_cache_root(feature_cache: str | os.PathLike[str] | None = None) -> Path:
-    """The one feature-cache root: the argument, else ``$CATMNER_HOME/features``."""
-    return Path(feature_cache).expanduser() if feature_cache else catmner_home() / "features"
 
 
 @dataclass
@@ -287,7 +282,7 @@ class VisualSource:
     def grid_cache(self) -> Any | None:
         """The FeatureCache of the grid source, built on first use (loading an image encoder takes seconds)."""
         if self.cache is None and self.image_encoder not in (None, "", "none"):
-            from catmner_model.vision import FeatureCache
+            from catmner_model.feature_cache import FeatureCache, feature_cache_root
 
             extractor = build_extractor(self.image_encoder)
             fdim = int(extractor.feature_dim)
@@ -365,7 +360,7 @@ class VisualSource:
             return caption or None
         found = (self.captions or {}).get(tweet.imgid)
         if found is None and self.captioner is not None and image is not None:
-            from catmner_model.vision import load_image_safely
+            from catmner_model.images import load_image_safely
 
             loaded = load_image_safely(image)
             if loaded.ok:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from catmner_model.utils import atomic_write_text
+from catmner_model.atomic import atomic_write_text
 
 from catmner_bench.records import RecordError, iter_records
 from catmner_bench.report.figures import fig3_section, fig4_caption_section, fig4_section

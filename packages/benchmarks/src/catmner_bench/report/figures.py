@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from catmner_model.utils import atomic_write
+from catmner_model.atomic import atomic_write
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench import paper
-from catmner_bench.records import sha256_file
 from catmner_bench.report.tables import (
     DATASET_LABEL,
     SYSTEM_ORDER,

@@ -353,7 +353,7 @@ def speed_section(records: list[dict[str, Any]]) -> str:
 def update_doc(records_dir: str | os.PathLike[str], doc: str | os.PathLike[str]) -> Path:
     """Rewrite the generated speed block of ``doc`` (between DOC_BEGIN and DOC_END) from the speed records
     under ``records_dir`` (`doc_block`)."""
-    from catmner_model.utils import atomic_write_text
+    from catmner_model.atomic import atomic_write_text
 
     from catmner_bench.records import RecordError, iter_records
 

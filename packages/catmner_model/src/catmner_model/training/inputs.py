@@ -105,8 +105,9 @@ def _add_grid(
     """Give ``source`` the run's images (and the feature cache, precomputed once on rank 0, unless the image
     encoder is fine-tuned); image counts go into ``stats``. Returns the grid feature width F (None when
     fine-tuning: the model's own encoder decides it)."""
-    from catmner_model.vision import FeatureCache, load_image_safely
-    from catmner_model.visual import build_extractor, feature_cache_root
+    from catmner_model.feature_cache import FeatureCache, feature_cache_root
+    from catmner_model.images import load_image_safely
+    from catmner_model.visual import build_extractor
 
     feature_dim = None
     image_dir = resolve_image_dir(config.image_dir, config.data_dir)
