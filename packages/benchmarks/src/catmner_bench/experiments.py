@@ -25,10 +25,10 @@ from catmner_bench.runner import (
     BenchError,
     RunContext,
     model_config,
-    read_split,
     run_spec,
     system_config,
 )
+from catmner_bench.tweets import read_split
 
 CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
 
@@ -256,7 +256,7 @@ def search_config(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any
 class RecipeSearch(Experiment):
     """The recipe search (issue: a recipe chosen on validation): every setting of every `SEARCH_ROUNDS` round
     for each system, dataset and seed, scored on the validation split only (a config two rounds share is one
-    run); the report marks each round's choice (`report.sections.search_choice`), and test is scored only
+    run); the report marks each round's choice (`report.search.search_choice`), and test is scored only
     once a choice is the default (Table 1). A setting equal to a finished Table 1 run reuses it."""
 
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:

@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from catmner_model.visual_sources import TEXT_CONTEXTS, check_visual
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -84,8 +86,6 @@ class CatMnerConfig:
     r_transformer: str = "auto"
 
     def __post_init__(self) -> None:
-        from catmner_model.visual import TEXT_CONTEXTS, check_visual
-
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
         check_visual(self.visual)

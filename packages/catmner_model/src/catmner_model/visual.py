@@ -34,27 +34,11 @@ from typing import Any
 import torch
 
 from catmner_model.data import DataError, Tweet, image_path, resolve_data_dir
-
-VISUAL_SOURCES: tuple[str, ...] = ("grid", "caption", "grid+caption", "none")
-TEXT_CONTEXTS: tuple[str, ...] = ("pgim",)  # second text segments the trainer knows how to find
+from catmner_model.visual_sources import uses_caption, uses_grid
 
 
 class CaptionError(DataError):
     """A caption file that cannot be read: one line naming the file and line."""
-
-
-def check_visual(visual: str) -> str:
-    if visual not in VISUAL_SOURCES:
-        raise ValueError(f"unknown visual source {visual!r}: choose one of {', '.join(VISUAL_SOURCES)}")
-    return visual
-
-
-def uses_grid(visual: str) -> bool:
-    return "grid" in visual.split("+")
-
-
-def uses_caption(visual: str) -> bool:
-    return "caption" in visual.split("+")
 
 
 # --------------------------------------------------------------------------------------------- captions

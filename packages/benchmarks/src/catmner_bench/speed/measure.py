@@ -104,7 +104,8 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
     from catmner_model.training.distributed import seed_everything
 
     from catmner_bench.records import environment
-    from catmner_bench.runner import describe, log
+    from catmner_bench.runner import log
+    from catmner_bench.tweets import describe
 
     t_start = time.perf_counter()
     # the code measured is the code at the start: record its git state and import every module now
@@ -181,7 +182,7 @@ def read_tweets(ctx: Any, size: SpeedSize) -> tuple[list[Any], list[Any], list[A
     """(the full Twitter-2015 training split, the profile's training subset, the test tweets predicted)."""
     from catmner_model import resolve_image_dir
 
-    from catmner_bench.runner import read_split, select
+    from catmner_bench.tweets import read_split, select
 
     full_train = read_split(DATASET, "train", ctx.data_dir)
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)

@@ -119,7 +119,7 @@ def check_config(config: TrainConfig) -> None:
 
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
-    from catmner_model.visual import VISUAL_SOURCES
+    from catmner_model.visual_sources import VISUAL_SOURCES
 
     if config.visual not in VISUAL_SOURCES or (config.visual == "none" and config.variant != "text"):
         raise TrainError(

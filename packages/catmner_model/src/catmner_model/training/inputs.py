@@ -67,7 +67,8 @@ def prepare_visual(
     knowledge: align it to the tweets. Returns (source, examples per split, stats for the run log, the grid
     feature width F or None).
     """
-    from catmner_model.visual import VisualSource, uses_caption, uses_grid
+    from catmner_model.visual import VisualSource
+    from catmner_model.visual_sources import uses_caption, uses_grid
 
     visual = effective_visual(config)
     source = VisualSource(visual=visual, dataset=config.dataset)
