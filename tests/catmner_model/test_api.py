@@ -86,7 +86,7 @@ def test_api_names_resolve_and_errors_share_one_base():
     from catmner_model.model_io import ModelFormatError
     from catmner_model.predict import PredictError
     from catmner_model.training.config import TrainError
-    from catmner_model.visual import CaptionError
+    from catmner_model.visual_caption import CaptionError
 
     for name in catmner_model.__all__:
         assert getattr(catmner_model, name) is not None

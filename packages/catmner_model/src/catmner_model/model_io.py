@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from catmner_model.atomic import atomic_write, atomic_write_text
-from catmner_model.batching import LABELS
 from catmner_model.config import CatMnerConfig, config_from_dict
+from catmner_model.data import LABELS
 from catmner_model.errors import CatmnerError
 from catmner_model.provenance import sha256_file
 
