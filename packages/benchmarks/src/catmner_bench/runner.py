@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import Tweet, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model.visual_sources import parse_visual
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
@@ -163,7 +164,7 @@ def system_config(
     elif s.labels == "multimodal":
         labels = profile.labels_multimodal
     visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
-    uses_grid = "grid" in visual.split("+")
+    uses_grid = "grid" in parse_visual(visual)
     overrides = {**profile.model_overrides, **dict(s.overrides)}
     resolved = {}
     if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity

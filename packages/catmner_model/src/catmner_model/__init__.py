@@ -77,6 +77,7 @@ PUBLIC_MODULES = (
     "catmner_model.text_encoder",  # load_text_encoder, load_tokenizer, minilm_path, TINY_ENCODER
     "catmner_model.wordform",  # CharCNN
     "catmner_model.cli",  # main (the speed benchmark times its start-up)
+    "catmner_model.visual_sources",  # parse_visual, visual_name, VISUAL_SOURCES (the visual-source registry)
     "catmner_model.training.loop",  # run_epoch
     "catmner_model.training.optim",  # make_optimizer, linear_schedule
     "catmner_model.training.inputs",  # prepare_visual, epoch_batches, example_lengths, load_label_words
