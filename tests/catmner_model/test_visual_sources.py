@@ -15,6 +15,7 @@ import torch
 from catmner_model.components import VisualEmbedding
 from catmner_model.config import CatMnerConfig, config_from_dict
 from catmner_model.data import load_split
+from catmner_model.model_io import ModelFormatError
 from catmner_model.predict import load_model
 from catmner_model.training.config import TrainConfig, TrainError
 from catmner_model.training.loop import train
@@ -118,6 +119,12 @@ def test_a_toy_source_through_the_registry_end_to_end(toy_registered, tmp_path, 
     assert not torch.allclose(text[0], text[1])
     out = predictor.predict(["Messi scores for Barcelona", ["Obama", "in", "Paris"]])
     assert len(out) == 2 and all(isinstance(x, list) for x in out)
+    # where the source is not registered, the model directory is one clear error naming its config
+    monkeypatch.delitem(VISUAL_SOURCES, "toy")
+    with pytest.raises(
+        ModelFormatError, match=r"config.json: invalid model config \(unknown visual source 'toy'"
+    ):
+        load_model(model_dir)
 
 
 def test_an_unregistered_source_is_one_clear_error(tmp_path):
