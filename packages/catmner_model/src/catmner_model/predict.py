@@ -231,7 +231,7 @@ class Predictor:
         captioner: str | Any | None = None,
         precision: str = "fp32",
     ):
-        from catmner_model.modeling import CatMner
+        from catmner_model.model import CatMner
         from catmner_model.precision import PRECISIONS, cast_linear_weights, resolve_precision
 
         if precision not in PRECISIONS:
