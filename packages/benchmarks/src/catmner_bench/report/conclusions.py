@@ -48,13 +48,22 @@ def _escape_row(row: str) -> str:
     return "| " + " | ".join(x.strip().replace("|", "\\|") for x in cells) + " |"
 
 
+NOT_RUN = "not run yet"
+
+
 def summary_section(groups: Sequence[Any]) -> str:
     """The page's opening: what holds, what is contradicted, what is undecided and what would decide it."""
     judged = judge_all(groups)
-    by: dict[str, list[str]] = {CONSISTENT: [], CONTRADICTS: [], INCONCLUSIVE: [], UNTESTABLE: []}
+    by: dict[str, list[str]] = {
+        CONSISTENT: [],
+        CONTRADICTS: [],
+        INCONCLUSIVE: [],
+        NOT_RUN: [],
+        UNTESTABLE: [],
+    }
     decide: list[str] = []
     for c, j in judged:
-        by[j.outcome].append(c.text)
+        by[NOT_RUN if j.outcome == INCONCLUSIVE and not j.cells else j.outcome].append(c.text)
         for where, n, minutes in j.needs:
             cost = f", about {n * minutes / 60:.1f} CPU-hours a side at this recipe" if minutes else ""
             decide.append(f"{c.text} on {where}: {n} runs a side{cost}")
@@ -63,6 +72,7 @@ def summary_section(groups: Sequence[Any]) -> str:
         CONSISTENT: "Consistent with the paper",
         CONTRADICTS: "Contradicts the paper",
         INCONCLUSIVE: "Inconclusive (our interval holds both the paper's effect and none)",
+        NOT_RUN: "Not run yet",
         UNTESTABLE: "Cannot be tested here",
     }
     for k, title in names.items():
@@ -70,8 +80,9 @@ def summary_section(groups: Sequence[Any]) -> str:
     if decide:
         lines += [
             "",
-            "What would decide the datasets where a claim is inconclusive (runs a side that detect the paper's effect with 80% power, "
-            "from our seed spread; the paper's encoder and images may matter more than seeds):",
+            "What would decide the datasets where a claim is inconclusive (runs a side that detect the paper's "
+            "effect with 80% power, from our seed spread; the paper's encoder and images may matter more than "
+            "seeds):",
             "",
             *(f"- {d}" for d in decide),
         ]
