@@ -15,7 +15,8 @@ entity and every word, the quantities of the paper's Figure 4 as the benchmark r
   has only this one (it is the attention it used).
 - ``label_words``: the label words under which the span is most salient: Eq. 6's per-label-word term
   ``softmax_over_text_keys(Q_key K_c^T / sqrt(d))`` of the last layer, its mass on the span's first pieces,
-  mean over heads; the top ``TOP_LABEL_WORDS`` (refined variants only: the others have no label words).
+  mean over heads; the top ``TOP_LABEL_WORDS`` (refined variants only: the others have no label words), and
+  ``label_words_uniform``, the share an evenly spread saliency would give the span (its pieces / the tweet's).
 
 The page of ``catmner serve`` shows this dict as it is; tests compare the page with it.
 """
@@ -126,6 +127,7 @@ def explain_input(predictor: Any, item: Any) -> dict[str, Any]:
             share = sal[:, :, pos].sum(-1).mean(0)  # (C,) span's share of each label word's saliency
             top = share.argsort(descending=True)[:TOP_LABEL_WORDS]
             row["label_words"] = [{"word": words[i], "weight": round(float(share[i]), DIGITS)} for i in top]
+            row["label_words_uniform"] = round(len(pos) / int(batch.attention_mask[0].sum()), DIGITS)
         return row
 
     return {

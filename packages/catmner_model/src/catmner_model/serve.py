@@ -87,7 +87,7 @@ class ExplainService:
     def info(self) -> dict[str, Any]:
         cfg = self.predictor.config
         return {
-            "model": self.predictor.model_dir.name,
+            "model": "/".join(self.predictor.model_dir.resolve().parts[-2:]),
             "variant": cfg.variant,
             "visual_source": cfg.visual_source,
             "uses_images": bool(self.predictor.uses_images),

@@ -122,7 +122,7 @@ function render() {
 }
 
 function heat(w, vmax) {
-  const a = vmax > 0 ? 0.8 * (w / vmax) : 0;
+  const a = vmax > 0 ? 0.6 * (w / vmax) : 0;
   return `rgba(220, 38, 38, ${a.toFixed(3)})`;
 }
 
@@ -180,6 +180,7 @@ function select(kind, index) {
     if (!maps) continue;
     const names = ["unrefined", "refined"].filter((n) => maps[n]);
     const vmax = Math.max(...names.flatMap((n) => maps[n].weights));
+    out.append(el("h3", {}, view === "grid" ? "over the image (4x4 grid)" : "over the caption's word pieces"));
     const box = el("div", { class: "maps", "data-view": view });
     for (const n of names) {
       box.append(view === "grid" ? gridMap(n, maps[n], res.visual.grid.shape, vmax)
@@ -193,6 +194,8 @@ function select(kind, index) {
       ? "this model has no visual tokens (text variant)"
       : "no image or caption was given: the span could only attend to the model's learned no-image token"));
   }
+  $("label-uniform").textContent = row.label_words_uniform === undefined ? "" :
+    `(a label word whose saliency spread evenly over the tweet's word pieces would give the span ${pct(row.label_words_uniform)})`;
   if (row.label_words) {
     $("label-words").replaceChildren(...row.label_words.map((lw) =>
       el("li", { "data-label-word": lw.word, "data-weight": lw.weight }, `${lw.word} `, el("span", { class: "hint" }, pct(lw.weight)))));
