@@ -45,8 +45,11 @@ def chromium(width: int):
 
 
 def shot(driver, png: Path, width: int, max_height: int) -> None:
+    metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the viewport itself, exactly
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    driver.set_window_size(width, min(height + 20, max_height))
+    metrics["height"] = min(height, max_height)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     driver.save_screenshot(str(png))
     print(png)
 
@@ -71,7 +74,7 @@ def serve_page(model: Path, data_dir: Path, out: Path, entity: int) -> None:
         marks = driver.find_elements(By.CSS_SELECTOR, "#tweet mark.ent")
         if marks:
             marks[min(entity, len(marks) - 1)].click()
-        shot(driver, out / "serve.png", 1100, 1500)
+        shot(driver, out / "serve.png", 1100, 2000)
     finally:
         driver.quit()
         proc.send_signal(signal.SIGINT)

@@ -60,8 +60,11 @@ def chromium():
 def full_page_png(driver, path, width: int = 1200) -> Path:
     """Screenshot of the whole page (the window resized to the page's height). With CATMNER_SCREENSHOTS=DIR
     (docs/scripts/screenshots.sh: docs/figures) a copy is kept there under the same name."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(width, min(int(height) + 40, 4000))
+    metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)  # the viewport itself, exactly
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    metrics["height"] = min(height, 4000)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
     driver.save_screenshot(str(path))
     keep = os.environ.get("CATMNER_SCREENSHOTS")
     if keep:

@@ -120,7 +120,7 @@ def render_html(result: dict[str, Any], analysis: dict[str, Any]) -> str:
     web = files("catmner_model").joinpath("web")
     data = json.dumps({"evaluate": result, "analysis": analysis}, ensure_ascii=False)
     data = data.replace("</", "<\\/").replace("<!--", "<\\!--")
-    title = f"catmner evaluate: {result.get('dataset')} {result.get('split')} ({Path(str(result.get('model_dir'))).name})"
+    title = f"catmner evaluate: {result.get('dataset')} {result.get('split')} ({'/'.join(Path(str(result.get('model_dir'))).parts[-2:])})"
     page = web.joinpath("report.html").read_text(encoding="utf-8")
     return (
         page.replace("{{TITLE}}", html.escape(title))
