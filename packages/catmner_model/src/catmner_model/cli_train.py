@@ -184,6 +184,12 @@ def evaluate_cli(
     captions: Annotated[
         Path | None, typer.Option(help="Caption file or folder (caption models; default as in train).")
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write one self-contained HTML page of the errors (gold vs predicted per tweet)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -202,6 +208,7 @@ def evaluate_cli(
         max_tweets=max_tweets,
         captions=captions,
         progress=not quiet,
+        html=html,
     )
     if as_json:
         print_json(result)
@@ -209,6 +216,8 @@ def evaluate_cli(
         typer.echo(format_report(result))
         if predictions:
             typer.echo(f"predictions: {predictions}")
+        if html:
+            typer.echo(f"error analysis: {html}")
 
 
 @friendly_errors

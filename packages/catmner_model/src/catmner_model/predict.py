@@ -370,6 +370,24 @@ class Predictor:
         """Entities of one raw tweet (with its optional image file and caption)."""
         return self.predict([make_input(text, None, image, where="--text", caption=caption)])[0]
 
+    def explain(
+        self,
+        text: str | None = None,
+        image: str | None = None,
+        caption: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """`predict_text`'s entities of one tweet plus what the model looked at: each entity's (and word's)
+        last-layer attention over the visual tokens, refined and unrefined, and its most salient label words
+        (`explain.explain_input`; `catmner serve` shows this dict)."""
+        from catmner_model.explain import explain_input
+
+        where = "--text" if tokens is None else "tokens"
+        item = make_input(text, None if tokens is None else list(tokens), image, where=where, caption=caption)
+        out = explain_input(self, item)
+        out["entities"] = [entity_json(item.tokens, e) for e in out["entities"]]
+        return out
+
     def predict_tokens(
         self, tokens: Sequence[str], image: str | None = None, caption: str | None = None
     ) -> list[dict]:
