@@ -75,7 +75,8 @@ def test_report_page_in_chromium(evaluated, chromium, screenshot, tmp_path):
 
     page, result, analysis = evaluated
     text = page.read_text(encoding="utf-8")
-    assert "http://" not in text.split('<script type="application/json"')[0]  # nothing fetched
+    head = text.split('<script type="application/json"')[0]
+    assert "://" not in head and "<link" not in text and "<script src" not in text  # nothing fetched
     driver = chromium
     driver.get(page.as_uri())
     assert driver.find_element(By.ID, "check").get_attribute("data-ok") == "true"

@@ -162,6 +162,14 @@ def test_server_answers_bad_input_with_a_message(server, tmp_path):
     )
     assert call(port, "GET", "/", headers={"Host": "attacker.example:80"})[0] == 403  # DNS rebinding
     assert call(port, "GET", "/../../etc/passwd")[0] == 404
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for route in ("/", "/app.js", "/style.css"):  # the page loads nothing from anywhere else
+        conn.request("GET", route)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        assert resp.status == 200 and "default-src 'none'" in resp.getheader("Content-Security-Policy")
+        assert "http://" not in body and "https://" not in body and "//" not in body.replace("// ", "")
+    conn.close()
     got, answer = call(port, "POST", "/api/explain", b"x", {"Content-Length": str(10**9)})
     assert got == 413
     # still serving, and the uploads folder holds only decoded-OK uploads, named by their checksum
