@@ -112,3 +112,20 @@ def test_report_page_in_chromium(evaluated, chromium, screenshot, tmp_path):
     Select(driver.find_element(By.ID, "type-filter")).select_by_value("")
     driver.find_element(By.CSS_SELECTOR, '.group-btn[data-group="errors"]').click()
     screenshot(driver, tmp_path / "evaluate-html.png")
+
+
+def test_evaluate_cli_writes_the_page(evaluated, tmp_path):
+    from catmner_model.cli import app
+    from typer.testing import CliRunner
+
+    page, _, _ = evaluated
+    model = page.parent / "model"
+    out = tmp_path / "sub" / "errors.html"
+    args = ["evaluate", str(model), "--dataset", "twitter2015", "--data-dir", str(DATA), "--max-tweets", "10"]
+    res = CliRunner().invoke(app, [*args, "--html", str(out), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert result["html"] == str(out)
+    assert f'"n_tweets": {result["n_tweets"]}' in out.read_text(encoding="utf-8")
+    res = CliRunner().invoke(app, [*args, "--html", "/proc/no/such.html", "--quiet"])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "Traceback" not in res.output
