@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from catmner_model.data import Entity, load_split
+from catmner_model.data import Entity, Tweet, load_split
 from catmner_model.metrics import read_predictions
 from catmner_model.model import create_model
 from catmner_model.report_html import GROUPS, classify_tweet, error_analysis
@@ -129,3 +129,17 @@ def test_evaluate_cli_writes_the_page(evaluated, tmp_path):
     assert f'"n_tweets": {result["n_tweets"]}' in out.read_text(encoding="utf-8")
     res = CliRunner().invoke(app, [*args, "--html", "/proc/no/such.html", "--quiet"])
     assert res.exit_code == 1 and res.output.startswith("error: ") and "Traceback" not in res.output
+
+
+def test_tweet_text_cannot_break_out_of_the_page():
+    import re
+
+    from catmner_model.report_html import render_html
+
+    tokens = ["</script><script>alert(1)</script>", "<!--", "Paris"]
+    tweet = Tweet(imgid="1", tokens=tokens, tags=["O", "O", "B-LOC"], entities=[Entity(2, 3, "LOC")])
+    result = {"model_dir": "m", "dataset": "twitter2015", "split": "test", "n_tweets": 1}
+    page = render_html(result, error_analysis([tweet], [[Entity(0, 1, "PER")]]))
+    assert "<script>alert" not in page and "<!--" not in page
+    data = re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data)["analysis"]["tweets"][0]["tokens"] == tokens
