@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from catmner_model.data import Entity, load_split
+from catmner_model.data import Entity, Tweet, load_split
 from catmner_model.metrics import read_predictions
 from catmner_model.model import create_model
 from catmner_model.report_html import GROUPS, classify_tweet, error_analysis
@@ -75,7 +75,8 @@ def test_report_page_in_chromium(evaluated, chromium, screenshot, tmp_path):
 
     page, result, analysis = evaluated
     text = page.read_text(encoding="utf-8")
-    assert "http://" not in text.split('<script type="application/json"')[0]  # nothing fetched
+    head = text.split('<script type="application/json"')[0]
+    assert "://" not in head and "<link" not in text and "<script src" not in text  # nothing fetched
     driver = chromium
     driver.get(page.as_uri())
     assert driver.find_element(By.ID, "check").get_attribute("data-ok") == "true"
@@ -111,3 +112,34 @@ def test_report_page_in_chromium(evaluated, chromium, screenshot, tmp_path):
     Select(driver.find_element(By.ID, "type-filter")).select_by_value("")
     driver.find_element(By.CSS_SELECTOR, '.group-btn[data-group="errors"]').click()
     screenshot(driver, tmp_path / "evaluate-html.png")
+
+
+def test_evaluate_cli_writes_the_page(evaluated, tmp_path):
+    from catmner_model.cli import app
+    from typer.testing import CliRunner
+
+    page, _, _ = evaluated
+    model = page.parent / "model"
+    out = tmp_path / "sub" / "errors.html"
+    args = ["evaluate", str(model), "--dataset", "twitter2015", "--data-dir", str(DATA), "--max-tweets", "10"]
+    res = CliRunner().invoke(app, [*args, "--html", str(out), "--json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)
+    assert result["html"] == str(out)
+    assert f'"n_tweets": {result["n_tweets"]}' in out.read_text(encoding="utf-8")
+    res = CliRunner().invoke(app, [*args, "--html", "/proc/no/such.html", "--quiet"])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "Traceback" not in res.output
+
+
+def test_tweet_text_cannot_break_out_of_the_page():
+    import re
+
+    from catmner_model.report_html import render_html
+
+    tokens = ["</script><script>alert(1)</script>", "<!--", "Paris"]
+    tweet = Tweet(imgid="1", tokens=tokens, tags=["O", "O", "B-LOC"], entities=[Entity(2, 3, "LOC")])
+    result = {"model_dir": "m", "dataset": "twitter2015", "split": "test", "n_tweets": 1}
+    page = render_html(result, error_analysis([tweet], [[Entity(0, 1, "PER")]]))
+    assert "<script>alert" not in page and "<!--" not in page
+    data = re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(data)["analysis"]["tweets"][0]["tokens"] == tokens

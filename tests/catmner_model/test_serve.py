@@ -29,13 +29,13 @@ TWEET = "RT @nba : LeBron James and the Cavs beat Boston in Cleveland tonight"
 CAPTION = "a basketball player dunks the ball in front of a crowd"
 
 
-def tiny_model(path: Path, variant: str = "cat", seed: int = 0) -> Path:
+def tiny_model(path: Path, variant: str = "cat", seed: int = 0, r_transformer: str = "auto") -> Path:
     """A random tiny model over grid + caption tokens whose gates are open (refined != unrefined) and whose
     span head leans towards entities (so that a random model predicts some)."""
     torch.manual_seed(seed)
     model = create_model(
         "tiny", WORDS if variant != "mm" else [], variant=variant, visual="grid+caption",
-        image_encoder="tiny:24", gate_init_std=0.5,
+        image_encoder="tiny:24", gate_init_std=0.5, r_transformer=r_transformer,
     )  # fmt: skip
     with torch.no_grad():
         model.span_head.out.bias.copy_(torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))
@@ -58,10 +58,15 @@ def fig4_map(att: torch.Tensor, pos: torch.Tensor, cols: slice) -> list[float]:
     return [round(float(x), 6) for x in w / w.sum().clamp_min(1e-12)]
 
 
-def test_explain_is_the_models_attention(model_dir):
+@pytest.mark.parametrize("path", ["loop", "intercept"])
+def test_explain_is_the_models_attention(path, model_dir, tmp_path):
     """Entities equal predict's; 'refined' equals Figure 4's computation from the model's own attention output;
-    'unrefined' equals the refined map of the same model with its last-layer gate shut (g = 0)."""
+    'unrefined' equals the refined map of the same model with its last-layer gate shut (g = 0). Both ways the
+    R-Transformer runs (our layer loop, the encoder's own forward intercepted)."""
+    if path == "intercept":
+        model_dir = tiny_model(tmp_path / "intercepted", r_transformer="intercept")
     predictor = Predictor(model_dir, device="cpu")
+    assert predictor.model._intercept == (path == "intercept")
     out = predictor.explain(TWEET, image=str(image()), caption=CAPTION)
     assert out["entities"] == predictor.predict_text(TWEET, image=str(image()), caption=CAPTION)
     assert out["entities"], "the test model should predict some entities"
@@ -162,6 +167,14 @@ def test_server_answers_bad_input_with_a_message(server, tmp_path):
     )
     assert call(port, "GET", "/", headers={"Host": "attacker.example:80"})[0] == 403  # DNS rebinding
     assert call(port, "GET", "/../../etc/passwd")[0] == 404
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for route in ("/", "/app.js", "/style.css"):  # the page loads nothing from anywhere else
+        conn.request("GET", route)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        assert resp.status == 200 and "default-src 'none'" in resp.getheader("Content-Security-Policy")
+        assert "http://" not in body and "https://" not in body and "//" not in body.replace("// ", "")
+    conn.close()
     got, answer = call(port, "POST", "/api/explain", b"x", {"Content-Length": str(10**9)})
     assert got == 413
     # still serving, and the uploads folder holds only decoded-OK uploads, named by their checksum

@@ -116,10 +116,10 @@ def error_analysis(tweets: Sequence[Tweet], preds: Sequence[Sequence[Entity]]) -
 
 
 def render_html(result: dict[str, Any], analysis: dict[str, Any]) -> str:
-    """The page: the template with the evaluate JSON and the analysis inlined (``</`` escaped in the data)."""
+    """The page: the template with the evaluate JSON and the analysis inlined (``<`` escaped in the data)."""
     web = files("catmner_model").joinpath("web")
     data = json.dumps({"evaluate": result, "analysis": analysis}, ensure_ascii=False)
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")
+    data = data.replace("<", "\\u003c")  # no "</script>" or "<!--" can end or confuse the data block
     title = f"catmner evaluate: {result.get('dataset')} {result.get('split')} ({'/'.join(Path(str(result.get('model_dir'))).parts[-2:])})"
     page = web.joinpath("report.html").read_text(encoding="utf-8")
     return (

@@ -191,6 +191,10 @@ def make_handler(service: ExplainService, log: Callable[[str], None] | None = No
             self._send(status, json.dumps(data, ensure_ascii=False).encode("utf-8"), "application/json")
 
         def _local_host(self) -> bool:
+            """Whether the Host header names this server locally (any name when the user chose to listen on
+            every address with --host 0.0.0.0, after the warning)."""
+            if self.server.server_address[0] in ("0.0.0.0", ""):
+                return True
             host = (self.headers.get("Host") or "").strip()
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             return name in LOCAL_NAMES or name == self.server.server_address[0]
