@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 from catmner_bench import paper
-from catmner_bench.crf import CRF
+from catmner_model import CRF
 from catmner_bench.records import RecordError, RunSpec, atomic_write_json, finished, read_record
 
 

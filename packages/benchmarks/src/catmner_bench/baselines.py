@@ -23,12 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from catmner_model import ENTITY_TYPES, Tweet
+from catmner_model import CRF, ENTITY_TYPES, Tweet
 from catmner_model.harness import CharCNN
 from catmner_model.scoring import entities_to_tags, score, score_tags, tags_to_entities
 from torch import nn
-
-from catmner_bench.crf import CRF
 
 TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
 TAG_INDEX = {t: i for i, t in enumerate(TAGS)}
