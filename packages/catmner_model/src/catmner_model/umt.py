@@ -69,6 +69,8 @@ def conversion_matrix() -> torch.Tensor:
 
 def check_umt_training(config: Any) -> str | None:
     """Why a TrainConfig cannot train UMT (None: it can)."""
+    if config.variant != "mm":
+        return f"--variant {config.variant} is a CAT-MNER variant; UMT has its own fusion (leave --variant out)"
     if config.visual not in ("grid", "caption"):
         return f"--model umt reads one visual source: --visual grid or caption, not {config.visual!r}"
     if config.labels:
@@ -79,8 +81,6 @@ def check_umt_training(config: Any) -> str | None:
         return "--model umt reads frozen grid features: drop --finetune-image-encoder"
     if config.visual == "grid" and config.image_encoder in ("none", ""):
         return "--model umt --visual grid needs an --image-encoder"
-    if config.variant != "mm":
-        return f"--variant {config.variant} is a CAT-MNER variant; UMT has its own fusion (leave --variant out)"
     return None
 
 
