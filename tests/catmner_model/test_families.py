@@ -55,7 +55,9 @@ class ToyTagger(nn.Module):
         return save_model_dir(self, directory)
 
     def forward(self, batch, labels=None):
-        h = self.encoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).last_hidden_state
+        h = self.encoder(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()
+        ).last_hidden_state
         words = h.gather(1, batch.word_index[..., None].expand(-1, -1, h.shape[-1]))
         logits = self.head(words)  # (B, W, 5)
         loss = None
@@ -73,7 +75,9 @@ class ToyTagger(nn.Module):
         result = []
         for b, n in enumerate(batch.n_words):
             best = probs[b, :n].argmax(-1).tolist()
-            result.append([Entity(w, w + 1, LABELS[k], float(probs[b, w, k])) for w, k in enumerate(best) if k])
+            result.append(
+                [Entity(w, w + 1, LABELS[k], float(probs[b, w, k])) for w, k in enumerate(best) if k]
+            )
         return result
 
 

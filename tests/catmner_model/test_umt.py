@@ -198,5 +198,7 @@ def test_train_save_load_evaluate_predict_through_the_cli(tmp_path):
         (["--labels", "textual"], "uses no label words"),
         (["--variant", "cat"], "CAT-MNER variant"),
     ):
-        bad = runner.invoke(app, [*args[:5], *extra, "--output", str(tmp_path / "bad"), "--data-dir", str(DATA)])
+        bad = runner.invoke(
+            app, [*args[:5], *extra, "--output", str(tmp_path / "bad"), "--data-dir", str(DATA)]
+        )
         assert needle in one_error_line(bad)

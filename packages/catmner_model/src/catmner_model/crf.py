@@ -64,7 +64,9 @@ class CRF(nn.Module):
         B, T, K = emissions.shape
         alphas = [self.start + emissions[:, 0]]  # log alpha_t (B, K): paths ending in k at t
         for t in range(1, T):
-            nxt = torch.logsumexp(alphas[-1].unsqueeze(2) + self.transitions + emissions[:, t].unsqueeze(1), 1)
+            nxt = torch.logsumexp(
+                alphas[-1].unsqueeze(2) + self.transitions + emissions[:, t].unsqueeze(1), 1
+            )
             alphas.append(torch.where(mask[:, t].unsqueeze(1), nxt, alphas[-1]))
         beta = self.end.expand(B, K)  # log beta_t (B, K): continuations from k at t to the end
         betas = [beta]

@@ -83,7 +83,9 @@ def create_model(
     return get_family(cfg.family).build(cfg, label_words, tokenizer=tokenizer)
 
 
-def load_pretrained(directory: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> torch.nn.Module:
+def load_pretrained(
+    directory: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Load a model directory of any registered family (`model_io`: JSON, safetensors and tokenizer files
     only, the weights checked against their recorded sha256; nothing in the directory runs)."""
     from transformers import AutoModel

@@ -70,7 +70,9 @@ def conversion_matrix() -> torch.Tensor:
 def check_umt_training(config: Any) -> str | None:
     """Why a TrainConfig cannot train UMT (None: it can)."""
     if config.variant != "mm":
-        return f"--variant {config.variant} is a CAT-MNER variant; UMT has its own fusion (leave --variant out)"
+        return (
+            f"--variant {config.variant} is a CAT-MNER variant; UMT has its own fusion (leave --variant out)"
+        )
     if config.visual not in ("grid", "caption"):
         return f"--model umt reads one visual source: --visual grid or caption, not {config.visual!r}"
     if config.labels:
@@ -264,7 +266,9 @@ class Umt(nn.Module):
         vecs = words(flat)
         B, T = ids.shape
         kw = {"token_type_ids": batch.token_type_ids} if batch.token_type_ids is not None else {}
-        out = self.encoder(inputs_embeds=vecs[: B * T].view(B, T, -1), attention_mask=batch.attention_mask.long(), **kw)
+        out = self.encoder(
+            inputs_embeds=vecs[: B * T].view(B, T, -1), attention_mask=batch.attention_mask.long(), **kw
+        )
         caption = vecs[B * T :].view(*cap_ids.shape, -1) if cap_ids is not None else None
         return out.last_hidden_state, caption
 
@@ -318,7 +322,12 @@ class Umt(nn.Module):
             ents = tags_to_entities([TAGS[k] for k in path])
             result.append(
                 [
-                    Entity(e.start, e.end, e.type, float(probs[b, range(e.start, e.end), path[e.start : e.end]].mean()))
+                    Entity(
+                        e.start,
+                        e.end,
+                        e.type,
+                        float(probs[b, range(e.start, e.end), path[e.start : e.end]].mean()),
+                    )
                     for e in ents
                 ]
             )
