@@ -30,6 +30,9 @@ INFERENCE = (
     "batching.py",
     "attention.py",
     "wordform.py",
+    "families.py",
+    "umt.py",
+    "crf.py",
 )
 TRAINING = (
     "catmner_model.train",
