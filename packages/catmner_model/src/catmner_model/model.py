@@ -409,6 +409,8 @@ def create_model(
         cfg = load_config(cfg, **overrides)
     elif overrides:
         cfg = config_from_dict({**asdict(cfg), **overrides})
+    if cfg.family != "catmner":
+        raise ValueError(f"a {cfg.family!r} config: build it with catmner_model.create_model (families.py)")
     return CatMner(cfg, label_words, tokenizer=tokenizer)
 
 
