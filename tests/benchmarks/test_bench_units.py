@@ -136,7 +136,8 @@ class _G:
 
 
 def test_verdicts_follow_the_seed_spread():
-    from catmner_bench.verdicts import CLAIMS, Comparison, verdicts_section
+    from catmner_bench.stats import Comparison
+    from catmner_bench.verdicts import CLAIMS, verdicts_section
 
     refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
     clear = [_G("cat-textual", d, [80.0, 80.2, 80.1]) for d in ("twitter2015", "twitter2017")] + [
@@ -438,8 +439,8 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
 def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> None:
     """A record's image path may be relative to where the run was made: the report finds the same file (same
     checksum) under --image-dir, and refuses a different file."""
-    from catmner_bench.records import sha256_file
     from catmner_bench.report import plot_fig4
+    from catmner_model.provenance import sha256_file_memo as sha256_file
 
     real = next((shared_data / "tweet_images" / "twitter2015_images").glob("*.jpg"))
     case = {
@@ -474,7 +475,7 @@ def test_search_section_marks_the_best_validation_setting() -> None:
     from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.report.sections import search_section
+    from catmner_bench.report.search import search_section
 
     first = SEARCH_ROUNDS[0]
     recs = []
@@ -502,7 +503,7 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
     from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.report.sections import search_section
+    from catmner_bench.report.search import search_section
 
     first = SEARCH_ROUNDS[0]
     base = first.base("lm-span", PROFILES["quick"])
@@ -558,14 +559,15 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
 def test_figure3_claims_pair_runs_by_sampling():
     """Figure 3 compares systems trained on the same tweets: the SE is that of the per-sampling differences, so
     a gain shared by every sampling is significant even when the samplings themselves spread widely."""
-    from catmner_bench.verdicts import CLAIMS, PairedComparison, verdicts_section
+    from catmner_bench.stats import PairedComparison
+    from catmner_bench.verdicts import CLAIMS, verdicts_section
 
     # samplings spread by 10 F1; CAT-MNER is 2 above TEXT on each (+-0.1)
     spread = [40.0, 50.0, 60.0]
     c = PairedComparison([x + 2.0 for x in spread], spread)
     assert c.significant is True and abs(c.delta - 2.0) < 1e-9
     assert "paired over 3 samplings" in c.describe() and c.short().endswith("(sig.)")
-    from catmner_bench.verdicts import Comparison
+    from catmner_bench.stats import Comparison
 
     assert Comparison([x + 2.0 for x in spread], spread).significant is False  # unpaired: lost in the spread
     assert PairedComparison([1.0], [0.0]).short() == "+1.00 (1 sampling)"
@@ -691,7 +693,7 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
 def test_student_t_decides_significance_not_a_fixed_2_se():
     """With 3 seeds a side, 2 SE is not 95%: Welch's test uses t at the Welch-Satterthwaite df (4 for equal
     spreads: t = 2.78), a paired test n - 1 (3 samplings: 4.30)."""
-    from catmner_bench.verdicts import Comparison, PairedComparison, t_critical
+    from catmner_bench.stats import Comparison, PairedComparison, t_critical
 
     assert [round(t_critical(d), 3) for d in (1, 2, 4, 10, 30, math.inf)] == [
         12.706,

@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import DATASETS, Tweet, image_path, resolve_image_dir
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, sha256_file
+from catmner_bench.records import RunSpec
 from catmner_bench.runner import (
     SYSTEMS,
     BenchError,
     RunContext,
     model_config,
-    read_split,
     run_spec,
     system_config,
 )
+from catmner_bench.tweets import read_split
 
 CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
 
@@ -255,7 +256,7 @@ def search_config(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any
 class RecipeSearch(Experiment):
     """The recipe search (issue: a recipe chosen on validation): every setting of every `SEARCH_ROUNDS` round
     for each system, dataset and seed, scored on the validation split only (a config two rounds share is one
-    run); the report marks each round's choice (`report.sections.search_choice`), and test is scored only
+    run); the report marks each round's choice (`report.search.search_choice`), and test is scored only
     once a choice is the default (Table 1). A setting equal to a finished Table 1 run reuses it."""
 
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -21,8 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from catmner_model import utils
-from catmner_model.utils import PROVENANCE_PACKAGES, atomic_write_json, git_info, hardware, package_versions
+from catmner_model.atomic import atomic_write_json
+from catmner_model.provenance import PACKAGES as PROVENANCE_PACKAGES
+from catmner_model.provenance import git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
 
@@ -161,17 +161,6 @@ def canonical_json(obj: Any) -> str:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
-
-
-@lru_cache(maxsize=256)
-def _sha256_file_cached(path: str, size: int, mtime_ns: int) -> str:
-    return utils.sha256_file(Path(path))
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file's bytes (memoised on path, size and mtime)."""
-    st = os.stat(path)
-    return _sha256_file_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def record_path(output: str | Path, spec: RunSpec) -> Path:

@@ -1,7 +1,7 @@
 """Running one benchmark system on one data setting and turning the result into a run record.
 
-This module owns the systems table (which code trains each system of the paper's tables), the data selection
-every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
+This module owns the systems table (which code trains each system of the paper's tables), the data of a run
+(`load_data`, over `tweets.py`'s selection: profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
 ``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
 resumes from its last epoch), any registered catmner_model family (CAT-MNER, UMT) alike; CRF baselines
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -20,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model.visual_sources import parse_visual
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
+from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.tweets import describe, fig3_sample, read_split, select
 
 
 @dataclass(frozen=True)
@@ -109,56 +110,6 @@ class RunContext:
 
 
 # --------------------------------------------------------------------------------------------- data selection
-def _with_images_first(tweets: Sequence[Tweet], dataset: str, image_dir: Path | None, n: int) -> list[Tweet]:
-    """The tweets whose image exists, then the first others, n in all, in file order (smoke subsets)."""
-    folder = Path(image_dir) / f"{dataset}_images" if image_dir else None
-    present = {q.stem for q in folder.glob("*.jpg")} if folder and folder.is_dir() else set()
-    # listing the folder once is much cheaper than a stat per tweet; image_path still vets the chosen ones
-    has = [
-        t.imgid in present and image_path(dataset, t.imgid, image_dir, t.where) is not None for t in tweets
-    ]
-    picked = [i for i, h in enumerate(has) if h][:n]
-    picked += [i for i, h in enumerate(has) if not h][: n - len(picked)]
-    return [tweets[i] for i in sorted(picked)]
-
-
-def select(tweets: list[Tweet], dataset: str, n: int | None, image_dir: Path | None) -> list[Tweet]:
-    return tweets if n is None or n >= len(tweets) else _with_images_first(tweets, dataset, image_dir, n)
-
-
-def fig3_sample(tweets: Sequence[Tweet], alpha: int, index: int, dataset: str) -> list[Tweet]:
-    """Sampling ``index`` of ``alpha`` training tweets (the same for every system, reproducible)."""
-    if alpha > len(tweets):
-        raise BenchError(f"alpha {alpha} exceeds the {len(tweets)} training tweets of {dataset}")
-    rng = random.Random(sha256_json({"dataset": dataset, "alpha": alpha, "index": index}))
-    return [tweets[i] for i in sorted(rng.sample(range(len(tweets)), alpha))]
-
-
-def describe(tweets: Sequence[Tweet]) -> dict[str, Any]:
-    """How a split was used: source files with checksums, tweet count, and a checksum of the selection."""
-    files = sorted({t.path for t in tweets})
-    return {
-        "files": {f: sha256_file(f) for f in files},
-        "n_tweets": len(tweets),
-        "selection_sha256": sha256_json([[t.path, t.line] for t in tweets]),
-    }
-
-
-_SPLITS: dict[tuple[str, int, int], list[Tweet]] = {}
-
-
-def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
-    """load_split, memoised per file (path, size, mtime): one benchmark command reads each file once."""
-    path = split_path(dataset, split, data_dir)
-    if not path.exists():
-        return load_split(dataset, split, data_dir)  # raises the data layer's clear error
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SPLITS:
-        _SPLITS[key] = load_split(dataset, split, data_dir)
-    return list(_SPLITS[key])
-
-
 def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
     p = ctx.profile
@@ -218,7 +169,7 @@ def system_config(
     elif s.labels == "multimodal":
         labels = profile.labels_multimodal
     visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
-    uses_grid = "grid" in visual.split("+")
+    uses_grid = "grid" in parse_visual(visual)
     overrides = {**profile.model_overrides, **dict(s.overrides)}
     resolved: dict[str, Any] = {}
     if s.model != "catmner":  # CAT-MNER configs stay without the field: their run keys predate families
@@ -319,7 +270,7 @@ def evaluate_model_dir(
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
     from catmner_model import Predictor, predict_examples
-    from catmner_model.scoring import score_both
+    from catmner_model.metrics import score_both
 
     predictor = Predictor(
         model_dir,

@@ -25,13 +25,11 @@ The public names, by what they serve (each resolves to the module that owns it, 
 - visual inputs: `VisualSource`, `read_pgim`, `resolve_pgim` (PGIM knowledge files);
 - errors: `CatmnerError`.
 
-Three submodules are public facades too (`PUBLIC_MODULES`; their ``__all__`` is their public set, and they
-define nothing of their own): `catmner_model.scoring` (score, score_tags, score_both, tags_to_entities,
-entities_to_tags), `catmner_model.utils` (atomic writes, git/package/hardware provenance) and
-`catmner_model.harness` (the trainer's loop pieces, precision, text encoders by spec, the character CNN:
-for benchmark code that assembles its own runs). Every other module is internal: the benchmarks import only
-these names (tests/benchmarks/test_public_api.py pins it); ``catmner_model.train`` and
-``catmner_model.modeling`` are compatibility re-exports of the modules that were split.
+Code that assembles its own runs (the benchmarks: the speed benchmark steps through the trainer's own epoch
+loop, the CRF baselines reuse the text-encoder loader and the character CNN, records use the atomic writes and
+the provenance) imports the public (non-underscore) names of the owning modules listed in `PUBLIC_MODULES`;
+every other module is internal (tests/benchmarks/test_public_api.py pins it). There are no re-export modules:
+each name is imported from the module that defines it.
 """
 
 from __future__ import annotations
@@ -74,8 +72,25 @@ _API = {
     "read_pgim": ("catmner_model.visual", "read_pgim"),
     "resolve_pgim": ("catmner_model.visual", "resolve_pgim"),
 }
-# submodules that are public too: facades whose __all__ re-exports names of the internal modules
-PUBLIC_MODULES = ("catmner_model.scoring", "catmner_model.utils", "catmner_model.harness")
+# owning modules whose public (non-underscore) names other packages may import, by what they serve
+PUBLIC_MODULES = (
+    "catmner_model.metrics",  # score, score_tags, score_both (micro P/R/F1, lenient and strict)
+    "catmner_model.data",  # tags_to_entities, entities_to_tags (the conlleval chunking)
+    "catmner_model.atomic",  # atomic_write, atomic_write_json, atomic_write_text
+    "catmner_model.provenance",  # git_info, hardware, package_versions, sha256_file, sha256_file_memo
+    "catmner_model.precision",  # autocast, native_bf16, cpu_flags
+    "catmner_model.text_encoder",  # load_text_encoder, load_tokenizer, minilm_path, TINY_ENCODER
+    "catmner_model.wordform",  # CharCNN
+    "catmner_model.crf",  # CRF (the linear-chain CRF of UMT and the tagging baselines)
+    "catmner_model.cli",  # main (the speed benchmark times its start-up)
+    "catmner_model.visual_sources",  # parse_visual, visual_name, VISUAL_SOURCES (the visual-source registry)
+    "catmner_model.training.loop",  # run_epoch
+    "catmner_model.training.optim",  # make_optimizer, linear_schedule
+    "catmner_model.training.inputs",  # prepare_visual, epoch_batches, example_lengths, load_label_words
+    "catmner_model.training.config",  # build_model_config
+    "catmner_model.training.checkpoint",  # save_best_model
+    "catmner_model.training.distributed",  # DistInfo, seed_everything
+)
 __all__ = ["__version__", "PUBLIC_MODULES", *_API]
 
 

@@ -1,5 +1,5 @@
-"""`catmner train | evaluate | predict | bench-speed`: option parsing only; the work is in train.py,
-evaluate.py, predict.py and bench.py."""
+"""`catmner train | evaluate | predict`: option parsing only; the work is in training/, evaluate.py and
+predict.py."""
 
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def train_cli(
     debug: DebugOpt = False,
 ) -> None:
     """Train a model (CAT-MNER, or UMT with --model umt); writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
-    from catmner_model.train import LABEL_WORD_VARIANTS, TrainConfig, train
+    from catmner_model.training.config import LABEL_WORD_VARIANTS, TrainConfig
+    from catmner_model.training.loop import train
 
     if variant is None:  # not given: CAT-MNER's full model; other families read variant "mm" (no refinement)
         variant = "cat" if model == "catmner" else "mm"
@@ -294,54 +295,8 @@ def predict_cli(
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-@friendly_errors
-def bench_speed_cli(
-    dataset: DatasetOpt = "twitter2015",
-    labels: Annotated[
-        str | None, typer.Option(help="Label words (source, build id or JSON file).")
-    ] = "textual",
-    db: Annotated[Path | None, typer.Option(help="kb store for --labels.")] = None,
-    text_encoder: Annotated[str | None, typer.Option(help="Text encoder (default offline MiniLM).")] = None,
-    image_encoder: Annotated[str, typer.Option(help="Image encoder.")] = "efficientnet-lite0",
-    variants: Annotated[str, typer.Option(help="Comma-separated variants to time.")] = "text,cat",
-    max_train: Annotated[int, typer.Option(help="Training tweets timed per variant (extrapolated).")] = 400,
-    n_predict: Annotated[int, typer.Option(help="Tweets for the prediction timings.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
-    data_dir: DataDirOpt = None,
-    image_dir: ImageDirOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON record here.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Time one training epoch (text vs cat, extrapolated from a subset), prediction latency and throughput,
-    peak memory; print and optionally write a JSON record."""
-    from catmner_model.bench import BenchConfig, bench_speed, format_bench
-
-    record = bench_speed(
-        BenchConfig(
-            dataset=dataset,
-            labels=labels,
-            db=str(db) if db else None,
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-            variants=[v.strip() for v in variants.split(",") if v.strip()],
-            max_train=max_train,
-            n_predict=n_predict,
-            batch_size=batch_size,
-            data_dir=str(data_dir) if data_dir else None,
-            image_dir=str(image_dir) if image_dir else None,
-            output=str(output) if output else None,
-            num_threads=threads,
-            quiet=quiet,
-        )
-    )
-    typer.echo(format_bench(record))
-
-
 def register(app: typer.Typer) -> None:
-    """Add train, evaluate, predict and bench-speed to the `catmner` app."""
+    """Add train, evaluate and predict to the `catmner` app."""
     app.command("train")(train_cli)
     app.command("evaluate")(evaluate_cli)
     app.command("predict")(predict_cli)
-    app.command("bench-speed")(bench_speed_cli)

@@ -48,6 +48,7 @@ from catmner_model.crf import CRF
 from catmner_model.data import ENTITY_TYPES, Entity, entities_to_tags, tags_to_entities
 from catmner_model.model_io import save_model_dir
 from catmner_model.text_encoder import load_text_encoder, load_tokenizer
+from catmner_model.visual_sources import parse_visual, visual_name
 
 TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))  # main CRF
 SPAN_TAGS: tuple[str, ...] = ("O", "B", "I")  # auxiliary entity-span detection CRF
@@ -73,7 +74,11 @@ def check_umt_training(config: Any) -> str | None:
         return (
             f"--variant {config.variant} is a CAT-MNER variant; UMT has its own fusion (leave --variant out)"
         )
-    if config.visual not in ("grid", "caption"):
+    try:
+        visual = parse_visual(config.visual)
+    except ValueError:
+        visual = None
+    if visual not in (("grid",), ("caption",)):
         return f"--model umt reads one visual source: --visual grid or caption, not {config.visual!r}"
     if config.labels:
         return f"--model umt uses no label words: drop --labels {config.labels}"
@@ -81,7 +86,7 @@ def check_umt_training(config: Any) -> str | None:
         return "--model umt takes no second text segment: drop --knowledge"
     if config.finetune_image_encoder:
         return "--model umt reads frozen grid features: drop --finetune-image-encoder"
-    if config.visual == "grid" and config.image_encoder in ("none", ""):
+    if visual == ("grid",) and config.image_encoder in ("none", ""):
         return "--model umt --visual grid needs an --image-encoder"
     return None
 
@@ -127,8 +132,8 @@ class UmtVisual(nn.Module):
 
     def __init__(self, cfg: CatMnerConfig, lm_embeddings: nn.Module, width: int, eps: float, dropout: float):
         super().__init__()
-        self.source = cfg.visual
-        if self.source == "grid":
+        self.source = cfg.visual[0]  # ("grid",) or ("caption",): Umt checks that there is exactly one
+        if "grid" in cfg.visual:
             in_dim = cfg.image_feature_dim
             self.caption = None
         else:  # caption: the caption source's embedding (word pieces + position + segment B, norm)
@@ -192,10 +197,10 @@ class Umt(nn.Module):
         image_encoder_weights: bool = True,
     ):
         super().__init__()
-        if cfg.visual not in ("grid", "caption") or cfg.variant != "mm":
+        if tuple(cfg.visual) not in (("grid",), ("caption",)) or cfg.variant != "mm":
             raise ValueError(
                 f"UMT reads one visual source with variant 'mm' (visual grid or caption), got variant "
-                f"{cfg.variant!r}, visual {cfg.visual!r}"
+                f"{cfg.variant!r}, visual {visual_name(cfg.visual)!r}"
             )
         if cfg.trainable_image_encoder or cfg.text_context or cfg.case_features != "none":
             raise ValueError("UMT takes no trainable image encoder, text context or case features")

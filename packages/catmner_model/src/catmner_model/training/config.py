@@ -79,9 +79,12 @@ def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
     return d
 
 
-def effective_visual(config: TrainConfig) -> str:
-    """The visual source a run's model reads: "none" for the text variant, else ``config.visual``."""
-    return "none" if config.variant == "text" else config.visual
+def effective_visual(config: TrainConfig) -> tuple[str, ...]:
+    """The visual sources a run's model reads (() for the text variant), from ``config.visual`` (the command
+    line's string: "grid", "caption", "grid+caption")."""
+    from catmner_model.visual_sources import parse_visual
+
+    return () if config.variant == "text" else parse_visual(config.visual)
 
 
 def default_output(config: TrainConfig) -> Path:
@@ -106,8 +109,8 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
     if config.finetune_image_encoder and config.variant != "text":
         overrides["trainable_image_encoder"] = config.image_encoder
     visual = effective_visual(config)
-    overrides["visual"] = "grid" if visual == "none" else visual  # the text variant ignores it
-    if "grid" in visual.split("+") and config.image_encoder not in ("none", ""):
+    overrides["visual"] = visual
+    if "grid" in visual and config.image_encoder not in ("none", ""):
         overrides["image_encoder"] = config.image_encoder
     if config.knowledge:
         overrides["text_context"] = config.knowledge
@@ -132,11 +135,16 @@ def check_config(config: TrainConfig) -> None:
     problem = family.check_training(config) if family.check_training is not None else None
     if problem:
         raise TrainError(problem)
-    from catmner_model.visual import VISUAL_SOURCES
+    from catmner_model.visual_sources import VISUAL_SOURCES, parse_visual
 
-    if config.visual not in VISUAL_SOURCES or (config.visual == "none" and config.variant != "text"):
+    try:
+        named = parse_visual(config.visual)
+    except ValueError:
+        named = None
+    if not named and config.variant != "text":
+        choices = ", ".join(VISUAL_SOURCES)
         raise TrainError(
-            f"--visual {config.visual!r}: choose one of grid, caption, grid+caption (none is --variant text)"
+            f"--visual {config.visual!r}: choose from {choices}, joined by + (none is --variant text)"
         )
     if config.knowledge not in (None, "", "pgim"):
         raise TrainError(f"--knowledge {config.knowledge!r}: the only known knowledge is 'pgim'")
@@ -144,7 +152,7 @@ def check_config(config: TrainConfig) -> None:
 
     if config.precision not in PRECISIONS:
         raise TrainError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    grid = "grid" in effective_visual(config).split("+")
+    grid = "grid" in effective_visual(config)
     if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
         raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
     if config.labels and config.variant not in LABEL_WORD_VARIANTS:
