@@ -109,7 +109,9 @@ def test_no_import_cycle() -> None:
 @pytest.mark.parametrize("path", sorted(modules().values()), ids=lambda p: str(p.relative_to(REPO)))
 def test_no_module_over_500_lines(path: Path) -> None:
     n = len(path.read_text(encoding="utf-8").splitlines())
-    assert n <= MAX_LINES, f"{path.relative_to(REPO)}: {n} lines (split it by responsibility, at most {MAX_LINES})"
+    assert n <= MAX_LINES, (
+        f"{path.relative_to(REPO)}: {n} lines (split it by responsibility, at most {MAX_LINES})"
+    )
 
 
 def test_the_cycle_check_sees_function_level_and_type_checking_imports(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 from catmner_bench import paper
-from catmner_bench.crf import CRF
 from catmner_bench.records import RecordError, RunSpec, atomic_write_json, finished, read_record
+from catmner_model import CRF
 
 
 def _brute_force(crf: CRF, em: torch.Tensor, n: int) -> tuple[float, list[int]]:
@@ -263,6 +263,41 @@ def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() ->
     assert system_config("cat-sal-keys", p)["saliency_scale"] == "keys"
     assert "saliency_scale" not in system_config("lm-span", p)  # no label words, no saliency
     assert "saliency_scale" not in system_config("mm", p)
+
+
+def test_umt_systems_train_the_umt_family_and_cat_mner_run_keys_stay(tmp_path) -> None:
+    """UMT rows are catmner_model's family "umt" over their own visual source; the configs of every other system
+    carry no "model" field, so their run keys (and finished records) are what they were before families."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.records import RunSpec
+    from catmner_bench.runner import SYSTEMS, RunContext, system_config, train_config
+
+    p = PROFILES["quick"]
+    umt, grid = system_config("umt", p), system_config("umt-grid", p)
+    assert (umt["model"], umt["visual"], umt["labels"], umt["image_encoder"]) == (
+        "umt",
+        "caption",
+        None,
+        "none",
+    )
+    assert (grid["model"], grid["visual"], grid["image_encoder"]) == ("umt", "grid", p.image_encoder)
+    assert all("model" not in system_config(s, p) for s in SYSTEMS if not s.startswith("umt"))
+    ctx = RunContext(output=tmp_path, profile=p)
+    tc = train_config(ctx, RunSpec("table1", "umt", "twitter2017", "twitter2017", 1, umt), tmp_path / "r")
+    assert (tc.model, tc.variant, tc.visual, tc.labels) == ("umt", "mm", "caption", None)
+    assert (
+        train_config(
+            ctx, RunSpec("table1", "mm", "twitter2017", "twitter2017", 1, system_config("mm", p)), tmp_path
+        ).model
+        == "catmner"
+    )
+    assert paper.reference_row_for("umt", "minilm") == paper.reference_row_for("umt-grid", "x") == "umt"
+
+
+def test_each_unrun_competitor_says_why() -> None:
+    for key in ("ocsga", "iaik", "rpbert", "umgf"):
+        assert paper.table1_row(key).here.startswith("not run here: "), key
+    assert "`umt`" in paper.table1_row("umt").here
 
 
 def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared_data) -> None:

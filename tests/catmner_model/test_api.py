@@ -29,6 +29,9 @@ INFERENCE = (
     "batching.py",
     "attention.py",
     "wordform.py",
+    "families.py",
+    "umt.py",
+    "crf.py",
 )
 TRAINING = (
     "catmner_model.training",

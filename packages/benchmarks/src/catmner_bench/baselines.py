@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from catmner_model import ENTITY_TYPES, Tweet
+from catmner_model.crf import CRF
 from catmner_model.data import entities_to_tags, tags_to_entities
 from catmner_model.metrics import score, score_tags
 from catmner_model.wordform import CharCNN
 from torch import nn
-
-from catmner_bench.crf import CRF
 
 TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
 TAG_INDEX = {t: i for i, t in enumerate(TAGS)}

@@ -294,11 +294,20 @@ EXPERIMENT_SPECS: dict[str, Experiment] = {
     for e in (
         Experiment(
             "table1",
-            ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
+            (
+                "bilstm-crf",
+                "cnn-bilstm-crf",
+                "lm-crf",
+                "lm-span",
+                "mm",
+                "umt",
+                "cat-textual",
+                "cat-visualgenome",
+            ),
         ),
-        CrossDataset("table2", ("lm-span", "mm", "cat-textual"), span_only=True),
+        CrossDataset("table2", ("lm-span", "mm", "umt", "cat-textual"), span_only=True),
         Experiment("table3", ("cat-textual", "mm", "t2i", "i2t", "lm-span", "cat-visualgenome")),
-        DataEfficiency("fig3", ("lm-span", "mm", "cat-textual"), span_only=True),
+        DataEfficiency("fig3", ("lm-span", "mm", "umt", "cat-textual"), span_only=True),
         # Figure 4 draws attention over the 4x4 grid: its models read grid features
         AttentionMaps("fig4", ("cat-textual", "mm"), span_only=True, needs_image=True, visual="grid"),
         RecipeSearch("search", ("lm-span", "cat-textual"), span_only=True, scores_test=False),

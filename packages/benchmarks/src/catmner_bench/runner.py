@@ -4,7 +4,8 @@ This module owns the systems table (which code trains each system of the paper's
 (`load_data`, over `tweets.py`'s selection: profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
 ``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
-resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
+resumes from its last epoch), any registered catmner_model family (CAT-MNER, UMT) alike; CRF baselines
+through ``catmner_bench.baselines``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class System:
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
     knowledge: str | None = None  # span models: a second text segment ("pgim")
     overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
+    model: str = "catmner"  # span models: the catmner_model family ("umt": UMT, Yu et al. 2020)
 
 
 SYSTEMS: dict[str, System] = {
@@ -55,6 +57,9 @@ SYSTEMS: dict[str, System] = {
         System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
         System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
         System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
+        # UMT on our encoder and visual inputs (catmner_model's family "umt"; variant "mm": no label words)
+        System("umt", "UMT (captions)", "span", "mm", None, visual="caption", model="umt"),
+        System("umt-grid", "UMT (4x4 grid)", "span", "mm", None, visual="grid", model="umt"),
         System(
             "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
         ),
@@ -166,7 +171,9 @@ def system_config(
     visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
     uses_grid = "grid" in parse_visual(visual)
     overrides = {**profile.model_overrides, **dict(s.overrides)}
-    resolved = {}
+    resolved: dict[str, Any] = {}
+    if s.model != "catmner":  # CAT-MNER configs stay without the field: their run keys predate families
+        resolved["model"] = s.model
     if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
         resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
     return {
@@ -230,6 +237,7 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
         variant=c["variant"],
+        model=c.get("model", "catmner"),
         visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
         knowledge=c.get("knowledge"),
         captions=str(ctx.captions) if ctx.captions else None,

@@ -88,7 +88,7 @@ def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = Non
 
 
 # fields two systems may differ in by definition (what the system is); the rest must match to compare them
-_SYSTEM_FIELDS = {"variant", "labels", "knowledge", "model_overrides", "image_encoder", "kind"}
+_SYSTEM_FIELDS = {"variant", "labels", "knowledge", "model_overrides", "image_encoder", "kind", "model"}
 
 
 def differences(ga: Any, gb: Any, saliency: bool = True) -> list[str]:

@@ -14,8 +14,9 @@ Errors a user can fix are `CatmnerError` (one-line messages).
 
 The public names, by what they serve (each resolves to the module that owns it, see ``_API``):
 
-- models and training: `CatMnerConfig`, `CatMner`, `create_model`, `list_configs`, `load_config` (the
-  bundled named configs), `TrainConfig`, `train_model`, `RunRecord` (the typed run record);
+- models and training: `CatMnerConfig`, `CatMner`, `create_model` / `load_pretrained` (any registered model
+  family: `ModelFamily`, `register_family`), `CRF` (the linear-chain CRF of UMT and the tagging baselines),
+  `list_configs`, `load_config` (the bundled named configs), `TrainConfig`, `train_model`, `RunRecord` (the typed run record);
 - prediction and evaluation: `Predictor`, `load_model`, `PredictInput`, `predict_examples` (batched greedy
   decoding of prepared examples), `PREDICT_BATCH_SIZE`, `evaluate_model`;
 - data: `Tweet`, `Entity`, `Example` (a tweet with its visual inputs, what the collator batches),
@@ -41,7 +42,11 @@ _API = {
     "CatmnerError": ("catmner_model.errors", "CatmnerError"),
     "CatMnerConfig": ("catmner_model.config", "CatMnerConfig"),
     "CatMner": ("catmner_model.model", "CatMner"),
-    "create_model": ("catmner_model.model", "create_model"),
+    "create_model": ("catmner_model.families", "create_model"),
+    "load_pretrained": ("catmner_model.families", "load_pretrained"),
+    "ModelFamily": ("catmner_model.families", "ModelFamily"),
+    "register_family": ("catmner_model.families", "register_family"),
+    "CRF": ("catmner_model.crf", "CRF"),
     "TrainConfig": ("catmner_model.training.config", "TrainConfig"),
     "train_model": ("catmner_model.training.loop", "train"),
     "RunRecord": ("catmner_model.training.record", "RunRecord"),
@@ -76,6 +81,7 @@ PUBLIC_MODULES = (
     "catmner_model.precision",  # autocast, native_bf16, cpu_flags
     "catmner_model.text_encoder",  # load_text_encoder, load_tokenizer, minilm_path, TINY_ENCODER
     "catmner_model.wordform",  # CharCNN
+    "catmner_model.crf",  # CRF (the linear-chain CRF of UMT and the tagging baselines)
     "catmner_model.cli",  # main (the speed benchmark times its start-up)
     "catmner_model.visual_sources",  # parse_visual, visual_name, VISUAL_SOURCES (the visual-source registry)
     "catmner_model.training.loop",  # run_epoch

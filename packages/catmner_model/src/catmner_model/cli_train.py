@@ -55,7 +55,16 @@ def train_cli(
             "instead of cached frozen features."
         ),
     ] = False,
-    variant: Annotated[str, typer.Option(help=VARIANT_HELP)] = "cat",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model family: catmner (CAT-MNER and its --variant) | umt (UMT, Yu et al. 2020: one --visual "
+            "source, no label words)."
+        ),
+    ] = "catmner",
+    variant: Annotated[
+        str | None, typer.Option(help=f"CAT-MNER variant (default cat): {VARIANT_HELP}")
+    ] = None,
     visual: Annotated[
         str,
         typer.Option(
@@ -110,10 +119,12 @@ def train_cli(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Train a CAT-MNER model; writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
+    """Train a model (CAT-MNER, or UMT with --model umt); writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
     from catmner_model.training.config import LABEL_WORD_VARIANTS, TrainConfig
     from catmner_model.training.loop import train
 
+    if variant is None:  # not given: CAT-MNER's full model; other families read variant "mm" (no refinement)
+        variant = "cat" if model == "catmner" else "mm"
     if labels is None:  # not given: the default of the variant
         labels = "textual" if variant in LABEL_WORD_VARIANTS else None
 
@@ -133,6 +144,7 @@ def train_cli(
         image_encoder=image_encoder,
         finetune_image_encoder=finetune_image_encoder,
         variant=variant,
+        model=model,
         visual=visual,
         captions=str(captions) if captions else None,
         captioner=captioner,

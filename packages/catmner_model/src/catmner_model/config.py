@@ -86,6 +86,9 @@ class CatMnerConfig:
     # layouts, fastest), "intercept" (the encoder's own layers, our attention function; BERT/RoBERTa,
     # ModernBERT), "auto" (loop where it applies, else intercept). Same math either way.
     r_transformer: str = "auto"
+    # the model family (families.py) that reads this config: "catmner" (CAT-MNER and its variants), "umt", ...;
+    # directories saved before the field existed are CAT-MNER models
+    family: str = "catmner"
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

@@ -61,7 +61,7 @@ from catmner_model.components import (
 from catmner_model.config import CatMnerConfig, config_from_dict, load_config
 from catmner_model.data import LABELS, Entity
 from catmner_model.layouts import layout_of, prepare_interception
-from catmner_model.model_io import load_weights, read_model_dir, save_model_dir
+from catmner_model.model_io import ModelFormatError, load_weights, read_model_dir, save_model_dir
 from catmner_model.r_transformer import RTransformerLayers
 from catmner_model.text_encoder import drop_pooler, load_text_encoder, load_tokenizer
 from catmner_model.visual_sources import VISUAL_SOURCES, kinds
@@ -351,6 +351,11 @@ class CatMner(RTransformerLayers, nn.Module):
         from transformers import AutoModel
 
         saved = read_model_dir(directory)
+        if saved.config.family != "catmner":  # families.load_pretrained loads any family
+            raise ModelFormatError(
+                f"{saved.directory}: a {saved.config.family!r} model, not CAT-MNER: load it with "
+                "catmner_model.load_pretrained"
+            )
         encoder = AutoModel.from_config(saved.encoder_config)
         drop_pooler(encoder)
         words = saved.words
@@ -372,13 +377,16 @@ def create_model(
     tokenizer: Any | None = None,
     **overrides: Any,
 ) -> CatMner:
-    """Build a model from a config object, a bundled config name ("minilm", "tiny") or a JSON path.
+    """Build a CAT-MNER model from a config object, a bundled config name ("minilm", "tiny") or a JSON path
+    (`families.create_model` builds a model of any registered family).
 
     ``overrides`` replace config fields (e.g. ``variant="text"``, ``image_feature_dim=1280``)."""
     if not isinstance(cfg, CatMnerConfig):
         cfg = load_config(cfg, **overrides)
     elif overrides:
         cfg = config_from_dict({**asdict(cfg), **overrides})
+    if cfg.family != "catmner":
+        raise ValueError(f"a {cfg.family!r} config: build it with catmner_model.create_model (families.py)")
     return CatMner(cfg, label_words, tokenizer=tokenizer)
 
 

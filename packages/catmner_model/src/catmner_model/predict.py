@@ -1,4 +1,4 @@
-"""Prediction with a saved CAT-MNER model: raw-text tokenisation, batched decoding, the `Predictor`.
+"""Prediction with a saved model (any registered family, `families.py`): raw-text tokenisation, batched decoding, the `Predictor`.
 
 `predict_examples` is the one decoding loop (used by training-time validation, `evaluate` and `Predictor`);
 `Predictor` loads a model directory (nothing else needed: no store, no network) plus, when the model uses
@@ -231,7 +231,7 @@ class Predictor:
         captioner: str | Any | None = None,
         precision: str = "fp32",
     ):
-        from catmner_model.model import CatMner
+        from catmner_model.families import load_pretrained
         from catmner_model.precision import PRECISIONS, cast_linear_weights, resolve_precision
 
         if precision not in PRECISIONS:
@@ -241,7 +241,7 @@ class Predictor:
         if not self.model_dir.is_dir():
             raise PredictError(f"{self.model_dir}: model directory not found")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = CatMner.from_pretrained(self.model_dir, map_location=self.device)
+        self.model = load_pretrained(self.model_dir, map_location=self.device)  # any registered family
         if resolve_precision(precision, self.device) == "bf16":  # inference only: cast the weights once
             cast_linear_weights(self.model)
         self.config = self.model.cfg

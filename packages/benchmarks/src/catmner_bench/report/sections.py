@@ -131,7 +131,7 @@ def table1_section(groups: list[Group]) -> str:
             rows.append(
                 [
                     row.label,
-                    "reported",
+                    f"reported; {row.here}" if row.here else "reported",
                     row.backbone or "-",
                     *[fmt(sc.per_type_f1.get(t)) for t in TYPES],
                     fmt(sc.precision),
@@ -172,6 +172,9 @@ def table1_section(groups: list[Group]) -> str:
     return "\n".join(parts)
 
 
+TABLE2_PAPER_ROW = {"cat-textual": "cat-mner", "umt": "umt", "umt-grid": "umt"}  # our system -> paper.TABLE2
+
+
 def table2_section(groups: list[Group]) -> str:
     parts = [
         "## Table 2: cross-dataset generalisation (trained on one dataset, tested on the other's test split)",
@@ -179,7 +182,8 @@ def table2_section(groups: list[Group]) -> str:
     ]
     parts.append(
         paper.TABLE2_NOTE
-        + " Our CAT-MNER (textual KB) is compared with the paper's CAT-MNER; Δ = ours − paper. Our models are the "
+        + " Our CAT-MNER (textual KB) is compared with the paper's CAT-MNER, our UMT with the paper's UMT; Δ = "
+        "ours − paper. Our models are the "
         "Table 1 models of the training dataset, scored on the other dataset's test split. "
         + SIGNIFICANCE_NOTE.replace("of the same dataset", "of the same direction")
     )
@@ -190,7 +194,8 @@ def table2_section(groups: list[Group]) -> str:
         ref = paper.TABLE2["cat-mner"][direction]
         for g in (g for g in groups if g.train_dataset == train_ds and g.test_dataset == test_ds):
             f1 = g.values("f1")
-            is_cat = g.system == "cat-textual"
+            key = TABLE2_PAPER_ROW.get(g.system)  # the paper's row of the same system, if any
+            ref = paper.TABLE2[key][direction] if key else None
             rows.append(
                 [
                     label,
@@ -201,8 +206,8 @@ def table2_section(groups: list[Group]) -> str:
                     fmt_mean(g.values("recall")),
                     fmt_mean(f1),
                     _vs(groups, g, "lm-span"),
-                    fmt(ref[2]) if is_cat else "-",
-                    fmt_delta(mean(f1) - ref[2]) if is_cat and f1 else "",
+                    fmt(ref[2]) if ref else "-",
+                    fmt_delta(mean(f1) - ref[2]) if ref and f1 else "",
                 ]
             )
         for key, vals in paper.TABLE2.items():
@@ -230,7 +235,7 @@ def table2_section(groups: list[Group]) -> str:
         "R",
         "F1",
         "Δ F1 vs TEXT",
-        "Paper CAT-MNER F1",
+        "Paper F1",
         "Δ F1",
     ]
     parts += ["", md_table(header, rows)]

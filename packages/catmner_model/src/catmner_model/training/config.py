@@ -32,6 +32,8 @@ class TrainConfig:
     text_encoder: str | None = None  # HF name/path or named config ("tiny"); None: offline MiniLM default
     image_encoder: str = "efficientnet-lite0"  # efficientnet-lite0 | open_clip:<model>:<tag> | tiny | none
     variant: str = "cat"  # cat (refined I2T+T2I) | mm (no refinement) | i2t | t2i | text (no image)
+    # the model family (families.py): catmner (CAT-MNER and its variants) | umt (UMT reads variant "mm")
+    model: str = "catmner"
     # train the image encoder with the model (at encoder_lr; meant for GPUs): the model reads the grid-cell
     # pixels of every image at each step instead of cached frozen features
     finetune_image_encoder: bool = False
@@ -72,6 +74,8 @@ def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     for name in _NON_RESULT_FIELDS:
         d.pop(name, None)
+    if d.get("model") == "catmner":  # runs from before model families fingerprint without the field
+        d.pop("model")
     return d
 
 
@@ -86,7 +90,8 @@ def effective_visual(config: TrainConfig) -> tuple[str, ...]:
 def default_output(config: TrainConfig) -> Path:
     labels = Path(str(config.labels)).stem if config.labels else "nolabels"
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in labels)
-    return catmner_home() / "runs" / f"{config.dataset}-{config.variant}-{safe}-seed{config.seed}"
+    kind = config.variant if config.model == "catmner" else config.model
+    return catmner_home() / "runs" / f"{config.dataset}-{kind}-{safe}-seed{config.seed}"
 
 
 def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
@@ -95,7 +100,7 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
     from catmner_model.config import list_configs, load_config
 
     name = config.text_encoder or "minilm"
-    overrides: dict[str, Any] = {"variant": config.variant}
+    overrides: dict[str, Any] = {"variant": config.variant, "family": config.model}
     if name not in list_configs():
         overrides["text_encoder"] = name
         name = "minilm"
@@ -122,6 +127,14 @@ def check_config(config: TrainConfig) -> None:
 
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
+    from catmner_model.families import FAMILIES
+
+    family = FAMILIES.get(config.model)
+    if family is None:
+        raise TrainError(f"unknown --model {config.model!r}: choose one of {', '.join(FAMILIES)}")
+    problem = family.check_training(config) if family.check_training is not None else None
+    if problem:
+        raise TrainError(problem)
     from catmner_model.visual_sources import VISUAL_SOURCES, parse_visual
 
     try:
