@@ -1,4 +1,4 @@
-"""The `catmner-bench` command line: `run EXPERIMENT` and `report DIR`.
+"""The `catmner-bench` command line: `run EXPERIMENT`, `report DIR` and `speed-executors`.
 
 Commands only parse options and call plain functions (`sweep.run_experiment`, `write_report`). Known failures
 (`BenchError`, `CatmnerError`, `KbxError`) are one line on stderr and exit code 1 through one handler,
@@ -327,6 +327,24 @@ def report_cli(
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )
+
+
+@app.command("speed-executors")
+@_handled
+def speed_executors_cli(
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with twitter2015/ and twitter2017/.")] = None,
+    runs: Annotated[int, typer.Option(help="Smoke runs per sweep (LM-SPAN, both datasets).")] = 4,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the figures here (JSON).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Time a smoke sweep by the local loop and on a Ray of this machine with 1 and 2 workers: Ray's
+    overhead per run and the speed-up of running runs side by side (Markdown on stdout)."""
+    from catmner_bench.executor_speed import measure_executors, render
+
+    res = measure_executors(data_dir, runs)
+    if out is not None:
+        out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    typer.echo(render(res))
 
 
 def main() -> None:

@@ -155,15 +155,20 @@ def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
     return list(_SPLITS[key])
 
 
-def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
-    """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
-    p = ctx.profile
-    images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
-    for ds in {spec.train_dataset, spec.test_dataset}:
+def check_data(ctx: RunContext, datasets: Sequence[str]) -> None:
+    """BenchError naming the first missing training split of ``datasets`` (the data folder is wrong)."""
+    for ds in sorted(set(datasets)):
         if not split_path(ds, "train", ctx.data_dir).exists():
             raise BenchError(
                 f"{split_path(ds, 'train', ctx.data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
             )
+
+
+def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
+    """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
+    p = ctx.profile
+    images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
+    check_data(ctx, (spec.train_dataset, spec.test_dataset))
     train_all = read_split(spec.train_dataset, "train", ctx.data_dir)
     if spec.sample:
         train = fig3_sample(train_all, spec.sample["alpha"], spec.sample["index"], spec.train_dataset)

@@ -25,7 +25,7 @@ from catmner_model.utils import atomic_write_json
 from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
 from catmner_bench.records import RunSpec, finished
-from catmner_bench.runner import RunContext, now_iso, run_spec, table1_twin
+from catmner_bench.runner import RunContext, check_data, now_iso, run_spec, table1_twin
 
 
 def run_name(spec: RunSpec) -> str:
@@ -176,6 +176,7 @@ class Sweep:
     waits_for: dict[str, str] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     started: set[str] = field(default_factory=set)
+    unfinished: set[str] = field(default_factory=set)  # runs found without a record (not read again)
     progress: Progress | None = None
 
     def __post_init__(self) -> None:
@@ -188,19 +189,31 @@ class Sweep:
 
     def ready(self, limit: int | None = None) -> list[RunSpec]:
         """Up to ``limit`` runs to start now, in plan order: not started, their prerequisite ended. A finished
-        run met on the way is skipped (its outcome recorded) instead of returned."""
+        run is skipped (its outcome recorded, its record read once) instead of returned; as that may end
+        another run's wait, the plan is gone through again until nothing more is skipped."""
         out: list[RunSpec] = []
-        for s in self.pending:
-            if limit is not None and len(out) >= limit:
-                break
-            wait = self.waits_for.get(run_name(s))
-            if wait is not None and wait not in self.outcomes:
-                continue
-            done = finished(self.ctx.output, s)
-            if done is not None:
-                self.end(Outcome(s, done, ran=False), was_running=False)
-                continue
-            out.append(s)
+        chosen: set[str] = set()
+        again = True
+        while again:
+            again = False
+            for s in self.pending:
+                name = run_name(s)
+                if name in chosen:
+                    continue
+                if limit is not None and len(out) >= limit:
+                    return out
+                if name not in self.unfinished:
+                    done = finished(self.ctx.output, s)
+                    if done is not None:
+                        self.end(Outcome(s, done, ran=False), was_running=False)
+                        again = True
+                        continue
+                    self.unfinished.add(name)
+                wait = self.waits_for.get(name)
+                if wait is not None and wait not in self.outcomes:
+                    continue
+                out.append(s)
+                chosen.add(name)
         return out
 
     def start(self, spec: RunSpec) -> None:
@@ -303,7 +316,9 @@ def run_experiment(
         result = measuring[0].measure(ctx)
         return {**(result or {}), "failed": []}
     executor = executor or LocalExecutor()
-    sweep = Sweep(ctx, plan_sweep(names, ctx, systems, datasets))
+    specs = plan_sweep(names, ctx, systems, datasets)
+    check_data(ctx, [d for s in specs for d in (s.train_dataset, s.test_dataset)])  # not once per run
+    sweep = Sweep(ctx, specs)
     t0 = time.perf_counter()
     executor.run(sweep)
     out = sweep.summary(names)
