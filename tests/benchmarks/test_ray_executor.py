@@ -194,11 +194,12 @@ def test_a_failing_run_fails_alone(ray_local, tmp_path: Path, shared_data: Path)
     assert "Traceback" in data["detail"]
 
 
-def test_ray_options_are_checked(ray_local, tmp_path: Path) -> None:
+def test_ray_options_are_checked(ray_local, tmp_path: Path, shared_data: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["run", "table1", "--profile", "smoke", "-o", str(tmp_path), "--workers", "2"])
     assert res.exit_code == 1 and "--workers: only with --executor ray" in res.output
-    args = ["run", "table1", "--profile", "smoke", "-o", str(tmp_path), "--executor", "ray"]
+    args = ["run", "table1", "--profile", "smoke", "-o", str(tmp_path), "--executor", "ray", "--data-dir"]
+    args.append(str(shared_data))
     res = runner.invoke(app, [*args, "--gpus-per-run", "1"])  # this Ray has no GPU: refused, not left waiting
     assert res.exit_code == 1 and "0 GPUs" in res.output, res.output
     assert not (tmp_path / "records").exists()

@@ -22,20 +22,16 @@ from catmner_bench.records import iter_records
 
 
 def _sweep(output: Path, data_dir: Path | None, runs: int, executor: Any) -> dict[str, Any]:
-    from catmner_bench.cli import run
+    from catmner_bench.profiles import resolve_profile
+    from catmner_bench.runner import RunContext
+    from catmner_bench.sweep import run_experiment
 
     seeds = tuple(range(1, (runs + 1) // 2 + 1))
-    t0 = time.perf_counter()
-    result = run(
-        "table1",
-        profile="smoke",
-        output=output,
-        data_dir=data_dir,
-        systems=["lm-span"],
-        seeds=seeds,
-        quiet=True,
-        executor=executor,
+    ctx = RunContext(
+        output=output, profile=resolve_profile("smoke", seeds=seeds), data_dir=data_dir, quiet=True
     )
+    t0 = time.perf_counter()
+    result = run_experiment(["table1"], ctx, ["lm-span"], None, executor)
     wall = time.perf_counter() - t0
     recs = [r for _, r in iter_records(output)]
     if result["failed"] or len(recs) != 2 * len(seeds):
