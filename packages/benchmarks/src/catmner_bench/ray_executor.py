@@ -41,6 +41,7 @@ def _ray(local: bool) -> Any:
     settings = {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     if local:
         settings["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray's "no cluster" mode: node IP 127.0.0.1
+        settings["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing reported anywhere
     for k, v in settings.items():
         os.environ.setdefault(k, v)
     try:
@@ -101,6 +102,18 @@ def run_in_worker(ctx: RunContext, spec: Any, env: dict[str, str], cwd: str) -> 
     return execute_run(ctx, spec, compute)
 
 
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """BenchError unless something answers at a HOST:PORT address (Ray would retry it for minutes); other
+    forms ("auto", "ray://...") are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BenchError(f"--ray-address {address}: no Ray cluster answers there ({exc})") from None
+
+
 class RayExecutor:
     """Runs a sweep's runs as Ray tasks (see the module docstring)."""
 
@@ -148,10 +161,14 @@ class RayExecutor:
             if num_cpus is not None:
                 num_cpus = max(num_cpus, os.cpu_count() or 1)  # the machine's CPUs at least
             return start_local_ray(num_cpus, self.temp_dir, ctx.quiet), True
+        check_reachable(self.address)
         try:
             ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=not ctx.quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise BenchError(f"--ray-address {self.address}: cannot join a Ray cluster ({exc})") from None
+            raise BenchError(
+                f"--ray-address {self.address}: cannot join a Ray cluster ({first_line(exc)}); check the "
+                "address and that RAY_AUTH_TOKEN is the cluster's"
+            ) from None
         return ray, True
 
     def capacity(self, ray: Any, cpus: int, gpus: float) -> int:
@@ -171,6 +188,8 @@ class RayExecutor:
 
     def run(self, sweep: Sweep) -> None:
         ctx = sweep.ctx
+        if not sweep.ready() and not sweep.pending:
+            return  # every run finished before: no Ray needed to skip them
         ray, started_here = self.connect(ctx)
         try:
             self._run(ray, sweep)
