@@ -223,9 +223,7 @@ class RayExecutor:
                     spec = inflight.pop(ref)
                     try:
                         outcome = ray.get(ref)
-                    except (
-                        ray.exceptions.RayError
-                    ) as exc:  # the worker or node died more than max_retries times
+                    except ray.exceptions.RayError as exc:  # its worker or node died past max_retries
                         error = (
                             f"the run's Ray task failed after {self.max_retries} retries: {first_line(exc)}"
                         )
