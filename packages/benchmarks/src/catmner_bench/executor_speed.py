@@ -80,6 +80,8 @@ def measure_executors(
             out["ray_1"][w]["sweep_s"] / out["ray_2"][w]["sweep_s"], 2
         )
     out["load_1min_end"] = os.getloadavg()[0]
+    if work is None:
+        shutil.rmtree(base, ignore_errors=True)
     return out
 
 
