@@ -199,6 +199,8 @@ def iter_records(output: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     root = Path(output)
     base = root / "records" if (root / "records").is_dir() else root
     for p in sorted(base.rglob("*.json")):
+        if base == root and p.relative_to(root).parts[0] == "failed":
+            continue  # failure records of runs that did not finish (catmner_bench.sweep), not run records
         yield p, read_record(p)
 
 

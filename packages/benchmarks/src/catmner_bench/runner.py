@@ -11,6 +11,7 @@ through ``catmner_bench.baselines``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import sys
 import time
@@ -19,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model import Tweet, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, resolve_data_dir, resolve_image_dir
 from catmner_model.visual_sources import parse_visual
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec, build_record, finished, write_record
-from catmner_bench.tweets import describe, fig3_sample, read_split, select
+from catmner_bench.tweets import check_data, describe, fig3_sample, read_split, select
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,7 @@ def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
     p = ctx.profile
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
-    for ds in {spec.train_dataset, spec.test_dataset}:
-        if not split_path(ds, "train", ctx.data_dir).exists():
-            raise BenchError(
-                f"{split_path(ds, 'train', ctx.data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
-            )
+    check_data(ctx.data_dir, (spec.train_dataset, spec.test_dataset))
     train_all = read_split(spec.train_dataset, "train", ctx.data_dir)
     if spec.sample:
         train = fig3_sample(train_all, spec.sample["alpha"], spec.sample["index"], spec.train_dataset)
@@ -290,6 +287,11 @@ def evaluate_model_dir(
 
 
 # ------------------------------------------------------------------------------------------------------ runs
+def now_iso() -> str:
+    """The current time, UTC, ISO 8601 to the millisecond (a run's start and end in its record)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
 def log(ctx: RunContext, msg: str) -> None:
     if not ctx.quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -299,6 +301,15 @@ def _commit(record: dict[str, Any]) -> str:
     git = record.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10]
     return commit + (" (dirty)" if git.get("dirty") else "")
+
+
+def table1_twin(spec: RunSpec) -> RunSpec | None:
+    """The Table 1 run whose model a table2 / table3 / fig4 / search span run reuses when it has finished
+    (`reusable_model`): the same system, config and seed on ``spec.train_dataset``; None for a run that never
+    reuses one (Table 1's own, Figure 3's samples, the CRF baselines). A sweep runs it first (`sweep`)."""
+    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+        return None
+    return RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
 
 
 def reusable_model(
@@ -312,9 +323,9 @@ def reusable_model(
     model's attention. ``need_model``: the saved model must still exist (None is returned otherwise); without
     it the record alone serves (model dir None when gone). The new record names the reused run and the
     commit it was trained at."""
-    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+    twin = table1_twin(spec)
+    if twin is None:
         return None
-    twin = RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
     source = finished(ctx.output, twin)
     if source is None:
         return None
@@ -329,17 +340,25 @@ def reusable_model(
 
 
 def run_spec(
-    ctx: RunContext, spec: RunSpec, *, after_train: Any = None, score_test: bool = True
+    ctx: RunContext,
+    spec: RunSpec,
+    *,
+    after_train: Any = None,
+    score_test: bool = True,
+    compute: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run one spec unless its record exists. Returns (record, ran_now).
 
     ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
+    ``compute`` (where and on what the run ran: executor, node, resources; see `sweep.execute_run`) goes into
+    the record's ``extra["compute"]`` with the run's start and end times.
     """
     done = finished(ctx.output, spec)
     if done is not None:
         log(ctx, f"skip {spec.experiment}/{spec.run_id} (finished)")
         return done, False
     log(ctx, f"run  {spec.experiment}/{spec.run_id}")
+    started = now_iso()
     t0 = time.perf_counter()
     data = load_data(ctx, spec)
     system = SYSTEMS[spec.system]
@@ -363,7 +382,12 @@ def run_spec(
         data=data_info,
         label_words=label_words,
         wall_time_s=time.perf_counter() - t0,
-        extra={"command": ctx.command, "profile": ctx.profile.to_json(), **extra},
+        extra={
+            "command": ctx.command,
+            "profile": ctx.profile.to_json(),
+            **extra,
+            **({"compute": {**compute, "started": started, "ended": now_iso()}} if compute else {}),
+        },
     )
     write_record(ctx.output, record)
     split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only

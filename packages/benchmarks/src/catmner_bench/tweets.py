@@ -63,3 +63,12 @@ def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
     if key not in _SPLITS:
         _SPLITS[key] = load_split(dataset, split, data_dir)
     return list(_SPLITS[key])
+
+
+def check_data(data_dir: Path | None, datasets: Sequence[str]) -> None:
+    """BenchError naming the first missing training split of ``datasets`` (the data folder is wrong)."""
+    for ds in sorted(set(datasets)):
+        if not split_path(ds, "train", data_dir).exists():
+            raise BenchError(
+                f"{split_path(ds, 'train', data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
+            )

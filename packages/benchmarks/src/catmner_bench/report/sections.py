@@ -441,9 +441,30 @@ def provenance_section(records: list[dict[str, Any]]) -> str:
     if lw:
         parts += ["", "Label words: " + "; ".join(f"{s} (sha256 {c}…)" for s, c in lw)]
     total = sum(r["wall_time_s"] for r in records)
-    parts += ["", f"Runs: {len(records)}, total wall time {total / 60:.1f} min."]
+    parts += ["", f"Runs: {len(records)}, total wall time {total / 60:.1f} min.{compute_total(records)}"]
     parts += ["", rerun_note()]
     return "\n".join(parts)
+
+
+def compute_total(records: list[dict[str, Any]]) -> str:
+    """The provenance's compute sentence, summed over the runs whose record names the resources that ran
+    them (its ``extra["compute"]``: executor, node, CPUs, GPUs): CPU-hours and GPU-hours (wall time x
+    resources), the nodes and executors; "" when no record names them (records from before they did)."""
+    known = [(r, (r.get("extra") or {}).get("compute")) for r in records]
+    known = [(r, c) for r, c in known if isinstance(c, dict) and isinstance(c.get("resources"), dict)]
+    if not known:
+        return ""
+    hours = {
+        k: sum(float(r["wall_time_s"]) * float(c["resources"].get(k) or 0) for r, c in known) / 3600
+        for k in ("CPU", "GPU")
+    }
+    nodes = sorted({str(c.get("node")) for _, c in known})
+    executors = sorted({str(c.get("executor")) for _, c in known})
+    of = "" if len(known) == len(records) else f" (the {len(known)} runs whose records name their resources)"
+    return (
+        f" Compute: {hours['CPU']:.2f} CPU-hours, {hours['GPU']:.2f} GPU-hours{of}, on {len(nodes)} "
+        f"node(s) ({', '.join(nodes)}), executor {', '.join(executors)}."
+    )
 
 
 def rerun_note() -> str:
