@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from catmner_model.utils import atomic_write_json
+from catmner_model.atomic import atomic_write_json
 
 from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
