@@ -64,4 +64,8 @@ def test_kbx_build_then_train_evaluate_predict(tmp_path, shared_data):
     assert all({"text", "type", "start", "end", "score"} <= set(e) for e in entities)
 
     missing = run("catmner", "predict", str(tmp_path / "nope"), "--text", "hi", env=env)
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "error:" in missing.stderr
+    assert (
+        missing.returncode == 1
+        and missing.stderr.count("\n") == 1
+        and missing.stderr.startswith("catmner: error: ")
+    )

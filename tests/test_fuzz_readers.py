@@ -25,7 +25,8 @@ from catmner_model.config import config_from_dict, load_config, parse_config_jso
 from catmner_model.data import read_conll, visible
 from catmner_model.errors import CatmnerError
 from catmner_model.predict import read_jsonl
-from catmner_model.visual import read_captions, read_pgim
+from catmner_model.visual import read_pgim
+from catmner_model.visual_caption import read_captions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kb_expand import load_label_words

@@ -120,7 +120,7 @@ def test_model_config_file_deep_and_non_utf8(tmp_path):
 
 def test_captions_and_predict_input_deep_json(tmp_path):
     from catmner_model.predict import PredictError, read_jsonl
-    from catmner_model.visual import CaptionError, read_captions
+    from catmner_model.visual_caption import CaptionError, read_captions
 
     f = tmp_path / "deep.jsonl"
     f.write_text('{"imgid": "1", "caption": "x"}\n{"a": ' + DEEP + "}\n")
@@ -153,7 +153,9 @@ def test_predict_input_and_evaluate_predictions_directory(tmp_path, shared_data)
             str(shared_data),
         ]
     )
-    assert line == f"catmner: error: --predictions {tmp_path}: is a directory; give the path of a file to write"
+    assert (
+        line == f"catmner: error: --predictions {tmp_path}: is a directory; give the path of a file to write"
+    )
 
 
 def test_damaged_state_json_is_named(tmp_path):

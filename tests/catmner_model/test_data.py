@@ -157,7 +157,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.exit_code == 1
     assert (
         result.output.count("\n") == 1
-        and "error:" in result.output
+        and result.output.startswith("catmner: error: ")
         and "train.txt: not found" in result.output
     )
     result = CliRunner().invoke(app, ["data", "stats", "twitter1999", "--data-dir", str(tmp_path)])

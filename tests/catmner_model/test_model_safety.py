@@ -158,7 +158,7 @@ def test_text_encoder_dir_with_auto_map_refused(tmp_path):
                           "--data-dir", str(DATA), "--output", str(out), "-q")  # fmt: skip
     assert not marker.exists() and "Do you wish" not in r.stdout + r.stderr
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [_refusal(enc / "config.json")], r.stderr
-    from catmner_model.visual import HFCaptioner
+    from catmner_model.visual_caption import HFCaptioner
 
     with pytest.raises(CatmnerError, match="auto_map"):
         HFCaptioner(str(enc))  # --captioner DIR

@@ -9,7 +9,8 @@ import zipfile
 import pytest
 from catmner_model.data import DataError, read_conll, split_lines, visible
 from catmner_model.metrics import read_predictions, write_predictions
-from catmner_model.visual import read_captions, read_pgim
+from catmner_model.visual import read_pgim
+from catmner_model.visual_caption import read_captions
 
 
 def test_split_lines_only_at_newline():

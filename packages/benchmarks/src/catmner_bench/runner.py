@@ -1,17 +1,18 @@
 """Running one benchmark system on one data setting and turning the result into a run record.
 
-This module owns the systems table (which code trains each system of the paper's tables), the data selection
-every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
+This module owns the systems table (which code trains each system of the paper's tables), the data of a run
+(`load_data`, over `tweets.py`'s selection: profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
 ``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
-resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
+resumes from its last epoch), any registered catmner_model family (CAT-MNER, UMT) alike; CRF baselines
+through ``catmner_bench.baselines``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -19,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, resolve_data_dir, resolve_image_dir
+from catmner_model.visual_sources import parse_visual
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
+from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.tweets import check_data, describe, fig3_sample, read_split, select
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class System:
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
     knowledge: str | None = None  # span models: a second text segment ("pgim")
     overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
+    model: str = "catmner"  # span models: the catmner_model family ("umt": UMT, Yu et al. 2020)
 
 
 SYSTEMS: dict[str, System] = {
@@ -54,6 +58,9 @@ SYSTEMS: dict[str, System] = {
         System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
         System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
         System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
+        # UMT on our encoder and visual inputs (catmner_model's family "umt"; variant "mm": no label words)
+        System("umt", "UMT (captions)", "span", "mm", None, visual="caption", model="umt"),
+        System("umt-grid", "UMT (4x4 grid)", "span", "mm", None, visual="grid", model="umt"),
         System(
             "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
         ),
@@ -104,65 +111,11 @@ class RunContext:
 
 
 # --------------------------------------------------------------------------------------------- data selection
-def _with_images_first(tweets: Sequence[Tweet], dataset: str, image_dir: Path | None, n: int) -> list[Tweet]:
-    """The tweets whose image exists, then the first others, n in all, in file order (smoke subsets)."""
-    folder = Path(image_dir) / f"{dataset}_images" if image_dir else None
-    present = {q.stem for q in folder.glob("*.jpg")} if folder and folder.is_dir() else set()
-    # listing the folder once is much cheaper than a stat per tweet; image_path still vets the chosen ones
-    has = [
-        t.imgid in present and image_path(dataset, t.imgid, image_dir, t.where) is not None for t in tweets
-    ]
-    picked = [i for i, h in enumerate(has) if h][:n]
-    picked += [i for i, h in enumerate(has) if not h][: n - len(picked)]
-    return [tweets[i] for i in sorted(picked)]
-
-
-def select(tweets: list[Tweet], dataset: str, n: int | None, image_dir: Path | None) -> list[Tweet]:
-    return tweets if n is None or n >= len(tweets) else _with_images_first(tweets, dataset, image_dir, n)
-
-
-def fig3_sample(tweets: Sequence[Tweet], alpha: int, index: int, dataset: str) -> list[Tweet]:
-    """Sampling ``index`` of ``alpha`` training tweets (the same for every system, reproducible)."""
-    if alpha > len(tweets):
-        raise BenchError(f"alpha {alpha} exceeds the {len(tweets)} training tweets of {dataset}")
-    rng = random.Random(sha256_json({"dataset": dataset, "alpha": alpha, "index": index}))
-    return [tweets[i] for i in sorted(rng.sample(range(len(tweets)), alpha))]
-
-
-def describe(tweets: Sequence[Tweet]) -> dict[str, Any]:
-    """How a split was used: source files with checksums, tweet count, and a checksum of the selection."""
-    files = sorted({t.path for t in tweets})
-    return {
-        "files": {f: sha256_file(f) for f in files},
-        "n_tweets": len(tweets),
-        "selection_sha256": sha256_json([[t.path, t.line] for t in tweets]),
-    }
-
-
-_SPLITS: dict[tuple[str, int, int], list[Tweet]] = {}
-
-
-def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
-    """load_split, memoised per file (path, size, mtime): one benchmark command reads each file once."""
-    path = split_path(dataset, split, data_dir)
-    if not path.exists():
-        return load_split(dataset, split, data_dir)  # raises the data layer's clear error
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SPLITS:
-        _SPLITS[key] = load_split(dataset, split, data_dir)
-    return list(_SPLITS[key])
-
-
 def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
     p = ctx.profile
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
-    for ds in {spec.train_dataset, spec.test_dataset}:
-        if not split_path(ds, "train", ctx.data_dir).exists():
-            raise BenchError(
-                f"{split_path(ds, 'train', ctx.data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
-            )
+    check_data(ctx.data_dir, (spec.train_dataset, spec.test_dataset))
     train_all = read_split(spec.train_dataset, "train", ctx.data_dir)
     if spec.sample:
         train = fig3_sample(train_all, spec.sample["alpha"], spec.sample["index"], spec.train_dataset)
@@ -213,9 +166,11 @@ def system_config(
     elif s.labels == "multimodal":
         labels = profile.labels_multimodal
     visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
-    uses_grid = "grid" in visual.split("+")
+    uses_grid = "grid" in parse_visual(visual)
     overrides = {**profile.model_overrides, **dict(s.overrides)}
-    resolved = {}
+    resolved: dict[str, Any] = {}
+    if s.model != "catmner":  # CAT-MNER configs stay without the field: their run keys predate families
+        resolved["model"] = s.model
     if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
         resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
     return {
@@ -279,6 +234,7 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
         variant=c["variant"],
+        model=c.get("model", "catmner"),
         visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
         knowledge=c.get("knowledge"),
         captions=str(ctx.captions) if ctx.captions else None,
@@ -311,7 +267,7 @@ def evaluate_model_dir(
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
     from catmner_model import Predictor, predict_examples
-    from catmner_model.scoring import score_both
+    from catmner_model.metrics import score_both
 
     predictor = Predictor(
         model_dir,
@@ -331,6 +287,11 @@ def evaluate_model_dir(
 
 
 # ------------------------------------------------------------------------------------------------------ runs
+def now_iso() -> str:
+    """The current time, UTC, ISO 8601 to the millisecond (a run's start and end in its record)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
 def log(ctx: RunContext, msg: str) -> None:
     if not ctx.quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -340,6 +301,15 @@ def _commit(record: dict[str, Any]) -> str:
     git = record.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10]
     return commit + (" (dirty)" if git.get("dirty") else "")
+
+
+def table1_twin(spec: RunSpec) -> RunSpec | None:
+    """The Table 1 run whose model a table2 / table3 / fig4 / search span run reuses when it has finished
+    (`reusable_model`): the same system, config and seed on ``spec.train_dataset``; None for a run that never
+    reuses one (Table 1's own, Figure 3's samples, the CRF baselines). A sweep runs it first (`sweep`)."""
+    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+        return None
+    return RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
 
 
 def reusable_model(
@@ -353,9 +323,9 @@ def reusable_model(
     model's attention. ``need_model``: the saved model must still exist (None is returned otherwise); without
     it the record alone serves (model dir None when gone). The new record names the reused run and the
     commit it was trained at."""
-    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+    twin = table1_twin(spec)
+    if twin is None:
         return None
-    twin = RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
     source = finished(ctx.output, twin)
     if source is None:
         return None
@@ -370,17 +340,25 @@ def reusable_model(
 
 
 def run_spec(
-    ctx: RunContext, spec: RunSpec, *, after_train: Any = None, score_test: bool = True
+    ctx: RunContext,
+    spec: RunSpec,
+    *,
+    after_train: Any = None,
+    score_test: bool = True,
+    compute: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run one spec unless its record exists. Returns (record, ran_now).
 
     ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
+    ``compute`` (where and on what the run ran: executor, node, resources; see `sweep.execute_run`) goes into
+    the record's ``extra["compute"]`` with the run's start and end times.
     """
     done = finished(ctx.output, spec)
     if done is not None:
         log(ctx, f"skip {spec.experiment}/{spec.run_id} (finished)")
         return done, False
     log(ctx, f"run  {spec.experiment}/{spec.run_id}")
+    started = now_iso()
     t0 = time.perf_counter()
     data = load_data(ctx, spec)
     system = SYSTEMS[spec.system]
@@ -404,7 +382,12 @@ def run_spec(
         data=data_info,
         label_words=label_words,
         wall_time_s=time.perf_counter() - t0,
-        extra={"command": ctx.command, "profile": ctx.profile.to_json(), **extra},
+        extra={
+            "command": ctx.command,
+            "profile": ctx.profile.to_json(),
+            **extra,
+            **({"compute": {**compute, "started": started, "ended": now_iso()}} if compute else {}),
+        },
     )
     write_record(ctx.output, record)
     split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only

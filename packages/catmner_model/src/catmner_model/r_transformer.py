@@ -39,6 +39,8 @@ class RTransformerLayers:
     head_dim: int
     attn_dropout: float
     training: bool
+    # explain.py sets a dict here for one forward: the last layer's attention inputs are stored in it
+    _explain: dict[str, Any] | None = None
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(..., N, D) -> (..., H, N, Dh)."""
@@ -130,6 +132,9 @@ class RTransformerLayers:
                 k_labels = self._heads(w_k(c))  # (H, C, Dh) label-word keys of this layer
             gate, sal = self._refinement(i, x, q, k_labels, key_mask, n_text, n_q)
         bias = bias[:, :, :n_q] if bias is not None else None
+        if last and self._explain is not None:  # explain.py: recompute this attention without refinement
+            self._explain.update(q=q[:, :, :n_q], k=k, mask=key_mask, bias=bias, scaling=None, q_plain=q)
+            self._explain.update(k_labels=k_labels, gate=gate, saliency=sal)
         context, probs = attention(
             q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training, bias=bias
         )
@@ -195,6 +200,12 @@ class RTransformerLayers:
             if keys is not None:
                 q_plain = self._heads(lay.query(layers[i], h)) if lay.rotary else q  # no position rotation
                 gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
+            if i == len(layers) - 1 and self._explain is not None:  # explain.py (see _r_layer)
+                self._explain.update(
+                    q=q, k=k, mask=allowed, bias=None, scaling=scaling, gate=gate, saliency=sal
+                )
+                self._explain.update(q_plain=q_plain if keys is not None else q)
+                self._explain.update(k_labels=keys[i] if keys is not None else None)
             context, probs = attention(q, k, v, allowed, gate, sal, dropout, self.training, scaling)
             if record:
                 maps.append(probs[:, :, :n_text, n_text:].detach())  # (B, H, T, I)

@@ -1,6 +1,6 @@
 """The report's aggregation and Markdown primitives: records grouped into runs that differ only by seed
 (`Group`, `groups_of`, `unique_runs`), the numbers as printed (`fmt`, `fmt_mean`, `fmt_delta`), system labels
-and order (the runner's registry) and `md_table`."""
+and order (the runner's registry); `md_table` is in `catmner_bench.markdown`."""
 
 from __future__ import annotations
 
@@ -171,12 +171,3 @@ def system_label(system: str) -> str:
     from catmner_bench.runner import SYSTEMS
 
     return SYSTEMS[system].label if system in SYSTEMS else system
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def clean(c: str) -> str:
-        return str(c).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(clean(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)

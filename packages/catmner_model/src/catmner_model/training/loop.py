@@ -241,7 +241,7 @@ def _open_output(config: TrainConfig, info: DistInfo) -> tuple[Path, dict[str, A
 
 def _start(config: TrainConfig, info: DistInfo, data: dict[str, list[Tweet]] | None) -> _Run:
     """Everything before the first epoch: run directory, label words, inputs, model, optimizer, resumption."""
-    from catmner_model.model import create_model
+    from catmner_model.families import create_model
     from catmner_model.predict import count_truncated
 
     device = _device(config, info)
@@ -379,12 +379,12 @@ def _write_epoch(run: _Run, epoch: int, improved: bool, rngs: list[dict[str, Any
 
 def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
     """Reload the best model from disk, score it on valid and test, write and return the run record."""
-    from catmner_model.model import CatMner
+    from catmner_model.families import load_pretrained
     from catmner_model.precision import resolve_precision
 
     config, info = run.config, run.info
     barrier(info)
-    best = CatMner.from_pretrained(run.output / "model", map_location=run.device)
+    best = load_pretrained(run.output / "model", map_location=run.device)
     final_collate = best.collator()
     metrics = {}
     for split in ("valid", "test"):
