@@ -159,6 +159,11 @@ def test_server_answers_bad_input_with_a_message(server, tmp_path):
         got, answer = call(port, "POST", "/api/explain", json.dumps(req).encode())
         assert got == status and message in answer["error"], (name, got, answer)
     assert call(port, "POST", "/api/explain", b"{broken")[1] == {"error": "the request is not JSON"}
+    nested = b"[" * 50_000 + b"]" * 50_000  # past Python's recursion limit: bad input, not an internal error
+    assert call(port, "POST", "/api/explain", nested) == (
+        400,
+        {"error": "the request is not JSON (nested too deeply)"},
+    )
     assert (
         call(port, "POST", "/api/explain", b"text=x", {"Content-Type": "application/x-www-form-urlencoded"})[
             0

@@ -64,7 +64,7 @@ def checkpoint_epoch(run_dir: Path) -> int | None:
         pointer = json.loads((run_dir / "checkpoint.json").read_text(encoding="utf-8"))
         state = json.loads((run_dir / str(pointer["dir"]) / "state.json").read_text(encoding="utf-8"))
         return int(state["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

@@ -234,6 +234,10 @@ def make_handler(service: ExplainService, log: Callable[[str], None] | None = No
                 return self._json(exc.status, {"error": str(exc)})
             except (UnicodeDecodeError, json.JSONDecodeError):
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": "the request is not JSON"})
+            except RecursionError:  # JSON nested past the recursion limit: bad input, not a bug
+                return self._json(
+                    HTTPStatus.BAD_REQUEST, {"error": "the request is not JSON (nested too deeply)"}
+                )
             except CatmnerError as exc:  # e.g. PredictError: an empty tweet after tokenising
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc).splitlines()[0]})
             except Exception as exc:  # noqa: BLE001 - a bug, not bad input: say so on the page, keep serving
