@@ -84,6 +84,10 @@ def train_cli(
     ] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
+    saliency_lr: Annotated[
+        float | None,
+        typer.Option(help="Peak learning rate of the learned saliency scale (its own group; default: --lr)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_train: Annotated[int | None, typer.Option(help="Train on a random subset of N tweets.")] = None,
@@ -140,6 +144,7 @@ def train_cli(
         valid_every=valid_every,
         lr=lr,
         encoder_lr=encoder_lr,
+        saliency_lr=saliency_lr,
         batch_size=batch_size,
         seed=seed,
         max_train=max_train,

@@ -144,7 +144,9 @@ class CatMner(RTransformerLayers, nn.Module):
             else None
         )
         self.caption = (
-            CaptionEmbedding(self.encoder.embeddings, cfg.max_caption_pieces, D, eps, dropout)
+            CaptionEmbedding(
+                self.encoder.embeddings, cfg.max_caption_pieces, D, eps, dropout, cfg.caption_positions
+            )
             if cfg.uses_caption
             else None
         )
@@ -164,9 +166,12 @@ class CatMner(RTransformerLayers, nn.Module):
             self.word_form: nn.Module | None = WordForm(cfg.case_features, D, dropout)
         else:
             self.word_form = None
-        # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency (starts at "keys")
+        # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency, starting at
+        # saliency_scale_init (1: at "keys")
         self.saliency_log_scale = (
-            nn.Parameter(torch.zeros(L)) if cfg.saliency_scale == "learned" and cfg.uses_label_words else None
+            nn.Parameter(torch.full((L,), math.log(cfg.saliency_scale_init)))
+            if cfg.saliency_scale == "learned" and cfg.uses_label_words
+            else None
         )
 
     def _register_label_ids(self) -> None:
@@ -196,7 +201,21 @@ class CatMner(RTransformerLayers, nn.Module):
     def collator(self) -> Collator:
         """A Collator matching this model's tokenizer and config (reading image files when the model runs
         its own image encoder)."""
-        return Collator(self.tokenizer, self.cfg, self.image_cells if self.vision is not None else None)
+        return Collator(
+            self.tokenizer,
+            self.cfg,
+            self.image_cells if self.vision is not None else None,
+            max_positions=self.max_positions,
+        )
+
+    @property
+    def max_positions(self) -> int | None:
+        """Rows of the encoder's absolute position table that text can use (RoBERTa's first two are
+        reserved), or None for encoders without one (rotary)."""
+        table = getattr(self.encoder.embeddings, "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):
+            return None
+        return table.num_embeddings - ((table.padding_idx + 1) if table.padding_idx is not None else 0)
 
     def image_cells(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
         """The trainable image encoder's input for an image file, ``(I, 3, S, S)``; None if unusable."""
@@ -291,9 +310,17 @@ class CatMner(RTransformerLayers, nn.Module):
             has = (
                 batch.caption_mask[:, 0] if batch.caption_mask is not None else batch.image_mask.new_zeros(B)
             )
-            vis, vis_mask = self.caption(cap, batch.caption_mask, has, B)  # (B, Lc, D), (B, Lc)
+            start = batch.attention_mask.sum(1)  # (B,) "pair": the caption's positions follow the text's
+            vis, vis_mask = self.caption(
+                cap, batch.caption_mask, has, B, self.encoder.embeddings, start, self._embed_types
+            )  # (B, Lc, D), (B, Lc)
             parts.append(vis)
             masks.append(vis_mask)
+        probe = self.__dict__.get("_vitals")  # vitals.measure_vitals
+        if probe is not None:
+            caption_at = T + (parts[1].shape[1] if self.visual is not None else 0)
+            has_caption = batch.caption_mask[:, 0] if batch.caption_mask is not None else None
+            probe.begin(batch.attention_mask, caption_at if self.caption is not None else None, has_caption)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else text  # (B, N, D)
         key_mask = torch.cat(masks, dim=1) if len(masks) > 1 else batch.attention_mask  # (B, N)
         record = output_attentions and len(parts) > 1

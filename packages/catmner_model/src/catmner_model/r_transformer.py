@@ -83,6 +83,10 @@ class RTransformerLayers:
         gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
         return gate, sal[:, :, None, :]  # (B, H, 1, N)
 
+    def _refined(self, i: int) -> tuple[bool, bool]:
+        """Whether layer ``i`` refines its I2T and its T2I block."""
+        return self.gates_i2t is not None, self.gates_t2i is not None and i < len(self.gates_t2i)
+
     def _r_layer(
         self,
         i: int,
@@ -130,9 +134,22 @@ class RTransformerLayers:
                 k_labels = self._heads(w_k(c))  # (H, C, Dh) label-word keys of this layer
             gate, sal = self._refinement(i, x, q, k_labels, key_mask, n_text, n_q)
         bias = bias[:, :, :n_q] if bias is not None else None
+        blocks = n_text if self.cfg.softmax == "block" else None
         context, probs = attention(
-            q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training, bias=bias
+            q[:, :, :n_q],
+            k,
+            v,
+            key_mask,
+            gate,
+            sal,
+            self.attn_dropout,
+            self.training,
+            bias=bias,
+            blocks=blocks,
         )
+        probe = self.__dict__.get("_vitals")  # vitals.measure_vitals: what this layer's attention did
+        if probe is not None:
+            probe.observe(i, q[:, :, :n_q], k, key_mask, n_text, gate, sal, probs, self._refined(i))
         context = context.transpose(1, 2).reshape(x.shape[0], n_q, -1)  # (B, N_q, D)
         if rows is None:
             h = lay.attn_output(layer, context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
@@ -195,7 +212,13 @@ class RTransformerLayers:
             if keys is not None:
                 q_plain = self._heads(lay.query(layers[i], h)) if lay.rotary else q  # no position rotation
                 gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
-            context, probs = attention(q, k, v, allowed, gate, sal, dropout, self.training, scaling)
+            blocks = n_text if self.cfg.softmax == "block" else None
+            context, probs = attention(
+                q, k, v, allowed, gate, sal, dropout, self.training, scaling, blocks=blocks
+            )
+            probe = self.__dict__.get("_vitals")
+            if probe is not None:
+                probe.observe(i, q, k, key_mask, n_text, gate, sal, probs, self._refined(i))
             if record:
                 maps.append(probs[:, :, :n_text, n_text:].detach())  # (B, H, T, I)
             return context.transpose(1, 2).contiguous(), probs  # (B, N, H, Dh) as transformers expects

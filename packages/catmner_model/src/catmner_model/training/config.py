@@ -46,6 +46,9 @@ class TrainConfig:
     valid_every: int = 1
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
+    # peak learning rate of the learned saliency scale (saliency_scale="learned"), a group of its own; None: lr.
+    # At lr 5e-4 its log moves by ~0.2 in a run: too little to bring g*s to the scale of QK^T
+    saliency_lr: float | None = None
     weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)
     warmup_ratio: float = 0.1  # fraction of all optimizer steps spent warming up linearly
     max_grad_norm: float = 1.0  # gradient clipping (0: off)
@@ -139,5 +142,7 @@ def check_config(config: TrainConfig) -> None:
             f"variant {config.variant!r} uses no label words: drop --labels {config.labels} "
             f"(label words refine attention in {', '.join(LABEL_WORD_VARIANTS)})"
         )
+    if config.saliency_lr is not None and not config.saliency_lr > 0:
+        raise TrainError(f"--saliency-lr must be positive, got {config.saliency_lr}")
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
