@@ -27,10 +27,13 @@ Letters: B batch, H heads, T text tokens, N = T + I tokens, N_q computed query r
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from catmner_model.errors import CatmnerError
 
 SIGNS: tuple[str, ...] = (
     "qk_i2t",
@@ -45,6 +48,10 @@ SIGNS: tuple[str, ...] = (
     "saliency_entropy",
     "saliency_entropy_norm",
 )
+
+
+class InspectError(CatmnerError):
+    """A model or split whose vital signs cannot be measured; one line for the user."""
 
 
 class VitalSigns:
@@ -174,3 +181,57 @@ def measure_vitals(model: Any, examples: Sequence[Any], batch_size: int = 32) ->
     if model.saliency_log_scale is not None:
         out["saliency_multiplier"] = [round(math.exp(float(w)), 6) for w in model.saliency_log_scale]
     return out
+
+
+def inspect_model(
+    model_dir: str | os.PathLike[str],
+    dataset: str,
+    split: str = "valid",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    image_dir: str | os.PathLike[str] | None = None,
+    captions: str | os.PathLike[str] | None = None,
+    batch_size: int = 32,
+    max_tweets: int | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """`catmner inspect`: the vital signs of a model directory on a benchmark split, with what it read
+    (``{"model_dir", "dataset", "split", "config": {...}, "tweets", "layers", "mean", ...}``)."""
+    from catmner_model.data import load_split, resolve_image_dir
+    from catmner_model.predict import Predictor
+
+    tweets = load_split(dataset, split, data_dir)
+    if max_tweets is not None:
+        tweets = tweets[:max_tweets]
+    predictor = Predictor(model_dir, device=device)
+    cfg = predictor.model.cfg
+    if not cfg.uses_image:
+        raise InspectError(f"{model_dir}: the text variant has no visual tokens, so no vital signs")
+    images = resolve_image_dir(image_dir, data_dir) if predictor.uses_images else None
+    source = predictor.source(dataset, data_dir=data_dir, image_dir=images, captions=captions)
+    examples = source.examples(tweets)
+    try:
+        result = measure_vitals(predictor.model, examples, batch_size)
+    except ValueError as exc:
+        raise InspectError(f"{model_dir}: {exc}") from None
+    settings = ("variant", "visual", "caption_positions", "softmax", "saliency_scale", "saliency_scale_init")
+    head = {
+        "model_dir": str(model_dir),
+        "dataset": dataset,
+        "split": split,
+        "config": {name: getattr(cfg, name) for name in settings},
+        "images": sum(ex.image_features is not None or ex.image_file is not None for ex in examples),
+        "captions": sum(ex.caption is not None for ex in examples),
+    }
+    return {**head, **result}
+
+
+def format_vitals(result: dict[str, Any]) -> str:
+    """The vital signs as a table: one row per layer, then the mean."""
+    shown = [name for name in SIGNS if any(layer[name] is not None for layer in result["layers"])]
+    lines = [f"{'layer':>5} " + " ".join(f"{name:>12.12}" for name in shown)]
+    rows = [(str(i), layer) for i, layer in enumerate(result["layers"])] + [("mean", result["mean"])]
+    for label, values in rows:
+        cells = (f"{values[n]:12.4g}" if values[n] is not None else f"{'-':>12}" for n in shown)
+        lines.append(f"{label:>5} " + " ".join(cells))
+    return "\n".join(lines)

@@ -15,7 +15,15 @@ from catmner_model.errors import CatmnerError
 # the variants whose attention label words refine: ("cat", "i2t", "t2i")
 LABEL_WORD_VARIANTS = tuple(name for name, v in VARIANT_SPECS.items() if v.uses_label_words)
 # config fields that do not change the result: they may differ between a run and its resumption
-_NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
+_NON_RESULT_FIELDS = (
+    "output",
+    "quiet",
+    "data_dir",
+    "image_dir",
+    "num_threads",
+    "feature_cache",
+    "vitals_tweets",
+)
 
 
 class TrainError(CatmnerError):
@@ -58,6 +66,9 @@ class TrainConfig:
     seed: int = 42  # seeds init, shuffling, dropout, subsampling
     max_train: int | None = None  # use a random subset of this many training tweets (quick runs, Figure 3)
     max_eval: int | None = None  # use the first N validation/test tweets (quick runs, benchmarks)
+    # after each validation, the refinement's vital signs (vitals.py) on the first N validation tweets, in the
+    # epoch's log entry and the run record; 0: off (models with visual tokens only)
+    vitals_tweets: int = 256
     data_dir: str | None = None  # folder with twitter2015/ twitter2017/ (default $CATMNER_DATA)
     image_dir: str | None = None  # folder with <dataset>_images/ (default $CATMNER_IMAGES, data_dir/...)
     feature_cache: str | None = None  # grid-feature cache root (default $CATMNER_HOME/features)
@@ -142,6 +153,8 @@ def check_config(config: TrainConfig) -> None:
             f"variant {config.variant!r} uses no label words: drop --labels {config.labels} "
             f"(label words refine attention in {', '.join(LABEL_WORD_VARIANTS)})"
         )
+    if config.vitals_tweets < 0:
+        raise TrainError(f"--vitals-tweets must be 0 (off) or more, got {config.vitals_tweets}")
     if config.saliency_lr is not None and not config.saliency_lr > 0:
         raise TrainError(f"--saliency-lr must be positive, got {config.saliency_lr}")
     if config.epochs < 1 or config.batch_size < 1:

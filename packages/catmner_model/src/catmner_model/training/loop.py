@@ -322,6 +322,14 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
             run.show,
             config.precision,
         )
+    vitals = None
+    if valid is not None and config.vitals_tweets > 0 and run.model.cfg.uses_image and info.is_main:
+        from catmner_model.vitals import measure_vitals
+
+        # what the refinement does on the first validation tweets (docs/model.md, "Vital signs")
+        vitals = measure_vitals(
+            run.model, run.split_examples["valid"][: config.vitals_tweets], config.eval_batch_size
+        )
     t_total = time.perf_counter() - t0
     f1 = valid["lenient"]["f1"] if valid else None
     improved = f1 is not None and f1 > run.best_f1
@@ -338,6 +346,7 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         "seconds": round(t_total, 3),
         "steps": len(batches),
         "peak_rss_mib": round(peak_rss_mib(), 1),
+        "vitals": vitals,  # None: not validated, text variant, vitals_tweets 0 or not the main rank
     }
     run.log.append(entry)
     rngs = [unpack(b) for b in gather_objects(info, pack(rng_state()))]
@@ -411,6 +420,7 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
         world_size=info.world_size,
         precision=resolve_precision(config.precision, run.device),
         model_dir=str(run.output / "model"),
+        vitals=next((e.get("vitals") for e in run.log if e["epoch"] == run.best_epoch), None),
     ).to_json()
     if info.is_main:
         write_json(run.output / "run.json", record)
