@@ -221,7 +221,7 @@ def test_an_experiment_is_one_registry_entry(tmp_path, monkeypatch) -> None:
     from catmner_bench.runner import RunContext
 
     ctx = RunContext(output=tmp_path, profile=resolve_profile("paper"))
-    assert experiments.EXPERIMENTS == ("table1", "table2", "table3", "fig3", "fig4", "search", "speed")
+    assert experiments.EXPERIMENTS == ("table1", "table2", "table3", "fig3", "fig4", "search", "decisive", "speed")
     assert experiments.EXPERIMENT_SPECS["fig4"].after_train(ctx, None) is not None
     assert experiments.EXPERIMENT_SPECS["table1"].after_train(ctx, None) is None
     monkeypatch.setitem(

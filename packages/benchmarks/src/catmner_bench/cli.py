@@ -80,7 +80,7 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @_handled
 def run_cli(
     experiment: Annotated[
-        str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | search | speed")
+        str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | search | decisive | speed")
     ],
     profile: Annotated[
         str, typer.Option(help="smoke (tests) | quick (CPU) | paper (GPU, Sec. 4.1)")

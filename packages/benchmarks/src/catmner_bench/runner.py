@@ -38,6 +38,10 @@ class System:
     visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
     knowledge: str | None = None  # span models: a second text segment ("pgim")
     overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
+    # span models: instead of the profile's label words, as many random English words drawn at their Zipf
+    # frequencies (decisive.py), a new draw per training seed ("zipf"); None: the label words themselves
+    random_words: str | None = None
+    captions: str | None = None  # span models: "none": no tweet gets its caption (the caption path, empty)
 
 
 SYSTEMS: dict[str, System] = {
@@ -60,6 +64,15 @@ SYSTEMS: dict[str, System] = {
         System(
             "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
         ),
+        System(
+            "cat-random",
+            "CAT-MNER, random words (frequency-matched)",
+            "span",
+            "cat",
+            "textual",
+            random_words="zipf",
+        ),
+        System("mm-empty", "MM, empty caption", "span", "mm", None, captions="none"),
         System(
             "cat-sal-paper",
             "CAT-MNER, the paper's saliency",
@@ -218,6 +231,14 @@ def system_config(
     resolved = {}
     if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
         resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
+    if "caption" in visual.split("+"):  # where the caption sits (pair since issue 28; older records: restart)
+        resolved["caption_positions"] = overrides.get(
+            "caption_positions", default_caption_positions(profile.text_encoder)
+        )
+    if s.random_words:
+        resolved["random_words"] = s.random_words
+    if s.captions:
+        resolved["captions"] = s.captions
     return {
         "kind": "span",
         "profile": profile.name,
@@ -247,6 +268,14 @@ def default_saliency(text_encoder: str) -> str | float:
     return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
 
 
+@functools.cache
+def default_caption_positions(text_encoder: str) -> str:
+    """The caption placement catmner trains with for this encoder unless overridden (its bundled config's)."""
+    from catmner_model import list_configs, load_config
+
+    return load_config(text_encoder if text_encoder in list_configs() else "minilm").caption_positions
+
+
 def saliency_of(config: dict[str, Any]) -> str | None:
     """The saliency scale a run config trained with (None: no refinement with label words). Configs from before
     the scale was resolved into them trained with the paper's, unless a system override said otherwise."""
@@ -271,17 +300,24 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
 
     c = spec.config
     optional = {k: c[k] for k in TRAIN_FIELDS if k in c}  # absent from the profiles' configs: the defaults
+    labels = c["labels"]
+    if c.get("random_words") and labels:  # the random-words arm: its own draw for this seed, beside the run
+        from catmner_bench.decisive import write_random_label_words
+
+        words = run_dir.with_name(f"{run_dir.name}.random_words.json")  # the trainer owns run_dir itself
+        labels = str(write_random_label_words(labels, ctx.db, spec.seed, words, c["random_words"]))
+    captions = str(ctx.captions) if ctx.captions else None
     return TrainConfig(
         **optional,
         dataset=spec.train_dataset,
-        labels=c["labels"],
+        labels=labels,
         db=ctx.db,
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
         variant=c["variant"],
         visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
         knowledge=c.get("knowledge"),
-        captions=str(ctx.captions) if ctx.captions else None,
+        captions=c.get("captions") or captions,  # "none": the empty-caption arm
         epochs=c["epochs"],
         lr=c["lr"],
         encoder_lr=c["encoder_lr"],
@@ -509,6 +545,7 @@ def _run_trained(
         image_stats=rec.image_stats,
         model_config=rec.model_config,
         trainer_run_dir=str(run_dir),
+        vitals=rec.vitals,  # the refinement's vital signs of the kept model (catmner_model.vitals)
     )
     if after_train is not None:
         extra.update(after_train(model_dir, data) or {})

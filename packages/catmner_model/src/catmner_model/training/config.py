@@ -45,7 +45,9 @@ class TrainConfig:
     finetune_image_encoder: bool = False
     # visual tokens: grid (image encoder over the 4x4 grid) | caption (the image's caption) | grid+caption
     visual: str = "grid"
-    captions: str | None = None  # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/)
+    # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/); "none": no tweet gets a caption
+    # (the caption path without content: the learned no-caption token only)
+    captions: str | None = None
     captioner: str | None = None  # HF image-to-text model captioning images that have no caption
     knowledge: str | None = None  # a second text segment per tweet: "pgim" (data_dir/pgim/<dataset>_pgim.zip)
     epochs: int = 10  # passes over the training split

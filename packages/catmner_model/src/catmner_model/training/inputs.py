@@ -139,6 +139,10 @@ def _add_captions(config: TrainConfig, source: Any, stats: dict[str, Any]) -> No
     """Give ``source`` the dataset's caption file (and the captioner for images without a caption)."""
     from catmner_model.visual import HFCaptioner, read_captions, resolve_captions
 
+    if config.captions == "none":  # the caption path without content: every tweet gets the no-caption token
+        source.captions = {}
+        stats["caption_file"] = "none"
+        return
     path = resolve_captions(config.dataset, config.captions, config.data_dir)
     source.captions = read_captions(path) if path is not None else {}
     if config.captioner:
