@@ -12,15 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
-from catmner_bench.decisive import (
-    decisive_section,
-    paired_t,
-    paired_tests,
-    random_label_words,
-    verdict,
-)
+from catmner_bench.decisive import decisive_section, paired_t, paired_tests, verdict
 from catmner_bench.experiments import plan
 from catmner_bench.profiles import PROFILES, bundled_label_words, resolve_profile
+from catmner_bench.random_words import random_label_words
 from catmner_bench.runner import RunContext
 from kb_expand import load_label_words
 

@@ -4,22 +4,16 @@ words' knowledge to the words, or does its gate only mute a caption that hurts?
 Five arms, paired by sampling and seed on Twitter-2017 at 100 and 200 training tweets (8 samplings each): TEXT
 (lm-span), MM (mm), CAT-MNER with its textual label words (cat-textual), CAT-MNER with as many random English
 words drawn at the label words' frequencies (cat-random) and MM whose caption path carries no caption
-(mm-empty). This module owns the random words (`random_label_words`, a new draw per training seed, written beside
-the run's directory) and the paired comparisons of the report (`paired_tests`, `verdict`).
+(mm-empty). The random words are `random_words.py`'s; this module owns the paired comparisons of the report
+(`paired_tests`, `verdict`, `decisive_section`).
 """
 
 from __future__ import annotations
 
-import bisect
-import json
 import math
-import random
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-from catmner_bench.errors import BenchError
 
 ARMS: tuple[str, ...] = ("lm-span", "mm", "cat-textual", "cat-random", "mm-empty")
 # (a, b, what a > b would mean): the paired differences the verdict reads, over the 16 (alpha, sampling) pairs
@@ -31,71 +25,6 @@ CONTRASTS: tuple[tuple[str, str, str], ...] = (
     ("mm", "lm-span", "the image (caption) helps over text alone"),
     ("mm-empty", "lm-span", "the caption machinery alone (no content) costs or gains"),
 )
-VOCABULARY_SIZE = 50_000  # wordfreq's most frequent English words the random words are drawn from
-MIN_CANDIDATES = 20  # widen the frequency window until at least this many unused words are in it
-
-
-def random_label_words(real: Any, seed: int) -> Any:
-    """`kb_expand.LabelWords` with the structure of ``real`` (the same labels, as many words per label, the
-    same entity types) whose every distinct word is replaced by a random English word of about the same Zipf
-    frequency (wordfreq), none of them a real label word and no two alike; reproducible from ``seed``.
-
-    A real word is matched within +-0.05 Zipf (about 12% in frequency), the window doubling until it holds
-    ``MIN_CANDIDATES`` unused words; words wordfreq does not know (Zipf 0) get the rarest words."""
-    from kb_expand import LabelWords
-    from wordfreq import top_n_list, zipf_frequency
-
-    real_words = real.words()
-    taken = {w.lower() for w in real_words}
-    vocab = [w for w in top_n_list("en", VOCABULARY_SIZE) if w.isascii() and w.isalpha() and len(w) >= 3]
-    pool = sorted((zipf_frequency(w, "en"), w) for w in vocab if w not in taken)  # by frequency, then word
-    zipfs = [z for z, _ in pool]
-    rng = random.Random(f"random-label-words:{seed}")
-    used: set[str] = set()
-    mapping: dict[str, str] = {}
-    for word in real_words:
-        z = zipf_frequency(word, "en")
-        width = 0.05
-        while True:
-            lo, hi = bisect.bisect_left(zipfs, z - width), bisect.bisect_right(zipfs, z + width)
-            cands = [w for _, w in pool[lo:hi] if w not in used]
-            if len(cands) >= MIN_CANDIDATES or (lo == 0 and hi == len(pool)):
-                break
-            width *= 2
-        if not cands:
-            raise BenchError(f"no unused random word left for {word!r} (vocabulary of {len(pool)} words)")
-        pick = rng.choice(cands)
-        used.add(pick)
-        mapping[word] = pick
-    labels = {label: [mapping[w] for w in words] for label, words in real.labels.items()}
-    return LabelWords(labels, dict(real.entity_types), source=f"random-zipf-seed{seed}")
-
-
-def write_random_label_words(spec: str, db: str | None, seed: int, path: Path, match: str) -> Path:
-    """Resolve the label words ``spec`` (kb source, build id or JSON file), draw their random twin for ``seed``
-    and write it (with the real words' provenance) to ``path``; the path."""
-    if match != "zipf":
-        raise BenchError(f"random words matched by {match!r}: only 'zipf' (word frequency) is known")
-    from kb_expand import load_label_words
-
-    real = load_label_words(spec, db=db)
-    fake = random_label_words(real, seed)
-    out = {
-        **fake.to_json(),
-        "_comment": "random English words at the Zipf frequencies of the real label words (decisive.py)",
-        "matched_to": {
-            "spec": spec,
-            "source": real.source,
-            "build_id": real.build_id,
-            "checksum": real.checksum,
-        },
-        "seed": seed,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ analysis

@@ -39,7 +39,7 @@ class System:
     knowledge: str | None = None  # span models: a second text segment ("pgim")
     overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
     # span models: instead of the profile's label words, as many random English words drawn at their Zipf
-    # frequencies (decisive.py), a new draw per training seed ("zipf"); None: the label words themselves
+    # frequencies (random_words.py), a new draw per training seed ("zipf"); None: the label words themselves
     random_words: str | None = None
     captions: str | None = None  # span models: "none": no tweet gets its caption (the caption path, empty)
 
@@ -302,7 +302,7 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
     optional = {k: c[k] for k in TRAIN_FIELDS if k in c}  # absent from the profiles' configs: the defaults
     labels = c["labels"]
     if c.get("random_words") and labels:  # the random-words arm: its own draw for this seed, beside the run
-        from catmner_bench.decisive import write_random_label_words
+        from catmner_bench.random_words import write_random_label_words
 
         words = run_dir.with_name(f"{run_dir.name}.random_words.json")  # the trainer owns run_dir itself
         labels = str(write_random_label_words(labels, ctx.db, spec.seed, words, c["random_words"]))
