@@ -73,6 +73,25 @@ SYSTEMS: dict[str, System] = {
             random_words="zipf",
         ),
         System("mm-empty", "MM, empty caption", "span", "mm", None, captions="none"),
+        # the refinement's options of issue 28, as rows to choose on validation
+        System("mm-block", "MM, per-block softmax", "span", "mm", None, overrides=(("softmax", "block"),)),
+        System(
+            "cat-block",
+            "CAT-MNER, per-block softmax",
+            "span",
+            "cat",
+            "textual",
+            overrides=(("softmax", "block"),),
+        ),
+        System(
+            "cat-sal-qk",
+            "CAT-MNER, learned saliency from |QK^T|'s scale",
+            "span",
+            "cat",
+            "textual",
+            # exp(w) starts at 8, where |QK^T| is in trained models (medians 6.5-10.7, issue 28)
+            overrides=(("saliency_scale", "learned"), ("saliency_scale_init", 8.0)),
+        ),
         System(
             "cat-sal-paper",
             "CAT-MNER, the paper's saliency",
