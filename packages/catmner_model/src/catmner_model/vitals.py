@@ -229,9 +229,13 @@ def inspect_model(
 def format_vitals(result: dict[str, Any]) -> str:
     """The vital signs as a table: one row per layer, then the mean."""
     shown = [name for name in SIGNS if any(layer[name] is not None for layer in result["layers"])]
-    lines = [f"{'layer':>5} " + " ".join(f"{name:>12.12}" for name in shown)]
+    widths = [max(len(name), 10) for name in shown]
+    lines = [f"{'layer':>5} " + " ".join(f"{name:>{w}}" for name, w in zip(shown, widths, strict=True))]
     rows = [(str(i), layer) for i, layer in enumerate(result["layers"])] + [("mean", result["mean"])]
     for label, values in rows:
-        cells = (f"{values[n]:12.4g}" if values[n] is not None else f"{'-':>12}" for n in shown)
+        cells = (
+            f"{values[n]:>{w}.4g}" if values[n] is not None else f"{'-':>{w}}"
+            for n, w in zip(shown, widths, strict=True)
+        )
         lines.append(f"{label:>5} " + " ".join(cells))
     return "\n".join(lines)
