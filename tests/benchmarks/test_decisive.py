@@ -166,3 +166,42 @@ def test_smoke_arms_train_on_random_words_and_no_caption(smoke):
     assert empty["extra"]["image_stats"]["tweets_with_caption"] == 0
     assert empty["extra"]["model_config"]["caption_positions"] == "pair"
     assert os.path.isdir(rand["extra"]["trainer_run_dir"])
+
+
+def test_configs_from_before_the_placement_retrain_as_restart(tmp_path):
+    """A caption config without caption_positions (a record or search round from before issue 28) trains the
+    restart placement it names; a current one trains pair; a text config gets no placement."""
+    from catmner_bench.records import RunSpec
+    from catmner_bench.runner import system_config, train_config
+
+    ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
+    now = system_config("mm", PROFILES["quick"])
+    before = {k: v for k, v in now.items() if k != "caption_positions"}
+    for cfg, want in ((now, "pair"), (before, "restart")):
+        tc = train_config(ctx, RunSpec("table1", "mm", "twitter2017", "twitter2017", 1, cfg), tmp_path / "r")
+        assert tc.model_overrides["caption_positions"] == want
+    text = system_config("lm-span", PROFILES["quick"])
+    tc = train_config(
+        ctx, RunSpec("table1", "lm-span", "twitter2017", "twitter2017", 1, text), tmp_path / "t"
+    )
+    assert "caption_positions" not in tc.model_overrides
+
+
+def test_records_older_only_by_the_placement_keep_their_rank():
+    """Until reruns on the pair placement exist, the report chooses among the older caption records as before
+    (currency 1), and a current record (2) wins over them."""
+    import types
+
+    from catmner_bench.runner import system_config
+    from catmner_bench.verdicts import currency, is_current
+
+    now = system_config("cat-textual", PROFILES["quick"])
+    before = {k: v for k, v in now.items() if k != "caption_positions"}
+    older_saliency = {**before, "saliency_scale": "paper"}
+
+    def group(cfg):
+        return types.SimpleNamespace(system="cat-textual", alpha=None, config=cfg, profile="quick")
+
+    assert is_current(group(now)) and currency(group(now)) == 2
+    assert not is_current(group(before)) and currency(group(before)) == 1
+    assert currency(group(older_saliency)) == 0

@@ -229,13 +229,18 @@ class SearchRound:
     name: str
     about: str
     settings: tuple[tuple[str, dict[str, Any]], ...]
-    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (profile name, ((field, value), ...))
+    # (profile name, ((field, value), ...)); value None: the field was not in the configs then (e.g.
+    # caption_positions before issue 28: those runs placed captions as "restart", and retrain so)
+    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def base(self, system: str, profile: Any, visual: str | None = None) -> dict[str, Any]:
         """The round's base config: the system's under the profile, with the pinned values in place (a pinned
         "model_overrides" is the profile's overrides of that time; the system's own stay on top)."""
         pinned = dict(dict(self.pins).get(profile.name, ()))
         out = system_config(system, profile, visual=visual)
+        for name in [k for k, v in pinned.items() if v is None]:  # None: a field the configs then lacked
+            out.pop(name, None)
+            pinned.pop(name)
         if "model_overrides" in pinned:
             own = dict(SYSTEMS[system].overrides)
             out["model_overrides"] = {**dict(pinned.pop("model_overrides")), **own}
@@ -254,7 +259,7 @@ SEARCH_ROUNDS: tuple[SearchRound, ...] = (
         "1",
         "one factor at a time around the first quick recipe (encoder lr 5e-5, batch 16, 3 epochs)",
         SEARCH_SETTINGS,
-        pins=(("quick", (("encoder_lr", 5e-5),)),),
+        pins=(("quick", (("encoder_lr", 5e-5), ("caption_positions", None))),),
     ),
     SearchRound(
         "2",
@@ -269,7 +274,7 @@ SEARCH_ROUNDS: tuple[SearchRound, ...] = (
             ("spans up to 6 words", {"model_overrides": {"max_span_len": 6}}),
             ("word shapes + char CNN", {"model_overrides": {"case_features": "shape+char"}}),
         ),
-        pins=(("quick", (("encoder_lr", 1e-4),)),),
+        pins=(("quick", (("encoder_lr", 1e-4), ("caption_positions", None))),),
     ),
 )
 

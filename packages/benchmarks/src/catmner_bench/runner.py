@@ -346,10 +346,20 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         image_dir=str(ctx.image_dir) if ctx.image_dir else None,
         feature_cache=str(ctx.feature_cache) if ctx.feature_cache else None,
         output=str(run_dir),
-        model_overrides=dict(c.get("model_overrides") or {}),
+        model_overrides=_model_overrides(c),
         num_threads=ctx.profile.num_threads,
         quiet=ctx.quiet,
     )
+
+
+def _model_overrides(c: dict[str, Any]) -> dict[str, Any]:
+    """The CatMnerConfig fields a span config trains with: its overrides, and where it reads captions, their
+    placement (a config from before the placement was resolved into it, issue 28, placed them as "restart":
+    such a config, a finished record's or a search round's pinned one, retrains the model it names)."""
+    out = dict(c.get("model_overrides") or {})
+    if c.get("kind") == "span" and "caption" in str(c.get("visual") or "").split("+"):
+        out["caption_positions"] = c.get("caption_positions", "restart")
+    return out
 
 
 def model_config(model: Any) -> Any:

@@ -287,7 +287,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     against the CAT-MNER group of ``g``'s own recipe (named in the cell), so that a row from before a recipe
     change is not compared with a model trained differently. A saliency row compares with CAT-MNER at the
     shown row's (default) scale."""
-    from catmner_bench.verdicts import Comparison, between, differences, is_current
+    from catmner_bench.verdicts import Comparison, between, currency, differences
 
     def alike(b: Group) -> bool:
         if saliency_row:
@@ -303,7 +303,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
             base = min(same, key=lambda b: (len(differences(g, b, saliency=not saliency_row)), -b.n))
             cell = between(g, base, saliency=not saliency_row).short()
             return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))}"
-        base = max(ok, key=lambda b: (is_current(b), b.n))
+        base = max(ok, key=lambda b: (currency(b), b.n))
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
         return cell

@@ -150,7 +150,7 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
     out = [
         Group(sorted(v, key=lambda r: (r["spec"]["seed"], str(r["spec"].get("sample"))))) for v in by.values()
     ]
-    from catmner_bench.verdicts import is_current
+    from catmner_bench.verdicts import currency
 
     order = {s: i for i, s in enumerate(SYSTEM_ORDER)}
     # within a system, the config the current code trains first, then older ones (e.g. an earlier recipe)
@@ -161,7 +161,7 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
             g.alpha or 0,
             order.get(g.system, 99),
             g.encoder,
-            not is_current(g),
+            -currency(g),
         )
     )
     return out
