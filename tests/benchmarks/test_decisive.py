@@ -120,6 +120,7 @@ def test_verdicts_read_the_paired_contrasts():
     assert tests["cat-textual - cat-random"]["n"] == 16 and tests["cat-textual - cat-random"]["p"] < 0.001
     text = verdict(tests)
     assert text.startswith("real words beat random words") and "MM below empty-caption MM" in text
+    assert "MM − TEXT -3.0" in text and text.endswith("F1, at or below −1.0")
     muted = fake_records(
         {
             "mm": [b - 3 + j for b, j in zip(base, jitter, strict=True)],

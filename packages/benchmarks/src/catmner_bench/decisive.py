@@ -132,6 +132,10 @@ def verdict(tests: dict[str, Any], alpha: float = 0.05) -> str:
         parts.append("MM above empty-caption MM: the caption's content helps")
     else:
         parts.append("MM = empty-caption MM: the caption's content neither helps nor hurts measurably")
+    gap = (tests.get("mm - lm-span") or {}).get("mean")
+    if gap is not None:  # H4: the mended caption path no longer costs MM more than 1 F1 against TEXT
+        side = "above" if gap > -1.0 else "at or below"
+        parts.append(f"MM − TEXT {gap:+.2f} F1, {side} −1.0")
     return "; ".join(parts)
 
 
