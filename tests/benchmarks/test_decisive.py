@@ -206,3 +206,19 @@ def test_records_older_only_by_the_placement_keep_their_rank():
     assert is_current(group(now)) and currency(group(now)) == 2
     assert not is_current(group(before)) and currency(group(before)) == 1
     assert currency(group(older_saliency)) == 0
+
+
+def test_refinement_option_rows_reach_the_trainer(tmp_path):
+    from catmner_bench.records import RunSpec
+    from catmner_bench.runner import system_config, train_config
+
+    ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
+    got = {}
+    for system in ("cat-block", "cat-sal-qk", "cat-sal-lr", "cat-textual"):
+        cfg = system_config(system, PROFILES["quick"])
+        got[system] = train_config(
+            ctx, RunSpec("table1", system, "twitter2017", "twitter2017", 1, cfg), tmp_path
+        )
+    assert got["cat-block"].model_overrides["softmax"] == "block"
+    assert got["cat-sal-qk"].model_overrides["saliency_scale_init"] == 8.0
+    assert got["cat-sal-lr"].saliency_lr == 1e-2 and got["cat-textual"].saliency_lr is None

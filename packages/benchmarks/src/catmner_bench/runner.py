@@ -42,6 +42,7 @@ class System:
     # frequencies (random_words.py), a new draw per training seed ("zipf"); None: the label words themselves
     random_words: str | None = None
     captions: str | None = None  # span models: "none": no tweet gets its caption (the caption path, empty)
+    train: tuple[tuple[str, Any], ...] = ()  # span models: TrainConfig fields of this system (TRAIN_FIELDS)
 
 
 SYSTEMS: dict[str, System] = {
@@ -91,6 +92,16 @@ SYSTEMS: dict[str, System] = {
             "textual",
             # exp(w) starts at 8, where |QK^T| is in trained models (medians 6.5-10.7, issue 28)
             overrides=(("saliency_scale", "learned"), ("saliency_scale_init", 8.0)),
+        ),
+        System(
+            "cat-sal-lr",
+            "CAT-MNER, learned saliency at its own lr",
+            "span",
+            "cat",
+            "textual",
+            # its log can travel ~log(8) in a quick run (Adam moves it by about the lr a step)
+            overrides=(("saliency_scale", "learned"),),
+            train=(("saliency_lr", 1e-2),),
         ),
         System(
             "cat-sal-paper",
@@ -258,6 +269,7 @@ def system_config(
         resolved["random_words"] = s.random_words
     if s.captions:
         resolved["captions"] = s.captions
+    resolved.update(dict(s.train))
     return {
         "kind": "span",
         "profile": profile.name,
@@ -310,7 +322,8 @@ def _text_encoder_arg(name: str) -> str | None:
     return name
 
 
-TRAIN_FIELDS = ("warmup_ratio", "valid_every")  # TrainConfig fields a run config may set (search, Figure 3)
+# TrainConfig fields a run config may set (search, Figure 3, systems' ``train``)
+TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr")
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
