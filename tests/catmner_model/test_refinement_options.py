@@ -256,3 +256,20 @@ def test_vital_signs_do_not_depend_on_the_batching():
     )
     with pytest.raises(ValueError, match="text variant"):
         measure_vitals(create_model("tiny", variant="text"), exs)
+
+
+def test_the_saliency_can_start_on_the_scale_of_qk():
+    from catmner_model.vitals import start_saliency_at_qk
+
+    torch.manual_seed(0)
+    model = create_model("tiny", WORDS, variant="cat", visual="caption").eval()  # gates at 0, as trained from
+    exs = examples()
+    before = measure_vitals(model, exs)
+    multipliers = start_saliency_at_qk(model, exs)
+    after = measure_vitals(model, exs)
+    for i, (b, a) in enumerate(zip(before["layers"], after["layers"], strict=True)):
+        assert a["qk_i2t"] == pytest.approx(b["qk_i2t"])  # the scale changes s only
+        assert a["s_i2t"] == pytest.approx(b["qk_i2t"], rel=1e-4)  # mean s now = mean |QK^T|
+        assert multipliers[i] == pytest.approx(b["qk_i2t"] / b["s_i2t"], rel=1e-4)
+    with pytest.raises(ValueError, match="needs saliency_scale 'learned'"):
+        start_saliency_at_qk(create_model("tiny", WORDS, variant="cat", saliency_scale="keys"), exs)

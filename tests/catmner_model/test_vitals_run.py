@@ -111,3 +111,31 @@ def test_inspect_refuses_a_text_model_in_one_line(tmp_path):
     assert got.output.strip().splitlines() == [
         f"error: {tmp_path / 'text'}: the text variant has no visual tokens, so no vital signs"
     ]
+
+
+def test_a_run_can_start_its_saliency_at_qk(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps(WORDS))
+    tweets = [t for t in load_split("twitter2015", "train", DATA) if t.entities][:4]
+    config = TrainConfig(
+        dataset="twitter2015",
+        labels=str(labels),
+        text_encoder="tiny",
+        variant="cat",
+        visual="caption",
+        data_dir=str(DATA),
+        epochs=1,
+        lr=1e-9,  # the scale stays where it started
+        encoder_lr=1e-9,
+        batch_size=4,
+        vitals_tweets=4,
+        saliency_from_qk=True,
+        output=str(tmp_path / "run"),
+        quiet=True,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CATMNER_HOME", str(tmp_path / "home"))
+        record = train(config, data={"train": tweets, "valid": tweets, "test": tweets})
+    vitals = record["vitals"]
+    for layer, m in zip(vitals["layers"], vitals["saliency_multiplier"], strict=True):
+        assert abs(m - 1) > 0.1 and layer["s_i2t"] == pytest.approx(layer["qk_i2t"], rel=1e-2)

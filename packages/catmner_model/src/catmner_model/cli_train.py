@@ -88,6 +88,13 @@ def train_cli(
         float | None,
         typer.Option(help="Peak learning rate of the learned saliency scale (its own group; default: --lr)."),
     ] = None,
+    saliency_from_qk: Annotated[
+        bool,
+        typer.Option(
+            "--saliency-from-qk",
+            help="Start the learned saliency scale at mean |QK^T| / mean s per layer (g*s on QK^T's scale).",
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_train: Annotated[int | None, typer.Option(help="Train on a random subset of N tweets.")] = None,
@@ -151,6 +158,7 @@ def train_cli(
         lr=lr,
         encoder_lr=encoder_lr,
         saliency_lr=saliency_lr,
+        saliency_from_qk=saliency_from_qk,
         batch_size=batch_size,
         seed=seed,
         max_train=max_train,

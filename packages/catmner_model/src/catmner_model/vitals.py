@@ -183,6 +183,22 @@ def measure_vitals(model: Any, examples: Sequence[Any], batch_size: int = 32) ->
     return out
 
 
+@torch.no_grad()
+def start_saliency_at_qk(model: Any, examples: Sequence[Any], batch_size: int = 32) -> list[float]:
+    """Start each layer's learned saliency multiplier ``exp(w_l)`` where ``g * s`` is on the scale of
+    ``|QK^T|``: at ``mean |QK^T| / mean s`` of the layer's I2T block on ``examples`` (the scaled saliency's
+    mean then equals the mean |QK^T|). Returns the multipliers. Needs ``saliency_scale="learned"`` and an
+    I2T-refined variant; call it before training (the gates start at 0, so nothing else changes)."""
+    if model.saliency_log_scale is None or model.gates_i2t is None:
+        raise ValueError("starting the saliency at |QK^T| needs saliency_scale 'learned' and I2T refinement")
+    vitals = measure_vitals(model, examples, batch_size)
+    for i, layer in enumerate(vitals["layers"]):
+        qk, sal = layer["qk_i2t"], layer["s_i2t"]
+        if qk and sal:
+            model.saliency_log_scale[i] += math.log(qk / sal)
+    return [math.exp(float(w)) for w in model.saliency_log_scale]
+
+
 def inspect_model(
     model_dir: str | os.PathLike[str],
     dataset: str,

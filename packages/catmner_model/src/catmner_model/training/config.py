@@ -59,6 +59,9 @@ class TrainConfig:
     # peak learning rate of the learned saliency scale (saliency_scale="learned"), a group of its own; None: lr.
     # At lr 5e-4 its log moves by ~0.2 in a run: too little to bring g*s to the scale of QK^T
     saliency_lr: float | None = None
+    # before the first step, start the learned saliency scale of each layer at mean |QK^T| / mean s of its I2T
+    # block on the first 256 training tweets (vitals.start_saliency_at_qk), so g*s is on the scale of QK^T
+    saliency_from_qk: bool = False
     weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)
     warmup_ratio: float = 0.1  # fraction of all optimizer steps spent warming up linearly
     max_grad_norm: float = 1.0  # gradient clipping (0: off)
@@ -159,5 +162,9 @@ def check_config(config: TrainConfig) -> None:
         raise TrainError(f"--vitals-tweets must be 0 (off) or more, got {config.vitals_tweets}")
     if config.saliency_lr is not None and not config.saliency_lr > 0:
         raise TrainError(f"--saliency-lr must be positive, got {config.saliency_lr}")
+    if config.saliency_from_qk and config.variant not in ("cat", "i2t"):
+        raise TrainError(
+            f"--saliency-from-qk needs a variant that refines I2T (cat, i2t), not {config.variant!r}"
+        )
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")

@@ -265,6 +265,17 @@ def _start(config: TrainConfig, info: DistInfo, data: dict[str, list[Tweet]] | N
     run.model = create_model(model_cfg, label_words if label_words is not None else ())
     run.model.to(device)
     run.collate = run.model.collator()
+    if config.saliency_from_qk and prior is None:  # a resume loads the weights it had
+        from catmner_model.vitals import start_saliency_at_qk
+
+        try:
+            start = start_saliency_at_qk(run.model, split_examples["train"][:256], config.eval_batch_size)
+        except ValueError as exc:
+            raise TrainError(f"--saliency-from-qk: {exc}") from None
+        if show:
+            tqdm.write(
+                f"saliency scale starts at {', '.join(f'{m:.3g}' for m in start)} (|QK^T| / s per layer)"
+            )
     run.truncated = {k: count_truncated(run.collate, (t.tokens for t in v)) for k, v in splits.items()}
     if show and any(c["words"] for c in run.truncated.values()):
         tqdm.write(f"note: words past max_length pieces are never predicted: {run.truncated} (in log.json)")
