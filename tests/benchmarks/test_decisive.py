@@ -214,7 +214,7 @@ def test_refinement_option_rows_reach_the_trainer(tmp_path):
 
     ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
     got = {}
-    for system in ("cat-block", "cat-sal-qk", "cat-sal-lr", "cat-textual"):
+    for system in ("cat-block", "cat-sal-qk", "cat-sal-lr", "cat-sal-fromqk", "cat-textual"):
         cfg = system_config(system, PROFILES["quick"])
         got[system] = train_config(
             ctx, RunSpec("table1", system, "twitter2017", "twitter2017", 1, cfg), tmp_path
@@ -222,3 +222,4 @@ def test_refinement_option_rows_reach_the_trainer(tmp_path):
     assert got["cat-block"].model_overrides["softmax"] == "block"
     assert got["cat-sal-qk"].model_overrides["saliency_scale_init"] == 8.0
     assert got["cat-sal-lr"].saliency_lr == 1e-2 and got["cat-textual"].saliency_lr is None
+    assert got["cat-sal-fromqk"].saliency_from_qk and not got["cat-textual"].saliency_from_qk

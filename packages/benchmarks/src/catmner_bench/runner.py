@@ -104,6 +104,15 @@ SYSTEMS: dict[str, System] = {
             train=(("saliency_lr", 1e-2),),
         ),
         System(
+            "cat-sal-fromqk",
+            "CAT-MNER, learned saliency started at |QK^T| / s",
+            "span",
+            "cat",
+            "textual",
+            overrides=(("saliency_scale", "learned"),),
+            train=(("saliency_from_qk", True),),  # measured per layer before the first step
+        ),
+        System(
             "cat-sal-paper",
             "CAT-MNER, the paper's saliency",
             "span",
@@ -323,7 +332,7 @@ def _text_encoder_arg(name: str) -> str | None:
 
 
 # TrainConfig fields a run config may set (search, Figure 3, systems' ``train``)
-TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr")
+TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr", "saliency_from_qk")
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
