@@ -17,8 +17,9 @@ from dataclasses import fields
 
 import torch
 from catmner_model.batching import Example
+from catmner_model.config import CatMnerConfig
 from catmner_model.data import load_split
-from catmner_model.modeling import CatMnerConfig, create_model
+from catmner_model.model import create_model
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 reps = int(os.environ.get("REPS", "15"))

@@ -75,17 +75,17 @@ def records(bench: dict, experiment: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------- tests
 def test_smoke_runs_every_experiment(bench: dict) -> None:
     res = bench["results"]
-    assert res["table1"]["ran"] == 2 * 7  # 7 runnable systems x 2 datasets x 1 seed
-    assert res["table2"]["ran"] == 2 * 3  # 2 directions x (LM-span, MM, CAT-MNER)
+    assert res["table1"]["ran"] == 2 * 8  # 8 runnable systems x 2 datasets x 1 seed
+    assert res["table2"]["ran"] == 2 * 4  # 2 directions x (LM-span, MM, UMT, CAT-MNER)
     assert res["table3"]["ran"] == 2 * 6
-    assert res["fig3"]["ran"] == 2 * 2 * 2 * 3  # datasets x alphas x samplings x systems
+    assert res["fig3"]["ran"] == 2 * 2 * 2 * 4  # datasets x alphas x samplings x systems
     assert res["fig4"]["ran"] == 2 * 2 * 2  # grid models and (reused) caption models
     assert all(r["skipped"] == 0 for r in res.values())  # (its wall time is not asserted: no timed tests)
 
 
 def test_records_are_complete_and_true(bench: dict) -> None:
     recs = [r for _, r in iter_records(bench["output"])]
-    assert len(recs) == 14 + 6 + 12 + 24 + 8
+    assert len(recs) == 16 + 8 + 12 + 32 + 8
     train15 = bench["data"] / "twitter2015" / "train.txt"
     sha = hashlib.sha256(train15.read_bytes()).hexdigest()
     for r in recs:
@@ -165,7 +165,7 @@ def test_table2_reuses_the_table1_models(bench: dict) -> None:
 
 def test_report_files(bench: dict) -> None:
     rep = bench["report"]
-    assert rep["n_records"] == 64
+    assert rep["n_records"] == 76  # 16 + 8 + 12 + 32 + 8
     assert sorted(rep["sections"]) == sorted(["table1", "table2", "table3", "fig3", "fig4"])
     md = Path(rep["markdown"]).read_text(encoding="utf-8")
     for fig in rep["figures"]:
@@ -187,8 +187,8 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
     for ds in paper.DATASETS:
         (rows,) = tables(section(md, f"### {DS_LABEL[ds]}"))
         ours = [r for r in rows if r["Source"].startswith("ours")]
-        reported = [r for r in rows if r["Source"] == "reported"]
-        assert len(ours) == 7 and len(reported) == len(paper.TABLE1)
+        reported = [r for r in rows if r["Source"].startswith("reported")]
+        assert len(ours) == 8 and len(reported) == len(paper.TABLE1)
         for row in ours:
             (rec,) = [
                 r
@@ -227,6 +227,7 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
         for row, prow in zip(reported, paper.TABLE1, strict=True):
             sc = prow.scores[ds]
             assert row["System"] == prow.label
+            assert row["Source"] == (f"reported; {prow.here}" if prow.here else "reported")
             assert num(row["F1"]) == ([sc.f1] if sc.f1 is not None else [])
             assert num(row["P"]) == ([sc.precision] if sc.precision is not None else [])
             for t in paper.ENTITY_TYPES:
@@ -238,7 +239,7 @@ def test_table2_report(bench: dict) -> None:
     md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
     (rows,) = tables(section(md, "## Table 2"))
     recs = records(bench, "table2")
-    assert len(rows) == 6 + 6  # ours: 2 directions x 3 systems; the paper: 6
+    assert len(rows) == 8 + 6  # ours: 2 directions x 4 systems; the paper: 6
     for rec in recs:
         s = rec["spec"]
         direction = f"{DS_LABEL[s['train_dataset']]} → {DS_LABEL[s['test_dataset']]}"
@@ -303,7 +304,7 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
     assert "gives no numbers" in section(md, "## Figure 3")
     for ds in paper.DATASETS:
         (rows,) = tables(_fig3_block(md, ds))
-        assert len(rows) == 2 * 3
+        assert len(rows) == 2 * 4
         for row in rows:
             runs = [
                 r
@@ -328,7 +329,8 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
             if row["System"] != system_label("cat-textual"):
                 assert row["Δ F1 vs MM (paired)"] == ""  # only a refined model is compared with MM
             for base, col in (("lm-span", "Δ F1 vs TEXT (paired)"), ("mm", "Δ F1 vs MM (paired)")):
-                if row["System"] in (system_label(base), system_label("lm-span")):
+                unrefined = base == "mm" and row["System"] != system_label("cat-textual")  # UMT: no MM column
+                if row["System"] in (system_label(base), system_label("lm-span")) or unrefined:
                     assert row[col] == ""
                     continue
                 # paired with the baseline's run of the same sampling: mean and SE of the per-sampling differences
@@ -443,14 +445,14 @@ def test_rerun_skips_finished_runs(bench: dict) -> None:
     ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "0 run(s) done, 6 skipped" in res.output
+    assert "0 run(s) done, 8 skipped" in res.output
     assert {p: p.stat().st_mtime_ns for p in recs} == before
     # a run killed before writing its record (simulated: record removed) is the only one redone
     victim = recs[0]
     victim.unlink()
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "1 run(s) done, 5 skipped" in res.output
+    assert "1 run(s) done, 7 skipped" in res.output
     assert victim.exists() and json.loads(victim.read_text())["spec"]["experiment"] == "table2"
 
 
@@ -488,9 +490,9 @@ def test_plan_sizes_follow_the_profile(experiment: str, tmp_path: Path) -> None:
     ctx = RunContext(output=tmp_path, profile=resolve_profile("paper"))
     specs = plan(experiment, ctx)
     if experiment == "table1":
-        assert len(specs) == 7 * 2 * 3  # systems x datasets x the paper profile's 3 seeds
+        assert len(specs) == 8 * 2 * 3  # systems x datasets x the paper profile's 3 seeds
         assert {s.config["text_encoder"] for s in specs if s.config["kind"] == "span"} == {"roberta-large"}
     else:
-        assert len(specs) == 3 * 2 * 4 * 8  # the paper's 8 samplings of alpha in {50,100,200,400}
+        assert len(specs) == 4 * 2 * 4 * 8  # the paper's 8 samplings of alpha in {50,100,200,400}
         assert {s.sample["alpha"] for s in specs} == {50, 100, 200, 400}
     assert len({s.key for s in specs}) == len(specs)

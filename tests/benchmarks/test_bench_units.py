@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 from catmner_bench import paper
-from catmner_bench.crf import CRF
 from catmner_bench.records import RecordError, RunSpec, atomic_write_json, finished, read_record
+from catmner_model import CRF
 
 
 def _brute_force(crf: CRF, em: torch.Tensor, n: int) -> tuple[float, list[int]]:
@@ -135,30 +135,41 @@ class _G:
         return self.f1 if key == "f1" else self.per_type.get(key, self.f1)
 
 
-def test_verdicts_follow_the_seed_spread():
-    from catmner_bench.verdicts import CLAIMS, Comparison, verdicts_section
+def _text(j) -> str:
+    """A judged claim as one string: outcome, cells, evidence."""
+    return " | ".join([j.outcome, *(f"{k}: {v}" for k, v in j.cells.items()), j.evidence])
+
+
+def test_verdicts_follow_the_interval():
+    from catmner_bench.claims import CLAIMS
+    from catmner_bench.outcomes import CONSISTENT, CONTRADICTS, INCONCLUSIVE
+    from catmner_bench.report.conclusions import verdicts_section
+    from catmner_bench.stats import Comparison
 
     refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
-    clear = [_G("cat-textual", d, [80.0, 80.2, 80.1]) for d in ("twitter2015", "twitter2017")] + [
-        _G("mm", d, [78.0, 78.1, 77.9]) for d in ("twitter2015", "twitter2017")
+    dss = ("twitter2015", "twitter2017")
+    clear = [_G("cat-textual", d, [80.0, 80.2, 80.1]) for d in dss] + [
+        _G("mm", d, [78.0, 78.1, 77.9]) for d in dss
     ]
-    assert refine.check(clear)[0] == "holds here"
-    noisy = [_G("cat-textual", d, [80.0, 78.0, 82.0]) for d in ("twitter2015", "twitter2017")] + [
-        _G("mm", d, [79.5, 80.5, 80.0]) for d in ("twitter2015", "twitter2017")
+    assert refine.check(clear).outcome == CONSISTENT  # +2.1, beyond the paper's +1.09 / +1.24
+    worse = [_G("cat-textual", d, [78.0, 78.2, 78.1]) for d in dss] + [
+        _G("mm", d, [80.0, 80.1, 79.9]) for d in dss
     ]
-    verdict, why = refine.check(noisy)
-    assert verdict == "does not hold here" and "within the seed spread" in why
-    one_seed = [_G("cat-textual", d, [80.0]) for d in ("twitter2015", "twitter2017")] + [
-        _G("mm", d, [70.0]) for d in ("twitter2015", "twitter2017")
+    j = refine.check(worse)
+    assert j.outcome == CONTRADICTS and "the opposite direction" in _text(j)
+    noisy = [_G("cat-textual", d, [80.0, 78.0, 82.0]) for d in dss] + [
+        _G("mm", d, [79.5, 80.5, 80.0]) for d in dss
     ]
-    assert refine.check(one_seed)[0] == "not tested yet"  # a single seed is never called significant
-    # tested and not significant on one dataset, untested on the other: the tested one decides
-    mixed = [noisy[0], one_seed[1], noisy[2], one_seed[3]]
-    assert refine.check(mixed)[0] == "does not hold here"
-    assert refine.check([clear[0], one_seed[1], clear[2], one_seed[3]])[0] == "not tested yet"
+    j = refine.check(noisy)
+    assert j.outcome == INCONCLUSIVE and "detectable ≥" in _text(j) and "vs paper +1.09" in _text(j)
+    assert j.needs and all(n > 3 for _, n, _ in j.needs)  # more runs than these would decide it
+    one_seed = [_G("cat-textual", d, [80.0]) for d in dss] + [_G("mm", d, [70.0]) for d in dss]
+    j = refine.check(one_seed)
+    assert j.outcome == INCONCLUSIVE and "no interval" in _text(j)  # a single seed is never judged
+    assert refine.check([clear[0], one_seed[1], clear[2], one_seed[3]]).outcome == INCONCLUSIVE
     only15 = refine.check(clear[:3])  # mm on Twitter-2017 missing: judged on Twitter-2015 alone
-    assert only15[0] == "holds here" and "Twitter-2017: not run" in only15[1]
-    assert refine.check(clear[:2])[0] == "cannot be tested here"  # no mm at all
+    assert only15.outcome == CONSISTENT and "Twitter-2017: not run" in only15.evidence
+    assert "not run" in refine.check(clear[:2]).evidence  # no mm at all
     assert Comparison([1.0, 2.0], [1.0, 2.0]).significant is False
     text = verdicts_section(clear)
     assert text.count("\n| 4.") == len(CLAIMS) and "cannot be tested here" in text
@@ -167,9 +178,11 @@ def test_verdicts_follow_the_seed_spread():
 def test_verdicts_judge_the_model_the_current_code_trains() -> None:
     """Records from before a default changed (here: CAT-MNER trained with the paper's saliency scale) stay in the
     report, but a claim is judged on the group whose config the current code resolves the system to."""
+    from catmner_bench.claims import CLAIMS
+    from catmner_bench.outcomes import CONTRADICTS
     from catmner_bench.profiles import PROFILES
-    from catmner_bench.runner import system_config
-    from catmner_bench.verdicts import CLAIMS, is_current
+    from catmner_bench.systems import system_config
+    from catmner_bench.verdicts import is_current
 
     now = system_config("cat-textual", PROFILES["quick"])
     before = {k: v for k, v in now.items() if k != "saliency_scale"}  # a record of the older code
@@ -182,10 +195,8 @@ def test_verdicts_judge_the_model_the_current_code_trains() -> None:
         mm.config = system_config("mm", PROFILES["quick"])
         groups += [old, new, mm]
     assert is_current(groups[1]) and not is_current(groups[0]) and is_current(groups[2])
-    verdict, why = refine.check(groups)
-    assert (
-        verdict == "does not hold here" and "Δ -10.00" in why
-    )  # the current model, though it has fewer runs
+    j = refine.check(groups)
+    assert j.outcome == CONTRADICTS and "-10.00 [" in _text(j)  # the current model, though it has fewer runs
     assert not is_current(_G("cat-textual", "twitter2015", [1.0]))  # no config: not current
 
 
@@ -250,7 +261,7 @@ def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() ->
     """A changed library default must not make an old record look finished: refined systems carry the scale
     they train with in their config (and so in their run key)."""
     from catmner_bench.profiles import PROFILES
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_model.config import load_config
 
     p = PROFILES["quick"]
@@ -261,6 +272,42 @@ def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() ->
     assert system_config("cat-sal-keys", p)["saliency_scale"] == "keys"
     assert "saliency_scale" not in system_config("lm-span", p)  # no label words, no saliency
     assert "saliency_scale" not in system_config("mm", p)
+
+
+def test_umt_systems_train_the_umt_family_and_cat_mner_run_keys_stay(tmp_path) -> None:
+    """UMT rows are catmner_model's family "umt" over their own visual source; the configs of every other system
+    carry no "model" field, so their run keys (and finished records) are what they were before families."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.records import RunSpec
+    from catmner_bench.runner import RunContext, train_config
+    from catmner_bench.systems import SYSTEMS, system_config
+
+    p = PROFILES["quick"]
+    umt, grid = system_config("umt", p), system_config("umt-grid", p)
+    assert (umt["model"], umt["visual"], umt["labels"], umt["image_encoder"]) == (
+        "umt",
+        "caption",
+        None,
+        "none",
+    )
+    assert (grid["model"], grid["visual"], grid["image_encoder"]) == ("umt", "grid", p.image_encoder)
+    assert all("model" not in system_config(s, p) for s in SYSTEMS if not s.startswith("umt"))
+    ctx = RunContext(output=tmp_path, profile=p)
+    tc = train_config(ctx, RunSpec("table1", "umt", "twitter2017", "twitter2017", 1, umt), tmp_path / "r")
+    assert (tc.model, tc.variant, tc.visual, tc.labels) == ("umt", "mm", "caption", None)
+    assert (
+        train_config(
+            ctx, RunSpec("table1", "mm", "twitter2017", "twitter2017", 1, system_config("mm", p)), tmp_path
+        ).model
+        == "catmner"
+    )
+    assert paper.reference_row_for("umt", "minilm") == paper.reference_row_for("umt-grid", "x") == "umt"
+
+
+def test_each_unrun_competitor_says_why() -> None:
+    for key in ("ocsga", "iaik", "rpbert", "umgf"):
+        assert paper.table1_row(key).here.startswith("not run here: "), key
+    assert "`umt`" in paper.table1_row("umt").here
 
 
 def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared_data) -> None:
@@ -307,7 +354,7 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
     (from any experiment's records), each against that row."""
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of, table3_section
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
 
     q = PROFILES["quick"]
     now = system_config("cat-textual", q)
@@ -340,7 +387,7 @@ def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> 
     current code trains comes first, whatever order the record files load in."""
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_bench.verdicts import is_current
 
     now = system_config("lm-span", PROFILES["quick"])
@@ -356,10 +403,12 @@ def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> 
 def test_verdicts_compare_like_with_like() -> None:
     """Two systems are compared on records trained alike (same saliency scale, epochs, data): Visual Genome words
     trained with the paper's scale are compared with textual words trained with that scale, not with today's."""
+    from catmner_bench.claims import CLAIMS
+    from catmner_bench.outcomes import CONSISTENT
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
-    from catmner_bench.verdicts import CLAIMS, comparable
+    from catmner_bench.systems import system_config
+    from catmner_bench.verdicts import comparable
 
     q = PROFILES["quick"]
     cat_now = system_config("cat-textual", q)
@@ -374,17 +423,19 @@ def test_verdicts_compare_like_with_like() -> None:
     now, old, vg = (g for g in groups if g.train_dataset == "twitter2015")
     assert comparable(old, vg) and not comparable(now, vg)
     words = next(c for c in CLAIMS if "Visual Genome" in c.text)
-    verdict, why = words.check(groups)
-    assert verdict == "holds here" and "Δ +5.00" in why and "older records: saliency paper" in why
+    j = words.check(groups)
+    why = _text(j)
+    assert j.outcome == CONSISTENT and "+5.00 [" in why and "older records: saliency paper" in why
     e10 = dict(cat_now, epochs=10)
     assert not comparable(groups_of([_record("cat-textual", "twitter2015", 1, 1.0, e10)])[0], now)
 
 
 def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
+    from catmner_bench.claims import CLAIMS
+    from catmner_bench.outcomes import CONSISTENT, INCONCLUSIVE
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
-    from catmner_bench.verdicts import CLAIMS
+    from catmner_bench.systems import system_config
 
     q = PROFILES["quick"]
     crf = system_config("lm-crf", q)
@@ -394,26 +445,33 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
     close = next(c for c in CLAIMS if "CRF-based" in c.text)
     alike = []
     for ds in ("twitter2015", "twitter2017"):
-        alike += [_record("lm-crf", ds, 1, 70.0, crf), _record("lm-span", ds, 1, 70.5, span)]
-    verdict, why = close.check(groups_of(alike))
-    assert verdict == "holds here" and "not trained alike" not in why
+        for s in (1, 2, 3):
+            alike += [
+                _record("lm-crf", ds, s, 70.0 + s / 10, crf),
+                _record("lm-span", ds, s, 70.3 + s / 10, span),
+            ]
+    j = close.check(groups_of(alike))
+    assert j.outcome == CONSISTENT and "not trained alike" not in _text(j) and "within ±1" in _text(j)
+    one = [r for r in alike if r["spec"]["seed"] == 1]
+    assert close.check(groups_of(one)).outcome == INCONCLUSIVE  # one run a side: no interval, no verdict
     # an LM-CRF record of another recipe (the 10 epochs at encoder lr 5e-5 it once had) is named as such
     old = dict(crf, epochs=10, encoder_lr=5e-5)
     unlike = [r for r in alike if r["spec"]["system"] == "lm-span"]
     unlike += [_record("lm-crf", ds, 1, 70.0, old) for ds in ("twitter2015", "twitter2017")]
-    verdict, why = close.check(groups_of(unlike))
-    assert verdict == "not tested yet" and "not trained alike: " in why  # no verdict on runs unlike
+    j = close.check(groups_of(unlike))
+    why = _text(j)
+    assert j.outcome == INCONCLUSIVE and "not trained alike: " in why  # no verdict on runs unlike
     assert f"epochs {span['epochs']} vs 10" in why and f"encoder_lr {span['encoder_lr']:g} vs 5e-05" in why
     # with both in the records, the one the current code trains is compared
-    verdict, why = close.check(groups_of(alike + unlike))
+    why = _text(close.check(groups_of(alike + unlike)))
     assert "not trained alike" not in why, why
 
 
 def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> None:
     """A record's image path may be relative to where the run was made: the report finds the same file (same
     checksum) under --image-dir, and refuses a different file."""
-    from catmner_bench.records import sha256_file
     from catmner_bench.report import plot_fig4
+    from catmner_model.provenance import sha256_file_memo as sha256_file
 
     real = next((shared_data / "tweet_images" / "twitter2015_images").glob("*.jpg"))
     case = {
@@ -448,7 +506,7 @@ def test_search_section_marks_the_best_validation_setting() -> None:
     from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.report.sections import search_section
+    from catmner_bench.report.search import search_section
 
     first = SEARCH_ROUNDS[0]
     recs = []
@@ -476,7 +534,7 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
     from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.report.sections import search_section
+    from catmner_bench.report.search import search_section
 
     first = SEARCH_ROUNDS[0]
     base = first.base("lm-span", PROFILES["quick"])
@@ -535,14 +593,17 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
 def test_figure3_claims_pair_runs_by_sampling():
     """Figure 3 compares systems trained on the same tweets: the SE is that of the per-sampling differences, so
     a gain shared by every sampling is significant even when the samplings themselves spread widely."""
-    from catmner_bench.verdicts import CLAIMS, PairedComparison, verdicts_section
+    from catmner_bench.claims import CLAIMS
+    from catmner_bench.outcomes import CONSISTENT, CONTRADICTS, INCONCLUSIVE
+    from catmner_bench.report.conclusions import verdicts_section
+    from catmner_bench.stats import PairedComparison
 
     # samplings spread by 10 F1; CAT-MNER is 2 above TEXT on each (+-0.1)
     spread = [40.0, 50.0, 60.0]
     c = PairedComparison([x + 2.0 for x in spread], spread)
     assert c.significant is True and abs(c.delta - 2.0) < 1e-9
     assert "paired over 3 samplings" in c.describe() and c.short().endswith("(sig.)")
-    from catmner_bench.verdicts import Comparison
+    from catmner_bench.stats import Comparison
 
     assert Comparison([x + 2.0 for x in spread], spread).significant is False  # unpaired: lost in the spread
     assert PairedComparison([1.0], [0.0]).short() == "+1.00 (1 sampling)"
@@ -565,19 +626,20 @@ def test_figure3_claims_pair_runs_by_sampling():
         return out
 
     shrinking = fig3({50: 3.0, 100: 2.0, 200: 1.0, 400: 0.5})
-    verdict, why = efficiency.check(shrinking)
-    assert verdict == "holds here" and "Twitter-2017: not run" in why and "400: +0.50" in why
-    assert efficiency.check(fig3({50: 1.0, 100: 2.0, 200: 2.5, 400: 3.0}))[0] == "does not hold here"  # grows
-    assert efficiency.check(fig3({50: -1.0, 400: -2.0}))[0] == "does not hold here"  # a loss
-    assert efficiency.check([])[0] == "cannot be tested here"
+    j = efficiency.check(shrinking)
+    assert j.outcome == CONSISTENT and "Twitter-2017: not run" in j.evidence and "400: +0.50" in _text(j)
+    assert efficiency.check(fig3({50: 1.0, 100: 2.0, 200: 2.5, 400: 3.0})).outcome == CONTRADICTS  # grows
+    assert efficiency.check(fig3({50: -1.0, 400: -2.0})).outcome == CONTRADICTS  # a loss
+    assert "not run" in efficiency.check([]).evidence
     one_alpha = efficiency.check(fig3({50: 3.0}))  # the trend needs two sizes at least
-    assert one_alpha[0] == "cannot be tested here" and "one alpha" in one_alpha[1]
-    # ORG is Twitter-2015's named type: CAT-MNER gains more there than on PER/LOC/MISC (stand-ins: LOC too)
-    verdict, why = rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=2.0))
-    assert verdict == "holds here"
-    # and the overall gain over MM, pooled over the (alpha, sampling) pairs: +1 each, jitter ±0.1
-    assert "overall F1 Δ +1.00 ± 0.04 SE (paired over 6 samplings, significant)" in why
-    assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=-2.0))[0] == "does not hold here"
+    assert one_alpha.outcome == INCONCLUSIVE and "one alpha" in _text(one_alpha)
+    # ORG is Twitter-2015's named type: CAT-MNER gains more there than on PER/LOC (stand-ins: LOC too)
+    assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=2.0)).outcome == CONSISTENT
+    assert rare.check(fig3({50: 1.0, 100: 1.0}, rare_gain=-2.0)).outcome == CONTRADICTS
+    # the refinement claim shows the gain over MM pooled over the (alpha, sampling) pairs: +1 each, jitter ±0.1
+    refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
+    j = refine.check(fig3({50: 1.0, 100: 1.0}))
+    assert "Figure 3 (alpha 50, 100): +1.00 [" in _text(j) and "paired over 6 samplings" in _text(j)
     assert verdicts_section(shrinking).count("\n| 4.") == len(CLAIMS)
 
 
@@ -621,7 +683,7 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report.sections import table3_section
     from catmner_bench.report.tables import Group
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
 
     now = PROFILES["quick"]
     before = dataclasses.replace(now, encoder_lr=5e-5)
@@ -668,7 +730,7 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
 def test_student_t_decides_significance_not_a_fixed_2_se():
     """With 3 seeds a side, 2 SE is not 95%: Welch's test uses t at the Welch-Satterthwaite df (4 for equal
     spreads: t = 2.78), a paired test n - 1 (3 samplings: 4.30)."""
-    from catmner_bench.verdicts import Comparison, PairedComparison, t_critical
+    from catmner_bench.stats import Comparison, PairedComparison, t_critical
 
     assert [round(t_critical(d), 3) for d in (1, 2, 4, 10, 30, math.inf)] == [
         12.706,

@@ -138,7 +138,7 @@ def test_verdicts_read_the_paired_contrasts():
 def smoke(tmp_path_factory, shared_data) -> Path:
     """The random-words and empty-caption arms at alpha 4, one sampling, trained through the real trainer."""
     import torch
-    from catmner_bench.experiments import experiment
+    from catmner_bench.sweep import run_experiment
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("decisive") / "out"
@@ -146,8 +146,8 @@ def smoke(tmp_path_factory, shared_data) -> Path:
     ctx = RunContext(output=out, profile=profile, data_dir=shared_data, quiet=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CATMNER_HOME", str(out.parent / "home"))
-        result = experiment("decisive").run(ctx, systems=["cat-random", "mm-empty"])
-    assert result["ran"] == 2
+        result = run_experiment("decisive", ctx, systems=["cat-random", "mm-empty"])
+    assert result["ran"] == 2 and not result["failed"], result["failed"]
     return out
 
 
@@ -173,7 +173,8 @@ def test_configs_from_before_the_placement_retrain_as_restart(tmp_path):
     """A caption config without caption_positions (a record or search round from before issue 28) trains the
     restart placement it names; a current one trains pair; a text config gets no placement."""
     from catmner_bench.records import RunSpec
-    from catmner_bench.runner import system_config, train_config
+    from catmner_bench.runner import train_config
+    from catmner_bench.systems import system_config
 
     ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
     now = system_config("mm", PROFILES["quick"])
@@ -193,7 +194,7 @@ def test_records_older_only_by_the_placement_keep_their_rank():
     (currency 1), and a current record (2) wins over them."""
     import types
 
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_bench.verdicts import currency, is_current
 
     now = system_config("cat-textual", PROFILES["quick"])
@@ -210,7 +211,8 @@ def test_records_older_only_by_the_placement_keep_their_rank():
 
 def test_refinement_option_rows_reach_the_trainer(tmp_path):
     from catmner_bench.records import RunSpec
-    from catmner_bench.runner import system_config, train_config
+    from catmner_bench.runner import train_config
+    from catmner_bench.systems import system_config
 
     ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
     got = {}

@@ -19,7 +19,6 @@ INFERENCE = (
     "predict.py",
     "evaluate.py",
     "visual.py",
-    "modeling.py",
     "config.py",
     "model.py",
     "r_transformer.py",
@@ -30,13 +29,13 @@ INFERENCE = (
     "batching.py",
     "attention.py",
     "wordform.py",
+    "families.py",
+    "umt.py",
+    "crf.py",
 )
 TRAINING = (
-    "catmner_model.train",
     "catmner_model.training",
-    "catmner_model.bench",
     "catmner_model.cli_train",
-    "catmner_model.harness",
 )
 
 
@@ -86,11 +85,11 @@ def test_documented_api_example_runs(tmp_path, monkeypatch):
 def test_api_names_resolve_and_errors_share_one_base():
     from catmner_model.data import DataError
     from catmner_model.errors import CatmnerError
-    from catmner_model.modeling import ModelFormatError
+    from catmner_model.images import VisionError
+    from catmner_model.model_io import ModelFormatError
     from catmner_model.predict import PredictError
-    from catmner_model.train import TrainError
-    from catmner_model.vision import VisionError
-    from catmner_model.visual import CaptionError
+    from catmner_model.training.config import TrainError
+    from catmner_model.visual_caption import CaptionError
 
     for name in catmner_model.__all__:
         assert getattr(catmner_model, name) is not None
@@ -122,9 +121,11 @@ def test_inference_modules_do_not_import_training_modules(module):
 
 def test_the_import_rule_sees_every_import_form(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text("from catmner_model import train\nfrom catmner_model.training.loop import run_epoch\n")
+    probe.write_text(
+        "from catmner_model import training\nfrom catmner_model.training.loop import run_epoch\n"
+    )
     assert {n for n in _imports(probe) if _is_training(n)} == {
-        "catmner_model.train",
+        "catmner_model.training",
         "catmner_model.training.loop",
         "catmner_model.training.loop.run_epoch",
     }

@@ -16,8 +16,9 @@ from catmner_model.batching import (
     span_index,
     spans_to_entities,
 )
+from catmner_model.config import CatMnerConfig
 from catmner_model.data import Entity, Tweet, load_split, tags_to_entities
-from catmner_model.modeling import CatMnerConfig, load_tokenizer
+from catmner_model.text_encoder import load_tokenizer
 
 DATA = Path(os.environ.get("CATMNER_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
 

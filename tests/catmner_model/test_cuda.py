@@ -15,8 +15,9 @@ import torch
 from catmner_model.batching import Example
 from catmner_model.data import load_split
 from catmner_model.evaluate import evaluate_model
-from catmner_model.modeling import create_model
-from catmner_model.train import TrainConfig, train
+from catmner_model.model import create_model
+from catmner_model.training.config import TrainConfig
+from catmner_model.training.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

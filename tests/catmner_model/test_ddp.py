@@ -33,7 +33,8 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
     )
     torch.set_num_threads(1)
     from catmner_model.data import load_split
-    from catmner_model.train import TrainConfig, train
+    from catmner_model.training.config import TrainConfig
+    from catmner_model.training.loop import train
 
     tweets = load_split("twitter2015", "train", DATA)[
         :10

@@ -12,9 +12,11 @@ import pytest
 import torch
 from catmner_model import mpnet
 from catmner_model.batching import Example
+from catmner_model.config import load_config
 from catmner_model.data import load_split
 from catmner_model.layouts import layout_of
-from catmner_model.modeling import CatMner, load_config, load_text_encoder, load_tokenizer
+from catmner_model.model import CatMner
+from catmner_model.text_encoder import load_text_encoder, load_tokenizer
 from transformers import AutoModel, BertConfig, ModernBertConfig, MPNetConfig, RobertaConfig
 
 torch.set_num_threads(1)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from catmner_model.modeling import CatMner, ModelFormatError, create_model, load_tokenizer
+from catmner_model.model import CatMner, create_model
+from catmner_model.model_io import ModelFormatError
+from catmner_model.text_encoder import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from catmner_model.cli import main; main()"]

@@ -11,18 +11,12 @@ import pytest
 import torch
 from catmner_model.attention import attention, cross_modal_gate, saliency
 from catmner_model.batching import Example
+from catmner_model.config import VARIANTS, CatMnerConfig, list_configs, load_config
 from catmner_model.data import Tweet, load_split
 from catmner_model.metrics import score
-from catmner_model.modeling import (
-    FORMAT_VERSION,
-    VARIANTS,
-    CatMner,
-    CatMnerConfig,
-    ModelFormatError,
-    create_model,
-    list_configs,
-    load_config,
-)
+from catmner_model.model import CatMner, create_model
+from catmner_model.model_io import FORMAT_VERSION, ModelFormatError
+from catmner_model.predict import predict_examples
 
 torch.set_num_threads(2)
 DATA = Path(os.environ.get("CATMNER_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
@@ -253,7 +247,7 @@ def test_overfits_real_tweets_to_f1_1(tweets):
         loss.backward()
         opt.step()
     model.eval()
-    pred = model.predict(ex)
+    pred = predict_examples(model, ex, model.collator())
     result = score([t.entities for t in chosen], pred)
     assert result["f1"] == 100.0, (result, loss.item())
     assert all(0.5 < e.score <= 1.0 for p in pred for e in p)
@@ -293,7 +287,7 @@ def test_save_load_identical_predictions_and_bad_dirs(tweets, tmp_path):
     assert loaded.cfg == model.cfg and loaded.label_words == model.label_words
     batch = model.collator()(ex)
     assert torch.equal(model(batch).logits, loaded(batch).logits)
-    assert model.predict(ex) == loaded.predict(ex)
+    assert predict_examples(model, ex, model.collator()) == predict_examples(loaded, ex, loaded.collator())
 
     meta = json.loads((saved / "config.json").read_text())
     meta["format_version"] = FORMAT_VERSION + 1
@@ -345,7 +339,7 @@ def test_the_default_saliency_scale_is_learned_and_older_saved_models_keep_the_p
     """The default changed to the validation winner; a model directory written before `saliency_scale` existed
     was trained with the paper's scale and must load with it (and with its weights: no learned multipliers)."""
     from catmner_model.config import CatMnerConfig, load_config
-    from catmner_model.modeling import CatMner, create_model
+    from catmner_model.model import CatMner, create_model
 
     assert CatMnerConfig().saliency_scale == load_config("minilm").saliency_scale == "learned"
     assert create_model("tiny", ["person"], variant="cat").cfg.saliency_scale == "learned"

@@ -11,7 +11,8 @@ import pytest
 import torch
 from catmner_model.data import load_split
 from catmner_model.predict import PredictError, Predictor, make_input, read_jsonl, tokenize
-from catmner_model.train import TrainConfig, train
+from catmner_model.training.config import TrainConfig
+from catmner_model.training.loop import train
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
@@ -137,7 +138,7 @@ def test_predictor_batched_equals_one_at_a_time_and_uses_images(trained, tmp_pat
 
 
 def test_foreign_model_directories_fail_clearly(trained, tmp_path):
-    from catmner_model.modeling import ModelFormatError
+    from catmner_model.model_io import ModelFormatError
 
     model_dir, _ = trained
     with pytest.raises(PredictError, match="model directory not found"):

@@ -14,7 +14,8 @@ from catmner_model.cli import app
 from catmner_model.data import load_split
 from catmner_model.evaluate import evaluate_model, format_report
 from catmner_model.predict import Predictor
-from catmner_model.train import TrainConfig, train
+from catmner_model.training.config import TrainConfig
+from catmner_model.training.loop import train
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,9 +16,11 @@ import torch
 from catmner_model import precision as prec
 from catmner_model.batching import Example
 from catmner_model.data import Tweet, load_split
-from catmner_model.modeling import create_model
+from catmner_model.model import create_model
 from catmner_model.predict import PredictError, Predictor
-from catmner_model.train import TrainConfig, TrainError, make_optimizer, train
+from catmner_model.training.config import TrainConfig, TrainError
+from catmner_model.training.loop import train
+from catmner_model.training.optim import make_optimizer
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
@@ -121,7 +123,7 @@ def test_train_in_bf16_and_bad_precision(tmp_path):
 
 
 def test_epoch_buckets_sort_by_word_pieces():
-    from catmner_model.train import example_lengths
+    from catmner_model.training.inputs import example_lengths
 
     model = create_model("tiny", ["person"], variant="text")
     url = "http://t.co/AbCdEfGhIj"
@@ -137,7 +139,7 @@ def test_epoch_buckets_sort_by_word_pieces():
 
 @pytest.mark.parametrize("visual", ["caption", "grid"])
 def test_packed_rows_give_the_padded_result(visual):
-    from catmner_model.modeling import CatMner
+    from catmner_model.model import CatMner
 
     tweets = load_split("twitter2015", "train", DATA)[:10]
     torch.manual_seed(0)

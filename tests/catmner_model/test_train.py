@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from catmner_model.data import Tweet, load_split
-from catmner_model.train import (
-    DistInfo,
-    TrainConfig,
-    TrainError,
-    epoch_batches,
-    linear_schedule,
-    param_groups,
-    train,
-)
+from catmner_model.training.config import TrainConfig, TrainError
+from catmner_model.training.distributed import DistInfo
+from catmner_model.training.inputs import epoch_batches
+from catmner_model.training.loop import train
+from catmner_model.training.optim import linear_schedule, param_groups
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -297,10 +293,10 @@ def test_finetuning_the_image_encoder(tmp_path, tweets, labels_file):
     encoder learning rate, is saved with the model, and a corrupt image falls back to the no-image token."""
     import shutil
 
+    from catmner_model.encoders import build_backend
     from catmner_model.evaluate import evaluate_model
-    from catmner_model.modeling import CatMner
+    from catmner_model.model import CatMner
     from catmner_model.predict import Predictor
-    from catmner_model.vision import build_backend
 
     few = tweets[:4] + tweets[4:6]  # 4 with images, 2 without
     images = tmp_path / "images" / "twitter2015_images"
@@ -372,7 +368,7 @@ def test_epoch_batches_shard_cover_and_bucket():
 
 
 def test_linear_schedule_and_param_groups():
-    from catmner_model.modeling import create_model
+    from catmner_model.model import create_model
 
     model = create_model("tiny", ["person", "city"])
     cfg = TrainConfig(lr=1e-3, encoder_lr=1e-4, weight_decay=0.1)

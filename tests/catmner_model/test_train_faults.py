@@ -15,8 +15,9 @@ import pytest
 import torch
 from catmner_model.cli import app
 from catmner_model.data import load_split
-from catmner_model.train import TrainConfig, TrainError, train
 from catmner_model.training import loop as train_loop
+from catmner_model.training.config import TrainConfig, TrainError
+from catmner_model.training.loop import train
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,20 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from catmner_model import feature_cache, vision
+from catmner_model import feature_cache
+from catmner_model import images as images_mod
 from catmner_model.cli import app
 from catmner_model.data import image_path, load_split
-from catmner_model.vision import (
-    FeatureCache,
-    GridFeatureExtractor,
-    VisionConfig,
-    VisionError,
-    grid_boxes,
-    grid_crops,
-    load_image_safely,
-    parse_encoder,
-    precompute_dataset,
-)
+from catmner_model.encoders import GridFeatureExtractor, VisionConfig, parse_encoder
+from catmner_model.feature_cache import FeatureCache, precompute_dataset
+from catmner_model.images import VisionError, grid_boxes, grid_crops, load_image_safely
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -511,7 +504,7 @@ def test_cache_root_defaults_to_catmner_home(tiny: GridFeatureExtractor) -> None
 def test_decode_image_bytes_roundtrip(jpeg: Path) -> None:
     buf = io.BytesIO()
     Image.open(jpeg).save(buf, "PNG")
-    res = vision.decode_image(buf.getvalue(), "mem.png")
+    res = images_mod.decode_image(buf.getvalue(), "mem.png")
     assert res.ok and res.image.size == (600, 800)
 
 
@@ -519,7 +512,7 @@ def test_efficientnet_fine_tunes_inside_the_model(jpeg: Path) -> None:
     """A model with a trainable EfficientNet-Lite0 reads the real image's pixels; the loss reaches its weights."""
     from catmner_model.batching import Example
     from catmner_model.data import Entity, Tweet
-    from catmner_model.modeling import create_model
+    from catmner_model.model import create_model
 
     model = create_model("tiny", ["person", "city"], trainable_image_encoder="efficientnet-lite0")
     assert model.cfg.image_feature_dim == 1280 and model.vision is not None

@@ -13,15 +13,9 @@ import pytest
 import torch
 from catmner_model.batching import Example
 from catmner_model.data import load_split
-from catmner_model.modeling import create_model
-from catmner_model.visual import (
-    CaptionError,
-    VisualSource,
-    align_knowledge,
-    read_captions,
-    read_pgim,
-    resolve_captions,
-)
+from catmner_model.model import create_model
+from catmner_model.visual import VisualSource, align_knowledge, read_pgim
+from catmner_model.visual_caption import CaptionError, read_captions, resolve_captions
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
@@ -198,7 +192,7 @@ def test_visual_none_is_the_text_variant():
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory) -> Path:
     """A random-init BLIP captioning model (MiniLM vocabulary), saved like a Hugging Face checkpoint."""
-    from catmner_model.modeling import minilm_path
+    from catmner_model.text_encoder import minilm_path
     from transformers import (
         AutoTokenizer,
         BlipConfig,
@@ -255,7 +249,7 @@ def test_captioner_writes_captions_for_tweets_without_one(tiny_blip):
 
 
 def test_captioner_that_cannot_load_is_one_line(tmp_path):
-    from catmner_model.visual import HFCaptioner
+    from catmner_model.visual_caption import HFCaptioner
 
     with pytest.raises(CaptionError, match="cannot load the captioning model"):
         HFCaptioner(str(tmp_path))
@@ -268,7 +262,8 @@ def test_train_evaluate_predict_and_bench_share_the_visual_source(visual, tmp_pa
     from catmner_bench.runner import RunContext, evaluate_model_dir
     from catmner_model.evaluate import evaluate_model
     from catmner_model.predict import Predictor
-    from catmner_model.train import TrainConfig, train
+    from catmner_model.training.config import TrainConfig
+    from catmner_model.training.loop import train
 
     monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
     calls: list[str] = []
@@ -296,7 +291,8 @@ def test_train_evaluate_predict_and_bench_share_the_visual_source(visual, tmp_pa
         num_threads=1,
     )
     rec = train(config, data={"train": tweets, "valid": tweets, "test": tweets})
-    assert rec["model_config"]["visual"] in (visual, "grid") and calls and set(calls) == {visual}
+    names = () if visual == "none" else tuple(visual.split("+"))  # the model config lists its sources
+    assert tuple(rec["model_config"]["visual"]) == names and calls and set(calls) == {visual}
     if visual == "caption":
         assert rec["image_stats"]["tweets_with_caption"] == 6
     calls.clear()

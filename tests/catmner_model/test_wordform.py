@@ -7,7 +7,7 @@ import pytest
 import torch
 from catmner_model.batching import Example
 from catmner_model.data import Tweet
-from catmner_model.modeling import create_model
+from catmner_model.model import create_model
 from catmner_model.wordform import SHAPES, CharCNN, char_ids, word_shape
 
 

@@ -14,12 +14,8 @@ from kb_expand.scheme import load_scheme, parse_scheme
 from kb_expand.sources.base import Candidate, finalize
 from kb_expand.sources.conceptnet import ConceptNetSource, iter_dump_edges
 from kb_expand.sources.embeddings import EmbeddingSource, load_vectors
-from kb_expand.sources.visualgenome import (
-    VisualGenomeSource,
-    build_graph,
-    iter_json_array,
-    iter_relation_pairs,
-)
+from kb_expand.sources.vg_graph import build_graph, iter_json_array, iter_relation_pairs
+from kb_expand.sources.visualgenome import VisualGenomeSource
 from kb_expand.sources.wordnet import LEXNAMES, WordNetSource, assemble_wordnet, is_mainly_noun, lexnames_text
 from kb_expand.text import dedup_key
 

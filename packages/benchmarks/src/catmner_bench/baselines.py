@@ -2,7 +2,7 @@
 
 This module owns the baseline models, their inputs (GloVe word vectors, characters, LM word pieces) and their
 training loop (model selection on the validation split, then one test evaluation). Predictions are BIO tag
-paths, chunked into entities with the conlleval rule and scored with ``catmner_model.scoring`` exactly as the
+paths, chunked into entities with the conlleval rule and scored with ``catmner_model.metrics`` exactly as the
 span models are, so every row of Table 1 is measured the same way.
 
 - BiLSTM-CRF (Huang et al. 2015): GloVe 6B-50d word vectors (fine-tuned), BiLSTM, CRF.
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 from catmner_model import ENTITY_TYPES, Tweet
-from catmner_model.harness import CharCNN
-from catmner_model.scoring import entities_to_tags, score, score_tags, tags_to_entities
+from catmner_model.crf import CRF
+from catmner_model.data import entities_to_tags, tags_to_entities
+from catmner_model.metrics import score, score_tags
+from catmner_model.wordform import CharCNN
 from torch import nn
-
-from catmner_bench.crf import CRF
 
 TAGS: tuple[str, ...] = ("O",) + tuple(f"{p}-{t}" for t in ENTITY_TYPES for p in ("B", "I"))
 TAG_INDEX = {t: i for i, t in enumerate(TAGS)}
@@ -170,7 +170,7 @@ class LmCrfTagger(nn.Module):
 def load_lm(name: str, seed: int) -> tuple[Any, nn.Module]:
     """(fast tokenizer, encoder) through catmner_model's loader, so LM-CRF and the span models read "minilm",
     "tiny" (random 2-layer BERT, seeded here) and HF names/paths identically."""
-    from catmner_model.harness import load_text_encoder
+    from catmner_model.text_encoder import load_text_encoder
 
     torch.manual_seed(seed)
     encoder, tok = load_text_encoder(name)

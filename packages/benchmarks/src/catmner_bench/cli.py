@@ -1,6 +1,6 @@
-"""The `catmner-bench` command line: `run EXPERIMENT` and `report DIR`.
+"""The `catmner-bench` command line: `run EXPERIMENT`, `report DIR` and `speed-executors`.
 
-Commands only parse options and call plain functions (`run_experiment`, `write_report`). Known failures
+Commands only parse options and call plain functions (`sweep.run_experiment`, `write_report`). Known failures
 (`BenchError`, `CatmnerError`, `KbxError`) are one line on stderr and exit code 1 through one handler,
 `_handled`; ``--debug`` (before or after the command) or ``CATMNER_DEBUG=1`` shows the traceback.
 """
@@ -8,6 +8,7 @@ Commands only parse options and call plain functions (`run_experiment`, `write_r
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shlex
 from collections.abc import Callable
@@ -80,7 +81,10 @@ def _seeds(value: str | None) -> tuple[int, ...] | None:
 @_handled
 def run_cli(
     experiment: Annotated[
-        str, typer.Argument(help="table1 | table2 | table3 | fig3 | fig4 | search | decisive | speed")
+        str,
+        typer.Argument(
+            help="table1 | table2 | table3 | fig3 | fig4 | search | decisive | speed (several: comma-separated)"
+        ),
     ],
     profile: Annotated[
         str, typer.Option(help="smoke (tests) | quick (CPU) | paper (GPU, Sec. 4.1)")
@@ -127,11 +131,47 @@ def run_cli(
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: the profile's).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    executor: Annotated[
+        str, typer.Option(help="local: one run after another in this process | ray: runs as Ray tasks.")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: 'auto' joins the cluster started on this machine, HOST:PORT the cluster of that head "
+            "(default: start a Ray of this machine for the command)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="ray: runs at a time (default: as many as the cluster's CPUs/GPUs hold)."),
+    ] = None,
+    cpus_per_run: Annotated[
+        int | None, typer.Option(help="ray: CPUs (torch threads) per run (default: --threads, else 1).")
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(help="ray: GPUs per run (default: 1 under --profile paper, else 0).")
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(help="ray: reruns of a run whose worker or node died (it resumes; default 3)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Run one experiment's runs (finished runs of the same command are skipped) and print a summary."""
+    """Run experiments' runs (finished runs of the same command are skipped) and print a summary.
+
+    EXPERIMENT may be several, comma-separated (table1,table2: Table 2's runs wait for the Table 1 models
+    they reuse). A run that fails is listed in the summary with its error (details in
+    OUTPUT/failed/EXPERIMENT/RUN.json) and the others go on; the exit status is then 1."""
     result = run(
         experiment,
+        executor=make_executor(
+            executor,
+            ray_address=ray_address,
+            workers=workers,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+            max_retries=max_retries,
+        ),
         profile=profile,
         output=output,
         text_encoder=text_encoder,
@@ -153,10 +193,50 @@ def run_cli(
         threads=threads,
         quiet=quiet,
     )
+    failed = result.get("failed") or []
+    where = Path(result["output"]) / "records" / (experiment if "," not in experiment else "")
     typer.echo(
-        f"{experiment}: {result['ran']} run(s) done, {result['skipped']} skipped (finished before); "
-        f"records in {Path(result['output']) / 'records' / experiment}"
+        f"{experiment}: {result['ran']} run(s) done, {result['skipped']} skipped (finished before)"
+        + (f", {len(failed)} failed" if failed else "")
+        + f"; records in {where}"
     )
+    for f in failed[:FAILURES_SHOWN]:
+        typer.echo(f"failed {f['run']}: {f['error']} ({f['failure']})", err=True)
+    if len(failed) > FAILURES_SHOWN:
+        typer.echo(f"... and {len(failed) - FAILURES_SHOWN} more under {result['output']}/failed", err=True)
+    if failed:
+        if debug or _state["debug"] or os.environ.get("CATMNER_DEBUG", "") not in ("", "0"):
+            for f in failed:
+                typer.echo(json.loads(Path(f["failure"]).read_text(encoding="utf-8"))["detail"], err=True)
+        raise typer.Exit(1)
+
+
+FAILURES_SHOWN = 10  # failed runs listed after a summary (all are in OUTPUT/failed/)
+
+
+def make_executor(name: str, **options: Any) -> Any:
+    """The executor `--executor NAME` names, with its options (ray's only under ray)."""
+    from catmner_bench.errors import BenchError
+
+    if name == "local":
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise BenchError(f"{flags}: only with --executor ray")
+        from catmner_bench.sweep import LocalExecutor
+
+        return LocalExecutor()
+    if name == "ray":
+        from catmner_bench.ray_executor import RayExecutor
+
+        return RayExecutor(
+            options.get("ray_address"),
+            workers=options.get("workers"),
+            cpus_per_run=options.get("cpus_per_run"),
+            gpus_per_run=options.get("gpus_per_run"),
+            max_retries=3 if options.get("max_retries") is None else options["max_retries"],
+        )
+    raise BenchError(f"--executor {name!r}: choose local or ray")
 
 
 def command_line(experiment: str, profile: str, output: Path, options: dict) -> str:
@@ -171,11 +251,20 @@ def command_line(experiment: str, profile: str, output: Path, options: dict) -> 
     return shlex.join(argv)
 
 
-def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **options: object) -> dict:
-    """Resolve the profile and run the experiment (the plain function behind `catmner-bench run`)."""
-    from catmner_bench.experiments import run_experiment
+def run(
+    experiment: str,
+    *,
+    profile: str,
+    output: Path,
+    quiet: bool = False,
+    executor: Any = None,
+    **options: object,
+) -> dict:
+    """Resolve the profile and run the experiment(s) (comma-separated) through ``executor`` (default: the
+    local loop): the plain function behind `catmner-bench run`. Returns the sweep's summary."""
     from catmner_bench.profiles import resolve_profile
     from catmner_bench.runner import BenchError, RunContext
+    from catmner_bench.sweep import run_experiment
 
     try:
         prof = resolve_profile(
@@ -204,7 +293,8 @@ def run(experiment: str, *, profile: str, output: Path, quiet: bool = False, **o
         quiet=quiet,
         command=command_line(experiment, profile, output, options),
     )
-    return run_experiment(experiment, ctx, options.get("systems"), options.get("datasets"))
+    names = _csv(experiment) or [experiment]
+    return run_experiment(names, ctx, options.get("systems"), options.get("datasets"), executor)
 
 
 @app.command("report")
@@ -237,6 +327,24 @@ def report_cli(
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )
+
+
+@app.command("speed-executors")
+@_handled
+def speed_executors_cli(
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with twitter2015/ and twitter2017/.")] = None,
+    runs: Annotated[int, typer.Option(help="Smoke runs per sweep (LM-SPAN, both datasets).")] = 4,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the figures here (JSON).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Time a smoke sweep by the local loop and on a Ray of this machine with 1 and 2 workers: Ray's
+    overhead per run and the speed-up of running runs side by side (Markdown on stdout)."""
+    from catmner_bench.executor_speed import measure_executors, render
+
+    res = measure_executors(data_dir, runs)
+    if out is not None:
+        out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    typer.echo(render(res))
 
 
 def main() -> None:

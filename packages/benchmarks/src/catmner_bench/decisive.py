@@ -152,7 +152,7 @@ VITALS_SHOWN = (
 def decisive_section(records: Sequence[dict[str, Any]]) -> str:
     """The report section: each arm's mean test F1 per alpha, the paired contrasts over all (alpha, sampling)
     pairs, the verdict, and the arms' mean vital signs (layers averaged, runs averaged)."""
-    from catmner_bench.runner import SYSTEMS
+    from catmner_bench.systems import SYSTEMS
 
     arms = [a for a in ARMS if any(r["spec"]["system"] == a for r in records)]
     arms += sorted({r["spec"]["system"] for r in records} - set(arms))

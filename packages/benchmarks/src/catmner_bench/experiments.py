@@ -5,7 +5,7 @@ This module owns the experiment definitions: Table 1 (every runnable system on b
 Figure 4 (attention of entity spans over the 4x4 image grid and over caption words, refined vs unrefined), and
 the speed benchmark.
 Each is an `Experiment` object in `EXPERIMENT_SPECS` (default systems, `plan` of RunSpecs, an `after_train`
-hook, `run`); `plan` and `run_experiment` look one up by name.
+hook); `plan` looks one up by name, and `catmner_bench.sweep.run_experiment` runs a plan through an executor.
 """
 
 from __future__ import annotations
@@ -16,33 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import DATASETS, Tweet, image_path, resolve_image_dir
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, sha256_file
-from catmner_bench.runner import (
-    SYSTEMS,
-    BenchError,
-    RunContext,
-    model_config,
-    read_split,
-    run_spec,
-    system_config,
-)
+from catmner_bench.records import RunSpec
+from catmner_bench.runner import BenchError, RunContext, model_config
+from catmner_bench.systems import SYSTEMS, system_config
+from catmner_bench.tweets import read_split
 
 CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """A paper artefact as a benchmark: its default systems, the runs it needs (`runs`), what a trained model
-    adds to a run's record (`after_train`) and running them (`run`). Its report section is rendered from the
+    """A paper artefact as a benchmark: its default systems, the runs it needs (`runs`) and what a trained model
+    adds to a run's record (`after_train`); `catmner_bench.sweep` runs them. Its report section is rendered from the
     records by ``report.<name>_section``. Register new ones in `EXPERIMENT_SPECS`.
 
     The default `runs`: every dataset x system x profile seed, trained and tested on the same dataset.
     """
 
     name: str
-    systems: tuple[str, ...]  # default systems (keys of runner.SYSTEMS), in report order
+    systems: tuple[str, ...]  # default systems (keys of systems.SYSTEMS), in report order
     span_only: bool = False  # span models only (no CRF baselines)
     needs_image: bool = False  # only systems with visual tokens
     visual: str | None = None  # the visual source its span models read (None: the profile's)
@@ -82,25 +77,10 @@ class Experiment:
         """A hook ``(model_dir, data) -> extra record fields`` run after a span model is trained (None: none)."""
         return None
 
-    def run(
-        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
-    ) -> dict[str, Any]:
-        """Run (or skip, when finished) every planned run. Returns {"records", "ran", "skipped", ...}."""
-        records, ran, skipped = [], 0, 0
-        for spec in self.plan(ctx, systems, datasets):
-            rec, now = run_spec(
-                ctx, spec, after_train=self.after_train(ctx, spec), score_test=self.scores_test
-            )
-            records.append(rec)
-            ran += now
-            skipped += not now
-        return {
-            "experiment": self.name,
-            "records": records,
-            "ran": ran,
-            "skipped": skipped,
-            "output": str(ctx.output),
-        }
+    def measure(self, ctx: RunContext) -> dict[str, Any] | None:
+        """An experiment that measures instead of training planned runs returns its result here (None: it
+        plans runs, which `catmner_bench.sweep.run_experiment` runs through an executor)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -131,48 +111,38 @@ def fig3_config(system: str, p: Profile, alpha: int, visual: str | None = None) 
 class DataEfficiency(Experiment):
     """Figure 3: alpha training tweets in the profile's sizes, several random samplings of each."""
 
+    def samplings(self, p: Profile) -> tuple[Sequence[int], int]:
+        """The alphas and the number of samplings of each."""
+        return p.fig3_alphas, p.fig3_samplings
+
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
         p = ctx.profile
+        alphas, samplings = self.samplings(p)
         specs = []
         for d in datasets:
-            for alpha in p.fig3_alphas:
-                for index in range(p.fig3_samplings):
+            for alpha in alphas:
+                for index in range(samplings):
                     for s in systems:
-                        # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
+                        # one seed per sampling, the same for every system (paired; paper Sec. 4.3)
                         seed = p.seeds[0] + index
-                        cfg = fig3_config(s, p, alpha)
+                        cfg = fig3_config(s, p, alpha, visual=self.visual)
                         specs.append(RunSpec(self.name, s, d, d, seed, cfg, {"alpha": alpha, "index": index}))
         return specs
 
 
 @dataclass(frozen=True)
-class Decisive(Experiment):
+class Decisive(DataEfficiency):
     """The decisive experiment (docs/decisive-experiment.md, decisive.py): the arms at the profile's decisive
     alphas and samplings on Twitter-2017 (unless datasets are given), paired by sampling and seed, each run
     with the Figure-3 recipe of its alpha and the visual source of the experiment."""
+
+    def samplings(self, p: Profile) -> tuple[Sequence[int], int]:
+        return p.decisive_alphas, p.decisive_samplings
 
     def plan(
         self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
     ) -> list[RunSpec]:
         return super().plan(ctx, systems, datasets or ("twitter2017",))
-
-    def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
-        p = ctx.profile
-        return [
-            RunSpec(
-                self.name,
-                s,
-                d,
-                d,
-                p.seeds[0] + index,  # one training seed per sampling, the same for every arm (paired)
-                fig3_config(s, p, alpha, visual=self.visual),
-                {"alpha": alpha, "index": index},
-            )
-            for d in datasets
-            for alpha in p.decisive_alphas
-            for index in range(p.decisive_samplings)
-            for s in systems
-        ]
 
 
 @dataclass(frozen=True)
@@ -291,7 +261,7 @@ def search_config(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any
 class RecipeSearch(Experiment):
     """The recipe search (issue: a recipe chosen on validation): every setting of every `SEARCH_ROUNDS` round
     for each system, dataset and seed, scored on the validation split only (a config two rounds share is one
-    run); the report marks each round's choice (`report.sections.search_choice`), and test is scored only
+    run); the report marks each round's choice (`report.search.search_choice`), and test is scored only
     once a choice is the default (Table 1). A setting equal to a finished Table 1 run reuses it."""
 
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
@@ -316,9 +286,7 @@ class Speed(Experiment):
     ) -> list[RunSpec]:
         raise BenchError("speed plans no trained runs: `catmner-bench run speed` measures them itself")
 
-    def run(
-        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
-    ) -> dict[str, Any]:
+    def measure(self, ctx: RunContext) -> dict[str, Any] | None:
         from catmner_bench.speed import run_speed_experiment
 
         return run_speed_experiment(ctx)
@@ -329,11 +297,20 @@ EXPERIMENT_SPECS: dict[str, Experiment] = {
     for e in (
         Experiment(
             "table1",
-            ("bilstm-crf", "cnn-bilstm-crf", "lm-crf", "lm-span", "mm", "cat-textual", "cat-visualgenome"),
+            (
+                "bilstm-crf",
+                "cnn-bilstm-crf",
+                "lm-crf",
+                "lm-span",
+                "mm",
+                "umt",
+                "cat-textual",
+                "cat-visualgenome",
+            ),
         ),
-        CrossDataset("table2", ("lm-span", "mm", "cat-textual"), span_only=True),
+        CrossDataset("table2", ("lm-span", "mm", "umt", "cat-textual"), span_only=True),
         Experiment("table3", ("cat-textual", "mm", "t2i", "i2t", "lm-span", "cat-visualgenome")),
-        DataEfficiency("fig3", ("lm-span", "mm", "cat-textual"), span_only=True),
+        DataEfficiency("fig3", ("lm-span", "mm", "umt", "cat-textual"), span_only=True),
         # Figure 4 draws attention over the 4x4 grid: its models read grid features
         AttentionMaps("fig4", ("cat-textual", "mm"), span_only=True, needs_image=True, visual="grid"),
         RecipeSearch("search", ("lm-span", "cat-textual"), span_only=True, scores_test=False),
@@ -368,16 +345,6 @@ def plan(
 ) -> list[RunSpec]:
     """The runs of an experiment under the context's profile, in execution order."""
     return experiment(experiment_name).plan(ctx, systems, datasets)
-
-
-def run_experiment(
-    experiment_name: str,
-    ctx: RunContext,
-    systems: Sequence[str] | None = None,
-    datasets: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Run (or skip, when finished) every run of an experiment. Returns {"records", "ran", "skipped"}."""
-    return experiment(experiment_name).run(ctx, systems, datasets)
 
 
 # ------------------------------------------------------------------------------------------------- Figure 4

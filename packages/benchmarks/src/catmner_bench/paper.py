@@ -9,7 +9,7 @@ number. Provenance, as the paper states it:
   `-` in the paper (not reported) is `None` here.
 - Table 2 (generalisation, all models BERT-base): UMT and UMGF come from UMGF [6]; CAT-MNER is the paper's.
 - Table 3 (ablation, RoBERTa-large, F1 only): the extracted paper text lost the row labels; they are restored
-  from the numbers and the discussion as documented in DESIGN.md ("The paper's Table 3, row labels restored").
+  from the numbers and the discussion as argued in docs/design.md ("The paper's Table 3, row labels restored").
 - Figure 3 (data efficiency) is a plot: the paper's text gives no numbers for it, so nothing is recorded here
   and the Figure-3 report shows ours only (see `FIG3_NOTE`).
 - Figure 4 is qualitative (attention maps of three cases): nothing numeric to compare.
@@ -48,6 +48,7 @@ class ReportedRow:
     scores: dict[str, ReportedScores]  # dataset ("twitter2015"/"twitter2017") -> scores
     end_to_end: bool | None = None  # the paper's "e2e" column
     backbone: str | None = None  # text backbone the paper used for this row
+    here: str | None = None  # competitors: which of our systems runs it, or exactly why none does here
 
 
 def _s(
@@ -141,6 +142,11 @@ TABLE1: tuple[ReportedRow, ...] = (
         "from its paper [12]",
         {"twitter2015": _s(84.68, 79.95, 56.64, 39.47, 74.71, 71.12, 72.92), "twitter2017": _NA},
         False,
+        here=(
+            "not run here: its visual features are object labels of a COCO-trained detector (Mask R-CNN) for "
+            "every image, and no detector weights install offline; an adaptation (caption nouns as the object "
+            "labels) would be a different system, not built"
+        ),
     ),
     ReportedRow(
         "umt",
@@ -152,6 +158,7 @@ TABLE1: tuple[ReportedRow, ...] = (
             "twitter2017": _s(91.56, 84.73, 82.24, 70.10, 85.28, 85.34, 85.31),
         },
         True,
+        here="runs here as `umt` (captions) and `umt-grid` (grid features), on our encoder (catmner --model umt)",
     ),
     ReportedRow(
         "iaik",
@@ -160,6 +167,10 @@ TABLE1: tuple[ReportedRow, ...] = (
         "from its paper [18]",
         {"twitter2015": _s(84.28, 79.43, 58.97, 41.47, 74.78, 71.82, 73.27), "twitter2017": _NA},
         False,
+        here=(
+            "not run here: it needs each image's attributes (an attribute classifier) and image knowledge "
+            "retrieved from an external knowledge source, neither of which is available offline"
+        ),
     ),
     ReportedRow(
         "rpbert",
@@ -168,6 +179,11 @@ TABLE1: tuple[ReportedRow, ...] = (
         "from its paper [8] (F1 only)",
         {"twitter2015": _s(None, None, None, None, None, None, 74.40), "twitter2017": _NA},
         False,
+        here=(
+            "not run here: its relation gate is trained on the text-image relation data of Vempala and "
+            "Preotiuc-Pietro (Bloomberg, 4,471 labelled tweets), which is not in the shared data and cannot be "
+            "downloaded here"
+        ),
     ),
     ReportedRow(
         "umgf",
@@ -179,6 +195,10 @@ TABLE1: tuple[ReportedRow, ...] = (
             "twitter2017": _s(91.92, 85.22, 83.13, 69.83, 86.54, 84.50, 85.51),
         },
         False,
+        here=(
+            "not run here: its multimodal graph links noun phrases to image regions found by a pretrained "
+            "visual-grounding model (Yang et al. 2019), whose weights do not install offline"
+        ),
     ),
     ReportedRow(
         "cat-mner-bert-base",
@@ -247,7 +267,7 @@ TABLE2: dict[str, dict[str, tuple[float, float, float]]] = {
 TABLE2_LABELS = {"umt": "UMT†", "umgf": "UMGF†", "cat-mner": "CAT-MNER"}
 TABLE2_NOTE = "Paper: all models use BERT-base; † results come from UMGF [6]."
 
-# Table 3 (RoBERTa-large, F1): row key -> (label, Twitter-2015 F1, Twitter-2017 F1). Labels restored (DESIGN.md).
+# Table 3 (RoBERTa-large, F1): row key -> (label, Twitter-2015 F1, Twitter-2017 F1). Labels restored (docs/design.md).
 TABLE3: dict[str, tuple[str, float, float]] = {
     "cat": ("CAT-MNER", 78.72, 90.47),
     "mm": ("w/o Refine (self-attention over the concatenation)", 77.63, 89.23),
@@ -258,7 +278,7 @@ TABLE3: dict[str, tuple[str, float, float]] = {
 }
 TABLE3_NOTE = (
     "Paper: RoBERTa-large backbone, F1 only. The extracted paper text lost the row labels; they are restored "
-    "from the numbers and the discussion (DESIGN.md)."
+    "from the numbers and the discussion (docs/design.md)."
 )
 
 # (row, dataset/direction) -> 2PR/(P+R) minus the printed F1, for the cells where the paper is inconsistent.
@@ -313,4 +333,6 @@ def reference_row_for(system: str, text_encoder: str) -> str | None:
         return f"cat-mner-{fam}"
     if system == "pgim-span":
         return "pgim"
+    if system in ("umt", "umt-grid"):
+        return "umt"  # the paper's UMT row (BERT-base, ResNet features)
     return None  # MM and CAT with multimodal label words have no Table 1 row (Table 3 has them)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -21,8 +20,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from catmner_model import utils
-from catmner_model.utils import PROVENANCE_PACKAGES, atomic_write_json, git_info, hardware, package_versions
+from catmner_model.atomic import atomic_write_json
+from catmner_model.provenance import PACKAGES as PROVENANCE_PACKAGES
+from catmner_model.provenance import git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
 
@@ -163,17 +163,6 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 
-@lru_cache(maxsize=256)
-def _sha256_file_cached(path: str, size: int, mtime_ns: int) -> str:
-    return utils.sha256_file(Path(path))
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file's bytes (memoised on path, size and mtime)."""
-    st = os.stat(path)
-    return _sha256_file_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
 def record_path(output: str | Path, spec: RunSpec) -> Path:
     return Path(output) / "records" / spec.experiment / f"{spec.run_id}.json"
 
@@ -210,6 +199,8 @@ def iter_records(output: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
     root = Path(output)
     base = root / "records" if (root / "records").is_dir() else root
     for p in sorted(base.rglob("*.json")):
+        if base == root and p.relative_to(root).parts[0] == "failed":
+            continue  # failure records of runs that did not finish (catmner_bench.sweep), not run records
         yield p, read_record(p)
 
 

@@ -1,17 +1,17 @@
 """Running one benchmark system on one data setting and turning the result into a run record.
 
-This module owns the systems table (which code trains each system of the paper's tables), the data selection
-every system of a run shares (profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
+This module owns the systems table (which code trains each system of the paper's tables), the data of a run
+(`load_data`, over `tweets.py`'s selection: profile subsets, Figure-3 samples), and `run_spec`: train, evaluate, write the
 record, or skip when the record of that run key already exists. Span models are trained through
 ``catmner_model.train_model`` (its run directory lives under the benchmark output, so a killed run also
-resumes from its last epoch); CRF baselines through ``catmner_bench.baselines``.
+resumes from its last epoch), any registered catmner_model family (CAT-MNER, UMT) alike; CRF baselines
+through ``catmner_bench.baselines``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import random
+import datetime
 import sys
 import time
 from collections.abc import Sequence
@@ -19,125 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from catmner_model import Tweet, image_path, load_split, resolve_data_dir, resolve_image_dir, split_path
+from catmner_model import Tweet, resolve_data_dir, resolve_image_dir
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, build_record, finished, sha256_file, sha256_json, write_record
-
-
-@dataclass(frozen=True)
-class System:
-    """A runnable system: how it is trained and what the reports call it."""
-
-    key: str  # identifier used on the command line and in records
-    label: str  # row label in reports
-    kind: str  # "span" (catmner_model.train_model) or "crf" (baselines.py)
-    variant: str | None = None  # span models: CatMnerConfig variant
-    labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
-    visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
-    knowledge: str | None = None  # span models: a second text segment ("pgim")
-    overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
-    # span models: instead of the profile's label words, as many random English words drawn at their Zipf
-    # frequencies (random_words.py), a new draw per training seed ("zipf"); None: the label words themselves
-    random_words: str | None = None
-    captions: str | None = None  # span models: "none": no tweet gets its caption (the caption path, empty)
-    train: tuple[tuple[str, Any], ...] = ()  # span models: TrainConfig fields of this system (TRAIN_FIELDS)
-
-
-SYSTEMS: dict[str, System] = {
-    s.key: s
-    for s in (
-        System("bilstm-crf", "BiLSTM-CRF", "crf"),
-        System("cnn-bilstm-crf", "CNN-BiLSTM-CRF", "crf"),
-        System("lm-crf", "LM-CRF", "crf"),
-        System("lm-span", "LM-SPAN (TEXT)", "span", "text", None),
-        System("mm", "MM (CAT-MNER w/o Refine)", "span", "mm", None),
-        System("t2i", "CAT-MNER w/o I2T Refine", "span", "t2i", "textual"),
-        System("i2t", "CAT-MNER w/o T2I Refine", "span", "i2t", "textual"),
-        System("cat-textual", "CAT-MNER (textual KB)", "span", "cat", "textual"),
-        System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
-        System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
-        System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
-        System(
-            "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
-        ),
-        System(
-            "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
-        ),
-        System(
-            "cat-random",
-            "CAT-MNER, random words (frequency-matched)",
-            "span",
-            "cat",
-            "textual",
-            random_words="zipf",
-        ),
-        System("mm-empty", "MM, empty caption", "span", "mm", None, captions="none"),
-        # the refinement's options of issue 28, as rows to choose on validation
-        System("mm-block", "MM, per-block softmax", "span", "mm", None, overrides=(("softmax", "block"),)),
-        System(
-            "cat-block",
-            "CAT-MNER, per-block softmax",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("softmax", "block"),),
-        ),
-        System(
-            "cat-sal-qk",
-            "CAT-MNER, learned saliency from |QK^T|'s scale",
-            "span",
-            "cat",
-            "textual",
-            # exp(w) starts at 8, where |QK^T| is in trained models (medians 6.5-10.7, issue 28)
-            overrides=(("saliency_scale", "learned"), ("saliency_scale_init", 8.0)),
-        ),
-        System(
-            "cat-sal-lr",
-            "CAT-MNER, learned saliency at its own lr",
-            "span",
-            "cat",
-            "textual",
-            # its log can travel ~log(8) in a quick run (Adam moves it by about the lr a step)
-            overrides=(("saliency_scale", "learned"),),
-            train=(("saliency_lr", 1e-2),),
-        ),
-        System(
-            "cat-sal-fromqk",
-            "CAT-MNER, learned saliency started at |QK^T| / s",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "learned"),),
-            train=(("saliency_from_qk", True),),  # measured per layer before the first step
-        ),
-        System(
-            "cat-sal-paper",
-            "CAT-MNER, the paper's saliency",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "paper"),),
-        ),
-        System(
-            "cat-sal-keys",
-            "CAT-MNER, saliency x #keys",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "keys"),),
-        ),
-        System(
-            "cat-sal-learned",
-            "CAT-MNER, learned saliency scale",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "learned"),),
-        ),
-    )
-}
+from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.systems import SYSTEMS
+from catmner_bench.tweets import check_data, describe, fig3_sample, read_split, select
 
 
 @dataclass
@@ -156,65 +44,11 @@ class RunContext:
 
 
 # --------------------------------------------------------------------------------------------- data selection
-def _with_images_first(tweets: Sequence[Tweet], dataset: str, image_dir: Path | None, n: int) -> list[Tweet]:
-    """The tweets whose image exists, then the first others, n in all, in file order (smoke subsets)."""
-    folder = Path(image_dir) / f"{dataset}_images" if image_dir else None
-    present = {q.stem for q in folder.glob("*.jpg")} if folder and folder.is_dir() else set()
-    # listing the folder once is much cheaper than a stat per tweet; image_path still vets the chosen ones
-    has = [
-        t.imgid in present and image_path(dataset, t.imgid, image_dir, t.where) is not None for t in tweets
-    ]
-    picked = [i for i, h in enumerate(has) if h][:n]
-    picked += [i for i, h in enumerate(has) if not h][: n - len(picked)]
-    return [tweets[i] for i in sorted(picked)]
-
-
-def select(tweets: list[Tweet], dataset: str, n: int | None, image_dir: Path | None) -> list[Tweet]:
-    return tweets if n is None or n >= len(tweets) else _with_images_first(tweets, dataset, image_dir, n)
-
-
-def fig3_sample(tweets: Sequence[Tweet], alpha: int, index: int, dataset: str) -> list[Tweet]:
-    """Sampling ``index`` of ``alpha`` training tweets (the same for every system, reproducible)."""
-    if alpha > len(tweets):
-        raise BenchError(f"alpha {alpha} exceeds the {len(tweets)} training tweets of {dataset}")
-    rng = random.Random(sha256_json({"dataset": dataset, "alpha": alpha, "index": index}))
-    return [tweets[i] for i in sorted(rng.sample(range(len(tweets)), alpha))]
-
-
-def describe(tweets: Sequence[Tweet]) -> dict[str, Any]:
-    """How a split was used: source files with checksums, tweet count, and a checksum of the selection."""
-    files = sorted({t.path for t in tweets})
-    return {
-        "files": {f: sha256_file(f) for f in files},
-        "n_tweets": len(tweets),
-        "selection_sha256": sha256_json([[t.path, t.line] for t in tweets]),
-    }
-
-
-_SPLITS: dict[tuple[str, int, int], list[Tweet]] = {}
-
-
-def read_split(dataset: str, split: str, data_dir: Path | None) -> list[Tweet]:
-    """load_split, memoised per file (path, size, mtime): one benchmark command reads each file once."""
-    path = split_path(dataset, split, data_dir)
-    if not path.exists():
-        return load_split(dataset, split, data_dir)  # raises the data layer's clear error
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SPLITS:
-        _SPLITS[key] = load_split(dataset, split, data_dir)
-    return list(_SPLITS[key])
-
-
 def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     """train / valid / test tweets of a spec: train and valid from the training dataset, test from the test one."""
     p = ctx.profile
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
-    for ds in {spec.train_dataset, spec.test_dataset}:
-        if not split_path(ds, "train", ctx.data_dir).exists():
-            raise BenchError(
-                f"{split_path(ds, 'train', ctx.data_dir)}: not found; pass --data-dir (or set CATMNER_DATA)"
-            )
+    check_data(ctx.data_dir, (spec.train_dataset, spec.test_dataset))
     train_all = read_split(spec.train_dataset, "train", ctx.data_dir)
     if spec.sample:
         train = fig3_sample(train_all, spec.sample["alpha"], spec.sample["index"], spec.train_dataset)
@@ -225,104 +59,6 @@ def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     )
     test = select(read_split(spec.test_dataset, "test", ctx.data_dir), spec.test_dataset, p.n_eval, images)
     return {"train": train, "valid": valid, "test": test}
-
-
-# ----------------------------------------------------------------------------------------------- run configs
-def _data_config(profile: Profile) -> dict[str, Any]:
-    """The data-size fields of a profile (part of every run key: a different subset is a different run)."""
-    return {"n_train": profile.n_train, "n_eval": profile.n_eval}
-
-
-def system_config(
-    system: str, profile: Profile, *, epochs: int | None = None, visual: str | None = None
-) -> dict[str, Any]:
-    """The resolved config of a system under a profile (what the run key hashes, besides data and seed)."""
-    if system not in SYSTEMS:
-        raise BenchError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
-    s = SYSTEMS[system]
-    if s.kind == "crf":
-        from catmner_bench.baselines import BaselineConfig
-
-        lm = system == "lm-crf"
-        cfg = BaselineConfig(
-            system=system,
-            text_encoder=profile.text_encoder,
-            epochs=epochs or (profile.epochs if lm else profile.baseline_epochs),
-            batch_size=profile.batch_size if lm else profile.baseline_batch_size,
-            lr=profile.lr if lm else profile.baseline_lr,
-            encoder_lr=profile.encoder_lr,  # LM-CRF: trained like the span models (see Profile)
-            lstm_hidden=profile.lstm_hidden,
-        )
-        out = dataclasses.asdict(cfg)
-        out.pop("device")
-        if not lm:
-            out.pop("text_encoder")
-            out.pop("encoder_lr")
-        return {"kind": "crf", "profile": profile.name, **_data_config(profile), **out}
-    labels = None
-    if s.labels == "textual":
-        labels = profile.labels_textual
-    elif s.labels == "multimodal":
-        labels = profile.labels_multimodal
-    visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
-    uses_grid = "grid" in visual.split("+")
-    overrides = {**profile.model_overrides, **dict(s.overrides)}
-    resolved = {}
-    if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
-        resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
-    if "caption" in visual.split("+"):  # where the caption sits (pair since issue 28; older records: restart)
-        resolved["caption_positions"] = overrides.get(
-            "caption_positions", default_caption_positions(profile.text_encoder)
-        )
-    if s.random_words:
-        resolved["random_words"] = s.random_words
-    if s.captions:
-        resolved["captions"] = s.captions
-    resolved.update(dict(s.train))
-    return {
-        "kind": "span",
-        "profile": profile.name,
-        **_data_config(profile),
-        "variant": s.variant,
-        "visual": visual,
-        "knowledge": s.knowledge,
-        "labels": labels,
-        "text_encoder": profile.text_encoder,
-        "image_encoder": profile.image_encoder if uses_grid else "none",
-        "epochs": epochs or profile.epochs,
-        "batch_size": profile.batch_size,
-        "lr": profile.lr,
-        "encoder_lr": profile.encoder_lr,
-        "model_overrides": overrides,
-        **resolved,
-    }
-
-
-@functools.cache
-def default_saliency(text_encoder: str) -> str | float:
-    """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
-    (the minilm config's for any other encoder, as the trainer does). Cached: the report resolves configs per
-    group and the bundled configs do not change within a process."""
-    from catmner_model import list_configs, load_config
-
-    return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
-
-
-@functools.cache
-def default_caption_positions(text_encoder: str) -> str:
-    """The caption placement catmner trains with for this encoder unless overridden (its bundled config's)."""
-    from catmner_model import list_configs, load_config
-
-    return load_config(text_encoder if text_encoder in list_configs() else "minilm").caption_positions
-
-
-def saliency_of(config: dict[str, Any]) -> str | None:
-    """The saliency scale a run config trained with (None: no refinement with label words). Configs from before
-    the scale was resolved into them trained with the paper's, unless a system override said otherwise."""
-    if config.get("kind") != "span" or not config.get("labels"):
-        return None
-    overrides = config.get("model_overrides") or {}
-    return str(config.get("saliency_scale") or overrides.get("saliency_scale", "paper"))
 
 
 def _text_encoder_arg(name: str) -> str | None:
@@ -356,6 +92,7 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
         variant=c["variant"],
+        model=c.get("model", "catmner"),
         visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
         knowledge=c.get("knowledge"),
         captions=c.get("captions") or captions,  # "none": the empty-caption arm
@@ -398,7 +135,7 @@ def evaluate_model_dir(
     """Score a saved span model on ``tweets`` of ``dataset`` (its images and captions looked up for that
     dataset) through catmner's Predictor and visual source, as `catmner evaluate` does."""
     from catmner_model import Predictor, predict_examples
-    from catmner_model.scoring import score_both
+    from catmner_model.metrics import score_both
 
     predictor = Predictor(
         model_dir,
@@ -418,6 +155,11 @@ def evaluate_model_dir(
 
 
 # ------------------------------------------------------------------------------------------------------ runs
+def now_iso() -> str:
+    """The current time, UTC, ISO 8601 to the millisecond (a run's start and end in its record)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+
+
 def log(ctx: RunContext, msg: str) -> None:
     if not ctx.quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -427,6 +169,15 @@ def _commit(record: dict[str, Any]) -> str:
     git = record.get("git") or {}
     commit = (git.get("commit") or "unknown")[:10]
     return commit + (" (dirty)" if git.get("dirty") else "")
+
+
+def table1_twin(spec: RunSpec) -> RunSpec | None:
+    """The Table 1 run whose model a table2 / table3 / fig4 / search span run reuses when it has finished
+    (`reusable_model`): the same system, config and seed on ``spec.train_dataset``; None for a run that never
+    reuses one (Table 1's own, Figure 3's samples, the CRF baselines). A sweep runs it first (`sweep`)."""
+    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+        return None
+    return RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
 
 
 def reusable_model(
@@ -440,9 +191,9 @@ def reusable_model(
     model's attention. ``need_model``: the saved model must still exist (None is returned otherwise); without
     it the record alone serves (model dir None when gone). The new record names the reused run and the
     commit it was trained at."""
-    if spec.experiment == "table1" or spec.sample is not None or SYSTEMS[spec.system].kind != "span":
+    twin = table1_twin(spec)
+    if twin is None:
         return None
-    twin = RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
     source = finished(ctx.output, twin)
     if source is None:
         return None
@@ -457,17 +208,25 @@ def reusable_model(
 
 
 def run_spec(
-    ctx: RunContext, spec: RunSpec, *, after_train: Any = None, score_test: bool = True
+    ctx: RunContext,
+    spec: RunSpec,
+    *,
+    after_train: Any = None,
+    score_test: bool = True,
+    compute: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Run one spec unless its record exists. Returns (record, ran_now).
 
     ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
+    ``compute`` (where and on what the run ran: executor, node, resources; see `sweep.execute_run`) goes into
+    the record's ``extra["compute"]`` with the run's start and end times.
     """
     done = finished(ctx.output, spec)
     if done is not None:
         log(ctx, f"skip {spec.experiment}/{spec.run_id} (finished)")
         return done, False
     log(ctx, f"run  {spec.experiment}/{spec.run_id}")
+    started = now_iso()
     t0 = time.perf_counter()
     data = load_data(ctx, spec)
     system = SYSTEMS[spec.system]
@@ -491,7 +250,12 @@ def run_spec(
         data=data_info,
         label_words=label_words,
         wall_time_s=time.perf_counter() - t0,
-        extra={"command": ctx.command, "profile": ctx.profile.to_json(), **extra},
+        extra={
+            "command": ctx.command,
+            "profile": ctx.profile.to_json(),
+            **extra,
+            **({"compute": {**compute, "started": started, "ended": now_iso()}} if compute else {}),
+        },
     )
     write_record(ctx.output, record)
     split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only

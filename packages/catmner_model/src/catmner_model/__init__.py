@@ -14,8 +14,9 @@ Errors a user can fix are `CatmnerError` (one-line messages).
 
 The public names, by what they serve (each resolves to the module that owns it, see ``_API``):
 
-- models and training: `CatMnerConfig`, `CatMner`, `create_model`, `list_configs`, `load_config` (the
-  bundled named configs), `TrainConfig`, `train_model`, `RunRecord` (the typed run record);
+- models and training: `CatMnerConfig`, `CatMner`, `create_model` / `load_pretrained` (any registered model
+  family: `ModelFamily`, `register_family`), `CRF` (the linear-chain CRF of UMT and the tagging baselines),
+  `list_configs`, `load_config` (the bundled named configs), `TrainConfig`, `train_model`, `RunRecord` (the typed run record);
 - prediction and evaluation: `Predictor`, `load_model`, `PredictInput`, `predict_examples` (batched greedy
   decoding of prepared examples), `PREDICT_BATCH_SIZE`, `evaluate_model`;
 - data: `Tweet`, `Entity`, `Example` (a tweet with its visual inputs, what the collator batches),
@@ -24,13 +25,11 @@ The public names, by what they serve (each resolves to the module that owns it, 
 - visual inputs: `VisualSource`, `read_pgim`, `resolve_pgim` (PGIM knowledge files);
 - errors: `CatmnerError`.
 
-Three submodules are public facades too (`PUBLIC_MODULES`; their ``__all__`` is their public set, and they
-define nothing of their own): `catmner_model.scoring` (score, score_tags, score_both, tags_to_entities,
-entities_to_tags), `catmner_model.utils` (atomic writes, git/package/hardware provenance) and
-`catmner_model.harness` (the trainer's loop pieces, precision, text encoders by spec, the character CNN:
-for benchmark code that assembles its own runs). Every other module is internal: the benchmarks import only
-these names (tests/benchmarks/test_public_api.py pins it); ``catmner_model.train`` and
-``catmner_model.modeling`` are compatibility re-exports of the modules that were split.
+Code that assembles its own runs (the benchmarks: the speed benchmark steps through the trainer's own epoch
+loop, the CRF baselines reuse the text-encoder loader and the character CNN, records use the atomic writes and
+the provenance) imports the public (non-underscore) names of the owning modules listed in `PUBLIC_MODULES`;
+every other module is internal (tests/benchmarks/test_public_api.py pins it). There are no re-export modules:
+each name is imported from the module that defines it.
 """
 
 from __future__ import annotations
@@ -43,7 +42,11 @@ _API = {
     "CatmnerError": ("catmner_model.errors", "CatmnerError"),
     "CatMnerConfig": ("catmner_model.config", "CatMnerConfig"),
     "CatMner": ("catmner_model.model", "CatMner"),
-    "create_model": ("catmner_model.model", "create_model"),
+    "create_model": ("catmner_model.families", "create_model"),
+    "load_pretrained": ("catmner_model.families", "load_pretrained"),
+    "ModelFamily": ("catmner_model.families", "ModelFamily"),
+    "register_family": ("catmner_model.families", "register_family"),
+    "CRF": ("catmner_model.crf", "CRF"),
     "TrainConfig": ("catmner_model.training.config", "TrainConfig"),
     "train_model": ("catmner_model.training.loop", "train"),
     "RunRecord": ("catmner_model.training.record", "RunRecord"),
@@ -69,8 +72,25 @@ _API = {
     "read_pgim": ("catmner_model.visual", "read_pgim"),
     "resolve_pgim": ("catmner_model.visual", "resolve_pgim"),
 }
-# submodules that are public too: facades whose __all__ re-exports names of the internal modules
-PUBLIC_MODULES = ("catmner_model.scoring", "catmner_model.utils", "catmner_model.harness")
+# owning modules whose public (non-underscore) names other packages may import, by what they serve
+PUBLIC_MODULES = (
+    "catmner_model.metrics",  # score, score_tags, score_both (micro P/R/F1, lenient and strict)
+    "catmner_model.data",  # tags_to_entities, entities_to_tags (the conlleval chunking)
+    "catmner_model.atomic",  # atomic_write, atomic_write_json, atomic_write_text
+    "catmner_model.provenance",  # git_info, hardware, package_versions, sha256_file, sha256_file_memo
+    "catmner_model.precision",  # autocast, native_bf16, cpu_flags
+    "catmner_model.text_encoder",  # load_text_encoder, load_tokenizer, minilm_path, TINY_ENCODER
+    "catmner_model.wordform",  # CharCNN
+    "catmner_model.crf",  # CRF (the linear-chain CRF of UMT and the tagging baselines)
+    "catmner_model.cli",  # main (the speed benchmark times its start-up)
+    "catmner_model.visual_sources",  # parse_visual, visual_name, VISUAL_SOURCES (the visual-source registry)
+    "catmner_model.training.loop",  # run_epoch
+    "catmner_model.training.optim",  # make_optimizer, linear_schedule
+    "catmner_model.training.inputs",  # prepare_visual, epoch_batches, example_lengths, load_label_words
+    "catmner_model.training.config",  # build_model_config
+    "catmner_model.training.checkpoint",  # save_best_model
+    "catmner_model.training.distributed",  # DistInfo, seed_everything
+)
 __all__ = ["__version__", "PUBLIC_MODULES", *_API]
 
 

@@ -1,5 +1,5 @@
 """Lazy module attributes: a name resolves to its owning module's attribute on first use (PEP 562), so
-importing a facade loads nothing until a name is used. Used by ``catmner_model`` and ``catmner_model.harness``."""
+importing a facade loads nothing until a name is used. Used by ``catmner_model``."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def saliency(
 
     ``softmax_over_keys(Q_key K_c^T / sqrt(D))`` averaged over the label words: one distribution over the
     (unmasked) key tokens per head. Normalising over the label words instead and then averaging would give the
-    constant 1/C, so the softmax runs over the key tokens (see DESIGN.md).
+    constant 1/C, so the softmax runs over the key tokens (see docs/design.md).
 
     Args:
         q_keys: (B, H, N, D) the layer's query projection of the key tokens (one modality).

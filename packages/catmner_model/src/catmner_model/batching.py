@@ -27,22 +27,19 @@ before the field) nothing is reserved and the caption has its own positions.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from catmner_model.data import ENTITY_TYPES, Entity, Tweet
+from catmner_model.data import LABELS, Entity, Tweet
+from catmner_model.visual_sources import kinds
 
 if TYPE_CHECKING:  # pragma: no cover
-    from catmner_model.modeling import CatMnerConfig
+    from catmner_model.config import CatMnerConfig
 
-LABELS: tuple[str, ...] = ("O", *ENTITY_TYPES)  # span classes; index 0 is "not an entity"
 LABEL_INDEX: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
 IGNORE_INDEX = -100  # label of padding spans (ignored by the loss)
 URL_RE = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
@@ -56,6 +53,7 @@ class Example:
     image_features: torch.Tensor | None = None  # (I, F) frozen grid features, None = no/unreadable image
     image_file: str | None = None  # the image file, read at collation by models that fine-tune their encoder
     caption: str | None = None  # the caption of the tweet's image (caption visual source), None = none
+    visual: dict[str, Any] = field(default_factory=dict)  # inputs of other visual sources, by source name
     context: list[str] | None = None  # words of a second text segment after the tweet (PGIM knowledge)
 
 
@@ -87,6 +85,7 @@ class Batch:
     token_type_ids: torch.Tensor | None = None  # (B, T) 1 on the second text segment, None without one
     word_shapes: torch.Tensor | None = None  # (B, W) shape id of each kept cased word (case_features)
     word_chars: torch.Tensor | None = None  # (B, W, L) char ids of each kept cased word (char features)
+    visual: dict[str, Any] = field(default_factory=dict)  # pieces of other visual sources, by source name
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -95,7 +94,13 @@ class Batch:
         """Move every tensor to ``device`` (returns a new Batch; metadata is shared)."""
 
         def move(x: Any) -> Any:
-            return x.to(device, non_blocking=True) if isinstance(x, torch.Tensor) else x
+            if isinstance(x, torch.Tensor):
+                return x.to(device, non_blocking=True)
+            if isinstance(x, tuple):
+                return tuple(move(v) for v in x)
+            if isinstance(x, dict):
+                return {k: move(v) for k, v in x.items()}
+            return x
 
         return Batch(**{name: move(getattr(self, name)) for name in self.__dataclass_fields__})
 
@@ -178,12 +183,6 @@ def pair_separator(tokenizer: Any) -> list[int]:
     return between[len(closing) :] if between[: len(closing)] == closing else []
 
 
-@functools.lru_cache(maxsize=1)
-def _image_pool() -> ThreadPoolExecutor:
-    """The image-reading threads shared by all collators (created on first use)."""
-    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="catmner-images")
-
-
 class Collator:
     """(list of Example) -> Batch, padded to the batch's own length.
 
@@ -207,8 +206,7 @@ class Collator:
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
         self.max_length = min(cfg.max_length or limit, limit)
         self.max_span_len = cfg.max_span_len
-        self.use_images = cfg.uses_grid
-        self.use_captions = cfg.uses_caption
+        self.kinds = kinds(cfg.visual)  # the visual sources: each collates its own batch pieces
         self.max_caption_pieces = cfg.max_caption_pieces
         self.use_context = cfg.text_context is not None
         self.max_context_pieces = cfg.max_context_pieces
@@ -219,7 +217,7 @@ class Collator:
         self.pair_prefix = pair_separator(tokenizer) if self.pair else []
         if self.pair:
             limit = min(limit, max_positions or limit)
-            if self.use_captions:
+            if cfg.uses_caption:
                 limit -= len(self.pair_prefix) + self.max_caption_pieces
             self.max_length = min(self.max_length, limit)
         if self.max_length < 3:
@@ -227,7 +225,7 @@ class Collator:
                 f"max_length must be at least 3 tokens, got {self.max_length}"
                 + (
                     " (after the caption's room in the position table)"
-                    if self.pair and self.use_captions
+                    if self.pair and cfg.uses_caption
                     else ""
                 )
             )
@@ -257,20 +255,6 @@ class Collator:
                 break
             out.extend(word_ids)
         return self.pair_prefix + out + [self.pieces.sep_id] if out else []
-
-    def _read_images(self, examples: Sequence[Example]) -> list[torch.Tensor | None]:
-        """Cell pixels of each example's image file (None: no or unusable image), decoded in threads (PIL
-        releases the GIL while decoding and resizing), so a GPU step does not wait on one core."""
-        files = [ex.image_file if self.use_images else None for ex in examples]
-        todo = [i for i, f in enumerate(files) if f]
-        out: list[torch.Tensor | None] = [None] * len(files)
-        if len(todo) > 1 and (os.cpu_count() or 1) > 1:
-            results = list(_image_pool().map(self.image_cells, [files[i] for i in todo]))
-        else:
-            results = [self.image_cells(files[i]) for i in todo]
-        for i, r in zip(todo, results, strict=True):
-            out[i] = r
-        return out
 
     def encode_words(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
         """Token ids ([CLS] pieces [SEP]) and the first-subword position of each KEPT word (truncation)."""
@@ -340,10 +324,16 @@ class Collator:
             token_type_ids = torch.zeros((B, T), dtype=torch.long)
             for b, ((ids, _), n0) in enumerate(zip(encoded, n_first, strict=True)):
                 token_type_ids[b, n0 : len(ids)] = 1
-        caption_ids, caption_mask = self._caption_tensors(examples)
-        if self.use_captions:
-            stats["captions"] = sum(1 for ex in examples if ex.caption)
-        image_mask, image_features, image_pixels = self._image_tensors(examples)
+        visual: dict[str, Any] = {}
+        pieces: dict[str, Any] = {"image_mask": torch.zeros(B, dtype=torch.bool), "image_features": None}
+        for kind in self.kinds:
+            for key, value in kind.collate(self, examples).items():
+                if key == "stats":
+                    stats.update(value)
+                elif key in Batch.__dataclass_fields__:
+                    pieces[key] = value
+                else:
+                    visual[key] = value
         return Batch(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -353,67 +343,15 @@ class Collator:
             span_end=span_end,
             span_mask=span_mask,
             span_labels=span_labels,
-            image_features=image_features,
-            image_mask=image_mask,
             tweets=[ex.tweet for ex in examples],
             n_words=[len(first) for _, first in encoded],
             stats=stats,
-            image_pixels=image_pixels,
-            caption_ids=caption_ids,
-            caption_mask=caption_mask,
             token_type_ids=token_type_ids,
             word_shapes=word_shapes,
             word_chars=word_chars,
+            visual=visual,
+            **pieces,
         )
-
-    def _caption_tensors(
-        self, examples: Sequence[Example]
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Caption word pieces (B, Lc) and their mask, padded to the batch's longest caption; (None, None)
-        when the model reads no captions or no example of the batch has one."""
-        if not (self.use_captions and any(ex.caption for ex in examples)):
-            return None, None
-        caps = [self.caption_pieces(ex.caption) if ex.caption else [] for ex in examples]
-        B, Lc = len(examples), max(len(c) for c in caps)
-        caption_ids = torch.full((B, Lc), self.pieces.pad_id, dtype=torch.long)
-        caption_mask = torch.zeros((B, Lc), dtype=torch.bool)
-        for b, c in enumerate(caps):
-            caption_ids[b, : len(c)] = torch.tensor(c, dtype=torch.long)
-            caption_mask[b, : len(c)] = True
-        return caption_ids, caption_mask
-
-    def _image_tensors(
-        self, examples: Sequence[Example]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(image_mask (B,), frozen grid features (B, I, F) or None, grid-cell pixels (B, I, 3, S, S) or
-        None): pixels when the model runs its own image encoder, else the examples' precomputed features."""
-        B = len(examples)
-        image_pixels = image_features = None
-        if self.image_cells is not None:
-            cells = self._read_images(examples)
-            image_mask = torch.tensor([c is not None for c in cells], dtype=torch.bool)
-            if bool(image_mask.any()):
-                ref = next(c for c in cells if c is not None)
-                image_pixels = torch.zeros((B, *ref.shape), dtype=ref.dtype)  # (B, I, 3, S, S)
-                for b, c in enumerate(cells):
-                    if c is not None:
-                        image_pixels[b] = c
-            return image_mask, None, image_pixels
-        image_mask = torch.tensor(
-            [self.use_images and ex.image_features is not None for ex in examples], dtype=torch.bool
-        )
-        if bool(image_mask.any()):
-            ref = next(ex.image_features for ex, m in zip(examples, image_mask, strict=True) if m)
-            image_features = torch.zeros((B, *ref.shape), dtype=torch.float32)  # (B, I, F)
-            for b, ex in enumerate(examples):
-                if image_mask[b]:
-                    if ex.image_features.shape != ref.shape:
-                        raise ValueError(
-                            f"image features of tweet {ex.tweet.imgid} have shape {tuple(ex.image_features.shape)}"
-                            f", expected {tuple(ref.shape)} like the rest of the batch"
-                        )
-                    image_features[b] = ex.image_features
-        return image_mask, image_features, None
 
 
 def to_device(batch: Any, device: torch.device | str) -> Any:

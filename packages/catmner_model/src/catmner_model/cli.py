@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from catmner_model import cli_common, cli_data, cli_features, cli_train
+from catmner_model import cli_common, cli_data, cli_features, cli_serve, cli_train
 
 app = typer.Typer(
     help="CAT-MNER: multimodal named entity recognition with knowledge-refined cross-modal attention.",
@@ -29,6 +29,7 @@ def _main(
 cli_data.register(app)
 cli_features.register(app)
 cli_train.register(app)
+cli_serve.register(app)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """`catmner features ...`: precompute the cached grid image features of a dataset, and time extraction.
 
-Commands only parse options and call `catmner_model.vision.precompute_dataset` / `bench_extraction`.
+Commands only parse options and call `catmner_model.feature_cache.precompute_dataset` / `bench_extraction`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ ThreadsOpt = Annotated[
 def _config(
     encoder: str, device: str, batch_images: int, threads: int | None, cells_per_pass: int | None
 ) -> Any:
-    from catmner_model.vision import VisionConfig
+    from catmner_model.encoders import VisionConfig
 
     return VisionConfig(
         encoder=encoder,
@@ -112,7 +112,7 @@ def precompute_cli(
     quiet: QuietOpt = False,
 ) -> None:
     """Compute and cache the 4x4 grid features of every image of a dataset (each image once, ever)."""
-    from catmner_model.vision import precompute_dataset
+    from catmner_model.feature_cache import precompute_dataset
 
     stats = precompute_dataset(
         dataset,
@@ -149,7 +149,7 @@ def bench_cli(
 ) -> None:
     """Time feature extraction per image (decode + preprocess + encoder), without the cache."""
     from catmner_model.data import resolve_image_dir
-    from catmner_model.vision import bench_extraction
+    from catmner_model.feature_cache import bench_extraction
 
     paths: list[Path] = []
     if images:

@@ -1,5 +1,5 @@
-"""`catmner train | evaluate | predict | bench-speed`: option parsing only; the work is in train.py,
-evaluate.py, predict.py and bench.py."""
+"""`catmner train | evaluate | predict`: option parsing only; the work is in training/, evaluate.py and
+predict.py."""
 
 from __future__ import annotations
 
@@ -55,7 +55,16 @@ def train_cli(
             "instead of cached frozen features."
         ),
     ] = False,
-    variant: Annotated[str, typer.Option(help=VARIANT_HELP)] = "cat",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model family: catmner (CAT-MNER and its --variant) | umt (UMT, Yu et al. 2020: one --visual "
+            "source, no label words)."
+        ),
+    ] = "catmner",
+    variant: Annotated[
+        str | None, typer.Option(help=f"CAT-MNER variant (default cat): {VARIANT_HELP}")
+    ] = None,
     visual: Annotated[
         str,
         typer.Option(
@@ -127,9 +136,12 @@ def train_cli(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Train a CAT-MNER model; writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
-    from catmner_model.train import LABEL_WORD_VARIANTS, TrainConfig, train
+    """Train a model (CAT-MNER, or UMT with --model umt); writes OUTPUT/model (best by validation F1), checkpoints, log.json and run.json."""
+    from catmner_model.training.config import LABEL_WORD_VARIANTS, TrainConfig
+    from catmner_model.training.loop import train
 
+    if variant is None:  # not given: CAT-MNER's full model; other families read variant "mm" (no refinement)
+        variant = "cat" if model == "catmner" else "mm"
     if labels is None:  # not given: the default of the variant
         labels = "textual" if variant in LABEL_WORD_VARIANTS else None
 
@@ -149,6 +161,7 @@ def train_cli(
         image_encoder=image_encoder,
         finetune_image_encoder=finetune_image_encoder,
         variant=variant,
+        model=model,
         visual=visual,
         captions=str(captions) if captions else None,
         captioner=captioner,
@@ -203,6 +216,12 @@ def evaluate_cli(
     captions: Annotated[
         Path | None, typer.Option(help="Caption file or folder (caption models; default as in train).")
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write one self-contained HTML page of the errors (gold vs predicted per tweet)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -221,6 +240,7 @@ def evaluate_cli(
         max_tweets=max_tweets,
         captions=captions,
         progress=not quiet,
+        html=html,
     )
     if as_json:
         print_json(result)
@@ -228,6 +248,8 @@ def evaluate_cli(
         typer.echo(format_report(result))
         if predictions:
             typer.echo(f"predictions: {predictions}")
+        if html:
+            typer.echo(f"error analysis: {html}")
 
 
 @friendly_errors
@@ -303,51 +325,6 @@ def predict_cli(
 
 
 @friendly_errors
-def bench_speed_cli(
-    dataset: DatasetOpt = "twitter2015",
-    labels: Annotated[
-        str | None, typer.Option(help="Label words (source, build id or JSON file).")
-    ] = "textual",
-    db: Annotated[Path | None, typer.Option(help="kb store for --labels.")] = None,
-    text_encoder: Annotated[str | None, typer.Option(help="Text encoder (default offline MiniLM).")] = None,
-    image_encoder: Annotated[str, typer.Option(help="Image encoder.")] = "efficientnet-lite0",
-    variants: Annotated[str, typer.Option(help="Comma-separated variants to time.")] = "text,cat",
-    max_train: Annotated[int, typer.Option(help="Training tweets timed per variant (extrapolated).")] = 400,
-    n_predict: Annotated[int, typer.Option(help="Tweets for the prediction timings.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 16,
-    data_dir: DataDirOpt = None,
-    image_dir: ImageDirOpt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the JSON record here.")] = None,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Time one training epoch (text vs cat, extrapolated from a subset), prediction latency and throughput,
-    peak memory; print and optionally write a JSON record."""
-    from catmner_model.bench import BenchConfig, bench_speed, format_bench
-
-    record = bench_speed(
-        BenchConfig(
-            dataset=dataset,
-            labels=labels,
-            db=str(db) if db else None,
-            text_encoder=text_encoder,
-            image_encoder=image_encoder,
-            variants=[v.strip() for v in variants.split(",") if v.strip()],
-            max_train=max_train,
-            n_predict=n_predict,
-            batch_size=batch_size,
-            data_dir=str(data_dir) if data_dir else None,
-            image_dir=str(image_dir) if image_dir else None,
-            output=str(output) if output else None,
-            num_threads=threads,
-            quiet=quiet,
-        )
-    )
-    typer.echo(format_bench(record))
-
-
-@friendly_errors
 def inspect_cli(
     model_dir: ModelDirArg,
     dataset: DatasetOpt = "twitter2015",
@@ -392,9 +369,8 @@ def inspect_cli(
 
 
 def register(app: typer.Typer) -> None:
-    """Add train, evaluate, inspect, predict and bench-speed to the `catmner` app."""
+    """Add train, evaluate, inspect and predict to the `catmner` app."""
     app.command("train")(train_cli)
     app.command("evaluate")(evaluate_cli)
     app.command("inspect")(inspect_cli)
     app.command("predict")(predict_cli)
-    app.command("bench-speed")(bench_speed_cli)

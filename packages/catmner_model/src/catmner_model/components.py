@@ -12,8 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from catmner_model.batching import LABELS
-from catmner_model.data import Entity
+from catmner_model.data import LABELS, Entity
 
 O_PRIOR_BIAS = 4.0  # initial logit bias of the O class of the span head (see SpanHead)
 

@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from catmner_model.visual_sources import TEXT_CONTEXTS, kinds, parse_visual, visual_name
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -79,9 +81,11 @@ class CatMnerConfig:
     # an image encoder spec (efficientnet-lite0 | open_clip:<model>[:<tag>] | tiny) run INSIDE the model on the
     # grid-cell pixels and fine-tuned with it (GPU users); None: the model reads precomputed frozen features
     trainable_image_encoder: str | None = None
-    # where the visual tokens come from (visual.py): grid (image encoder over the 4x4 grid), caption (the
-    # image's caption, embedded with the LM's embedding layer), grid+caption, none (= the text variant)
-    visual: str = "grid"
+    # where the visual tokens come from: registered visual sources (visual_sources.VISUAL_SOURCES), in
+    # registry order: "grid" (image encoder over the 4x4 grid), "caption" (the image's caption, embedded with
+    # the LM's embedding layer); () for text only (the text variant). The strings of older configs and of the
+    # command line ("grid+caption", "none") load as these tuples (visual_sources.parse_visual)
+    visual: tuple[str, ...] = ("grid",)
     image_encoder: str | None = None  # the frozen encoder the grid features come from (recorded for predict)
     # where caption (and PGIM knowledge) pieces sit: "pair" (segment B of a sentence pair: positions continue
     # after the tweet's pieces, the encoder's pair separator, token type B where the encoder has one, the
@@ -97,14 +101,16 @@ class CatMnerConfig:
     # layouts, fastest), "intercept" (the encoder's own layers, our attention function; BERT/RoBERTa,
     # ModernBERT), "auto" (loop where it applies, else intercept). Same math either way.
     r_transformer: str = "auto"
+    # the model family (families.py) that reads this config: "catmner" (CAT-MNER and its variants), "umt", ...;
+    # directories saved before the field existed are CAT-MNER models
+    family: str = "catmner"
 
     def __post_init__(self) -> None:
-        from catmner_model.visual import TEXT_CONTEXTS, check_visual
-
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {', '.join(VARIANTS)}")
-        check_visual(self.visual)
-        if self.visual == "none" and self.variant != "text":
+        # the one check of the visual sources; the text variant reads none (older text configs said "grid")
+        self.visual = () if not VARIANT_SPECS[self.variant].visual else parse_visual(self.visual)
+        if not self.visual and VARIANT_SPECS[self.variant].visual:
             raise ValueError(
                 f"visual source 'none' has no visual tokens: variant {self.variant!r} needs some"
             )
@@ -146,8 +152,8 @@ class CatMnerConfig:
             raise ValueError("max_caption_pieces and max_context_pieces must be at least 2")
         if self.max_span_len < 1:
             raise ValueError(f"max_span_len must be >= 1, got {self.max_span_len}")
-        if self.uses_grid and (self.image_feature_dim < 1 or self.num_image_tokens < 1):
-            raise ValueError("image_feature_dim and num_image_tokens must be positive")
+        for kind in kinds(self.visual):
+            kind.check(self)
         if self.trainable_image_encoder and math.isqrt(self.num_image_tokens) ** 2 != self.num_image_tokens:
             raise ValueError("a trainable image encoder needs a square grid: num_image_tokens = grid * grid")
 
@@ -161,21 +167,21 @@ class CatMnerConfig:
 
     @property
     def visual_source(self) -> str:
-        """The visual source in effect: "none" for the text variant, else ``visual``."""
-        return self.visual if VARIANT_SPECS[self.variant].visual else "none"
+        """The visual sources as one string ("grid", "grid+caption", "none"), as the command line writes it."""
+        return visual_name(self.visual)
 
     @property
     def uses_image(self) -> bool:
         """Whether the model has visual tokens at all (any source)."""
-        return self.visual_source != "none"
+        return bool(self.visual)
 
     @property
     def uses_grid(self) -> bool:
-        return "grid" in self.visual_source.split("+")
+        return "grid" in self.visual
 
     @property
     def uses_caption(self) -> bool:
-        return "caption" in self.visual_source.split("+")
+        return "caption" in self.visual
 
     @property
     def uses_label_words(self) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from catmner_model.errors import CatmnerError
 
 ENTITY_TYPES: tuple[str, ...] = ("PER", "LOC", "ORG", "MISC")
+LABELS: tuple[str, ...] = ("O", *ENTITY_TYPES)  # span classes; index 0 is "not an entity"
 DATASETS: tuple[str, ...] = ("twitter2015", "twitter2017")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TAG_ALIASES: dict[str, str] = {"OTHER": "MISC"}

@@ -34,6 +34,7 @@ from catmner_model.images import (
     load_image_safely,
     resized_grid_tensor,
 )
+from catmner_model.provenance import sha256_file_memo
 
 # --------------------------------------------------------------------------------------------------------------
 # Grid feature extraction
@@ -206,7 +207,7 @@ class _EfficientNetLite0(_Backend):
         self.blocks = nn.Sequential(*[_FusedMBConv(b) for b in net._blocks])
         self.head = _SameConv(net._conv_head, net._bn1, relu6=True)
         self.name = EFFICIENTNET_LITE0
-        self.weights_id = "sha256:" + _file_sha256(path)
+        self.weights_id = "sha256:" + sha256_file_memo(path)
         self.feature_dim = 1280
         self.preprocess_id = f"grid-resize-bicubic-{self.cell_size}/mean127-std128"
         self.channels_last = channels_last
@@ -269,7 +270,7 @@ class _OpenClip(_Backend):
             raise VisionError(f"unknown open_clip model {model_name!r} (see open_clip.list_models())")
         if pretrained and Path(pretrained).expanduser().is_file():
             pretrained = str(Path(pretrained).expanduser())
-            weights_id = "sha256:" + _file_sha256(Path(pretrained))
+            weights_id = "sha256:" + sha256_file_memo(Path(pretrained))
         elif pretrained:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in tags and not model_name.startswith(("hf-hub:", "local-dir:")):
@@ -317,18 +318,6 @@ class _OpenClip(_Backend):
 
 def _describe_transform(transform: Any) -> str:
     return hashlib.sha256(repr(transform).encode()).hexdigest()[:12]
-
-
-@functools.lru_cache(maxsize=16)
-def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    from catmner_model.provenance import sha256_file
-
-    return sha256_file(path)
-
-
-def _file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _file_sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def parse_encoder(spec: str) -> tuple[str, str, str | None]:

@@ -29,12 +29,14 @@ def evaluate_model(
     progress: bool = False,
     device: str | None = None,
     captions: str | os.PathLike[str] | None = None,
+    html: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score ``model_dir`` on ``dataset``/``split``.
 
     Returns ``{"model_dir", "dataset", "split", "n_tweets", "seconds", "images": {...},
     "lenient": metrics.score(...), "strict": metrics.score(...)}``; lenient = conlleval chunking of the gold
-    tags (the literature's numbers), strict = IOB2.
+    tags (the literature's numbers), strict = IOB2. ``html``: also write the error-analysis page there
+    (`report_html.write_html_report`; the result then has ``"html"``).
     """
     from catmner_model.metrics import score_both, write_predictions
     from catmner_model.predict import Predictor, count_truncated, predict_examples
@@ -62,7 +64,7 @@ def evaluate_model(
     both = score_both(tweets, preds)
     if predictions is not None:
         write_predictions(Path(predictions), tweets, preds)
-    return {
+    result = {
         "model_dir": str(model_dir),
         "dataset": dataset,
         "split": split,
@@ -77,6 +79,12 @@ def evaluate_model(
         "predictions": str(predictions) if predictions is not None else None,
         "truncated": count_truncated(predictor.collate, (t.tokens for t in tweets)),  # words never predicted
     }
+    if html is not None:
+        from catmner_model.report_html import write_html_report
+
+        result["html"] = str(html)
+        write_html_report(html, result, tweets, preds)
+    return result
 
 
 def format_report(result: dict[str, Any]) -> str:

@@ -31,11 +31,12 @@ from catmner_model.images import IMAGE_FAILURES, VisionError, load_image_safely
 # --------------------------------------------------------------------------------------------------------------
 
 
-def default_cache_dir() -> Path:
-    """``$CATMNER_HOME/features`` (CATMNER_HOME defaults to ~/.catmner)."""
+def feature_cache_root(feature_cache: str | os.PathLike[str] | None = None) -> Path:
+    """The one feature-cache root: the argument, else ``$CATMNER_HOME/features`` (CATMNER_HOME defaults to
+    ~/.catmner)."""
     from catmner_model.data import catmner_home
 
-    return catmner_home() / "features"
+    return Path(feature_cache).expanduser() if feature_cache else catmner_home() / "features"
 
 
 class _HashIndex:
@@ -120,7 +121,7 @@ class FeatureCache:
         memory_items: int = 0,
         max_failures: int = 1000,
     ) -> None:
-        self.root = Path(root).expanduser() if root else default_cache_dir()
+        self.root = feature_cache_root(root)
         self.extractor = as_extractor(extractor)
         self.dir = self.root / self.extractor.encoder_key
         self.index = _HashIndex(self.root / "index.sqlite") if use_index else None

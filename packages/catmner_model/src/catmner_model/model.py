@@ -1,6 +1,6 @@
 """The CAT-MNER model `CatMner`: R-Transformer over [text; image], C-Transformer, span head, decoding.
 
-This module owns the model's computation (paper Sections 3.1-3.2, ambiguities resolved as in DESIGN.md); its
+This module owns the model's computation (paper Sections 3.1-3.2, ambiguities resolved as in docs/design.md); its
 config and variants are in `config.py`, its building blocks (gate, visual and caption embeddings, span head,
 decoding) in `components.py`, the layer computations in `r_transformer.py`, text-encoder loading in
 `text_encoder.py`, the saved format in `model_io.py`.
@@ -51,21 +51,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from catmner_model.batching import IGNORE_INDEX, LABELS, Batch, Collator, WordPieces
+from catmner_model.batching import IGNORE_INDEX, Batch, Collator, WordPieces
 from catmner_model.components import (
-    CaptionEmbedding,
     CatMnerOutput,
     Gate,
     SpanHead,
-    VisualEmbedding,
     decode_spans,
 )
 from catmner_model.config import CatMnerConfig, config_from_dict, load_config
-from catmner_model.data import Entity
+from catmner_model.data import LABELS, Entity
 from catmner_model.layouts import layout_of, prepare_interception
-from catmner_model.model_io import load_weights, read_model_dir, save_model_dir
+from catmner_model.model_io import ModelFormatError, load_weights, read_model_dir, save_model_dir
 from catmner_model.r_transformer import RTransformerLayers
 from catmner_model.text_encoder import drop_pooler, load_text_encoder, load_tokenizer
+from catmner_model.visual_sources import VISUAL_SOURCES, kinds
 
 
 class CatMner(RTransformerLayers, nn.Module):
@@ -87,7 +86,7 @@ class CatMner(RTransformerLayers, nn.Module):
         self.cfg = cfg
         self.vision: nn.Module | None = None  # the trainable image encoder (cfg.trainable_image_encoder)
         if cfg.trainable_image_encoder and cfg.uses_grid:
-            from catmner_model.vision import build_backend
+            from catmner_model.encoders import build_backend
 
             self.vision = build_backend(cfg.trainable_image_encoder, pretrained=image_encoder_weights)
             cfg.image_feature_dim = int(self.vision.feature_dim)
@@ -138,18 +137,12 @@ class CatMner(RTransformerLayers, nn.Module):
         D, H, L = self.width, self.n_heads, len(self.layers)
         dropout = cfg.dropout if cfg.dropout is not None else float(getattr(ecfg, "hidden_dropout_prob", 0.1))
         eps = float(getattr(ecfg, "layer_norm_eps", None) or getattr(ecfg, "norm_eps", None) or 1e-12)
-        self.visual = (
-            VisualEmbedding(cfg.image_feature_dim, cfg.num_image_tokens, D, eps, dropout)
-            if cfg.uses_grid
-            else None
-        )
-        self.caption = (
-            CaptionEmbedding(
-                self.encoder.embeddings, cfg.max_caption_pieces, D, eps, dropout, cfg.caption_positions
-            )
-            if cfg.uses_caption
-            else None
-        )
+        # each visual source's embedding module (grid: self.visual, caption: self.caption), in registry order
+        for name in VISUAL_SOURCES:  # None for a source the model does not read
+            setattr(self, VISUAL_SOURCES[name]().module_name, None)
+        self.visual_kinds = kinds(cfg.visual)
+        for kind in self.visual_kinds:
+            setattr(self, kind.module_name, kind.embedding(self, cfg, D, eps, dropout))
         # gate of visual KEYS, applied to text queries (I2T), one per layer
         self.gates_i2t = (
             nn.ModuleList(Gate(D, H, cfg.gate_init_std) for _ in range(L)) if cfg.refine_i2t else None
@@ -219,7 +212,7 @@ class CatMner(RTransformerLayers, nn.Module):
 
     def image_cells(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
         """The trainable image encoder's input for an image file, ``(I, 3, S, S)``; None if unusable."""
-        from catmner_model.vision import image_cells
+        from catmner_model.encoders import image_cells
 
         if self.vision is None:
             raise ValueError("this model reads precomputed image features, not image files")
@@ -293,34 +286,28 @@ class CatMner(RTransformerLayers, nn.Module):
         # Inference reuses the label-word keys of every layer: they do not depend on the batch (see _label_keys)
         cached = self.cfg.uses_label_words and not self.training and not torch.is_grad_enabled()
         keys = self._label_keys() if cached else None
-        caption_ids = batch.caption_ids if self.caption is not None else None
-        text, c, cap = self.embed(
-            batch.input_ids, self.cfg.uses_label_words and not cached, caption_ids, batch.token_type_ids
+        # the source whose word pieces the LM's embedding layer embeds with the text (captions), if any
+        lm_source = next((k for k in self.visual_kinds if k.lm_pieces), None)
+        piece_ids = lm_source.piece_ids(batch) if lm_source is not None else None
+        text, c, lm_vecs = self.embed(
+            batch.input_ids, self.cfg.uses_label_words and not cached, piece_ids, batch.token_type_ids
         )  # (B, T, D), (C, D), (B, Lc, D)
         B, T, D = text.shape
         if self.word_form is not None and batch.word_shapes is not None:  # the cased form of each word
             feats = self.word_form(batch.word_shapes, batch.word_chars).to(text.dtype)  # (B, W, D)
             text = text.scatter_add(1, batch.word_index[..., None].expand(-1, -1, D), feats)
         parts, masks = [text], [batch.attention_mask]
-        if self.visual is not None:  # grid tokens
-            vis, vis_mask = self.visual(self.image_features(batch), batch.image_mask, B)  # (B, I, D), (B, I)
-            parts.append(vis)
-            masks.append(vis_mask)
-        if self.caption is not None:  # caption tokens
-            has = (
-                batch.caption_mask[:, 0] if batch.caption_mask is not None else batch.image_mask.new_zeros(B)
-            )
-            start = batch.attention_mask.sum(1)  # (B,) "pair": the caption's positions follow the text's
-            vis, vis_mask = self.caption(
-                cap, batch.caption_mask, has, B, self.encoder.embeddings, start, self._embed_types
-            )  # (B, Lc, D), (B, Lc)
+        caption_at = None  # where the caption's tokens start (vitals)
+        for kind in self.visual_kinds:  # each visual source's tokens, after the text
+            vis, vis_mask = kind.tokens(self, batch, B, lm_vecs if kind is lm_source else None)  # (B, n, D)
+            if kind is lm_source:
+                caption_at = sum(p.shape[1] for p in parts)
             parts.append(vis)
             masks.append(vis_mask)
         probe = self.__dict__.get("_vitals")  # vitals.measure_vitals
         if probe is not None:
-            caption_at = T + (parts[1].shape[1] if self.visual is not None else 0)
             has_caption = batch.caption_mask[:, 0] if batch.caption_mask is not None else None
-            probe.begin(batch.attention_mask, caption_at if self.caption is not None else None, has_caption)
+            probe.begin(batch.attention_mask, caption_at, has_caption)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else text  # (B, N, D)
         key_mask = torch.cat(masks, dim=1) if len(masks) > 1 else batch.attention_mask  # (B, N)
         record = output_attentions and len(parts) > 1
@@ -374,20 +361,6 @@ class CatMner(RTransformerLayers, nn.Module):
         return decode_spans(out.logits, batch.span_mask, batch.span_start, batch.span_end)
 
     @torch.no_grad()
-    def predict(self, examples: Sequence[Any], batch_size: int = 32) -> list[list[Entity]]:
-        """Entities for a list of `Example`s (eval mode, batched in order)."""
-        was_training = self.training
-        self.eval()
-        collate = self.collator()
-        preds: list[list[Entity]] = []
-        try:
-            for i in range(0, len(examples), batch_size):
-                batch = collate(examples[i : i + batch_size]).to(self.device)
-                preds.extend(self.decode(self(batch), batch))
-        finally:
-            self.train(was_training)
-        return preds
-
     # ------------------------------------------------------------------------------------------------ I/O
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write config.json, model.safetensors, label_words.json and the tokenizer files into ``directory``
@@ -402,6 +375,11 @@ class CatMner(RTransformerLayers, nn.Module):
         from transformers import AutoModel
 
         saved = read_model_dir(directory)
+        if saved.config.family != "catmner":  # families.load_pretrained loads any family
+            raise ModelFormatError(
+                f"{saved.directory}: a {saved.config.family!r} model, not CAT-MNER: load it with "
+                "catmner_model.load_pretrained"
+            )
         encoder = AutoModel.from_config(saved.encoder_config)
         drop_pooler(encoder)
         words = saved.words
@@ -423,13 +401,16 @@ def create_model(
     tokenizer: Any | None = None,
     **overrides: Any,
 ) -> CatMner:
-    """Build a model from a config object, a bundled config name ("minilm", "tiny") or a JSON path.
+    """Build a CAT-MNER model from a config object, a bundled config name ("minilm", "tiny") or a JSON path
+    (`families.create_model` builds a model of any registered family).
 
     ``overrides`` replace config fields (e.g. ``variant="text"``, ``image_feature_dim=1280``)."""
     if not isinstance(cfg, CatMnerConfig):
         cfg = load_config(cfg, **overrides)
     elif overrides:
         cfg = config_from_dict({**asdict(cfg), **overrides})
+    if cfg.family != "catmner":
+        raise ValueError(f"a {cfg.family!r} config: build it with catmner_model.create_model (families.py)")
     return CatMner(cfg, label_words, tokenizer=tokenizer)
 
 

@@ -14,18 +14,15 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from catmner_model.atomic import atomic_write, atomic_write_text
-from catmner_model.batching import LABELS
 from catmner_model.config import CatMnerConfig, config_from_dict
+from catmner_model.data import LABELS
 from catmner_model.errors import CatmnerError
 from catmner_model.provenance import sha256_file
-
-if TYPE_CHECKING:  # pragma: no cover
-    from catmner_model.model import CatMner
 
 FORMAT_NAME = "catmner-model"  # marks a directory written by CatMner.save_pretrained
 FORMAT_VERSION = 1  # bump when the saved layout or the meaning of weights changes
@@ -47,7 +44,7 @@ class SavedModel:
     tokenizer: Any
 
 
-def save_model_dir(model: CatMner, directory: str | os.PathLike[str]) -> Path:
+def save_model_dir(model: torch.nn.Module, directory: str | os.PathLike[str]) -> Path:
     """Write config.json, model.safetensors, label_words.json and the tokenizer files into ``directory``.
 
     Each file is written atomically; config.json comes last, so a directory with config.json is complete.

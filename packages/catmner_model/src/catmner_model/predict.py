@@ -1,4 +1,4 @@
-"""Prediction with a saved CAT-MNER model: raw-text tokenisation, batched decoding, the `Predictor`.
+"""Prediction with a saved model (any registered family, `families.py`): raw-text tokenisation, batched decoding, the `Predictor`.
 
 `predict_examples` is the one decoding loop (used by training-time validation, `evaluate` and `Predictor`);
 `Predictor` loads a model directory (nothing else needed: no store, no network) plus, when the model uses
@@ -231,7 +231,7 @@ class Predictor:
         captioner: str | Any | None = None,
         precision: str = "fp32",
     ):
-        from catmner_model.modeling import CatMner
+        from catmner_model.families import load_pretrained
         from catmner_model.precision import PRECISIONS, cast_linear_weights, resolve_precision
 
         if precision not in PRECISIONS:
@@ -241,7 +241,7 @@ class Predictor:
         if not self.model_dir.is_dir():
             raise PredictError(f"{self.model_dir}: model directory not found")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = CatMner.from_pretrained(self.model_dir, map_location=self.device)
+        self.model = load_pretrained(self.model_dir, map_location=self.device)  # any registered family
         if resolve_precision(precision, self.device) == "bf16":  # inference only: cast the weights once
             cast_linear_weights(self.model)
         self.config = self.model.cfg
@@ -369,6 +369,24 @@ class Predictor:
     def predict_text(self, text: str, image: str | None = None, caption: str | None = None) -> list[dict]:
         """Entities of one raw tweet (with its optional image file and caption)."""
         return self.predict([make_input(text, None, image, where="--text", caption=caption)])[0]
+
+    def explain(
+        self,
+        text: str | None = None,
+        image: str | None = None,
+        caption: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """`predict_text`'s entities of one tweet plus what the model looked at: each entity's (and word's)
+        last-layer attention over the visual tokens, refined and unrefined, and its most salient label words
+        (`explain.explain_input`; `catmner serve` shows this dict)."""
+        from catmner_model.explain import explain_input
+
+        where = "--text" if tokens is None else "tokens"
+        item = make_input(text, None if tokens is None else list(tokens), image, where=where, caption=caption)
+        out = explain_input(self, item)
+        out["entities"] = [entity_json(item.tokens, e) for e in out["entities"]]
+        return out
 
     def predict_tokens(
         self, tokens: Sequence[str], image: str | None = None, caption: str | None = None

@@ -1,10 +1,11 @@
 """Where a result came from: git commit and dirty flag, package versions, hardware.
 
-Run records of `catmner train`, `catmner bench-speed` and `catmner-bench` all take these from here.
+Run records of `catmner train` and `catmner-bench` (its speed benchmark included) take these from here.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -97,3 +98,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_memo(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def sha256_file_memo(path: str | os.PathLike[str]) -> str:
+    """`sha256_file`, memoised on the resolved path, size and mtime: the one memoised file digest (encoder
+    weights read per extractor, the benchmarks' input files and images hashed per run)."""
+    st = os.stat(path)
+    return _sha256_memo(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)

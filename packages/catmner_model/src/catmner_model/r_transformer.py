@@ -39,6 +39,8 @@ class RTransformerLayers:
     head_dim: int
     attn_dropout: float
     training: bool
+    # explain.py sets a dict here for one forward: the last layer's attention inputs are stored in it
+    _explain: dict[str, Any] | None = None
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(..., N, D) -> (..., H, N, Dh)."""
@@ -135,6 +137,9 @@ class RTransformerLayers:
             gate, sal = self._refinement(i, x, q, k_labels, key_mask, n_text, n_q)
         bias = bias[:, :, :n_q] if bias is not None else None
         blocks = n_text if self.cfg.softmax == "block" else None
+        if last and self._explain is not None:  # explain.py: recompute this attention without refinement
+            self._explain.update(q=q[:, :, :n_q], k=k, mask=key_mask, bias=bias, scaling=None, q_plain=q)
+            self._explain.update(k_labels=k_labels, gate=gate, saliency=sal, blocks=blocks)
         context, probs = attention(
             q[:, :, :n_q],
             k,
@@ -213,6 +218,10 @@ class RTransformerLayers:
                 q_plain = self._heads(lay.query(layers[i], h)) if lay.rotary else q  # no position rotation
                 gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
             blocks = n_text if self.cfg.softmax == "block" else None
+            if i == len(layers) - 1 and self._explain is not None:  # explain.py (see _r_layer)
+                self._explain.update(q=q, k=k, mask=allowed, bias=None, scaling=scaling, gate=gate, saliency=sal)
+                self._explain.update(q_plain=q_plain if keys is not None else q, blocks=blocks)
+                self._explain.update(k_labels=keys[i] if keys is not None else None)
             context, probs = attention(
                 q, k, v, allowed, gate, sal, dropout, self.training, scaling, blocks=blocks
             )

@@ -159,7 +159,9 @@ class VitalSigns:
 @torch.no_grad()
 def measure_vitals(model: Any, examples: Sequence[Any], batch_size: int = 32) -> dict[str, Any]:
     """The vital signs (see the module docstring) of ``model`` over ``examples`` (`batching.Example`), in eval
-    mode. The model must have visual tokens (not the text variant)."""
+    mode. The model must be a CAT-MNER model (family "catmner") with visual tokens (not the text variant)."""
+    if getattr(model.cfg, "family", "catmner") != "catmner":
+        raise ValueError(f"vital signs measure CAT-MNER's layers, not a {model.cfg.family!r} model")
     if not model.cfg.uses_image:
         raise ValueError("the text variant has no visual tokens: no cross-modal attention to measure")
     if not examples:
@@ -221,6 +223,8 @@ def inspect_model(
         tweets = tweets[:max_tweets]
     predictor = Predictor(model_dir, device=device)
     cfg = predictor.model.cfg
+    if getattr(cfg, "family", "catmner") != "catmner":
+        raise InspectError(f"{model_dir}: a {cfg.family!r} model; vital signs measure CAT-MNER's layers")
     if not cfg.uses_image:
         raise InspectError(f"{model_dir}: the text variant has no visual tokens, so no vital signs")
     images = resolve_image_dir(image_dir, data_dir) if predictor.uses_images else None

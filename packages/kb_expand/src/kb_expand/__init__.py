@@ -3,8 +3,8 @@
 Public read API: `load_label_words(spec, db)` -> `LabelWords`.
 """
 
-__version__ = "0.1.0"
-
-from .labelwords import LabelWords, labels_checksum, load_label_words  # noqa: E402
+from .checksum import labels_checksum
+from .labelwords import LabelWords, load_label_words
+from .version import __version__
 
 __all__ = ["LabelWords", "labels_checksum", "load_label_words", "__version__"]

@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from . import __version__
 from .errors import KbxError
 from .scheme import Scheme, load_scheme
 from .sources import Source, SourceContext, source_class
 from .sources.conceptnet import DEFAULT_CONCEPTNET_URL
 from .sources.relatedwords import DEFAULT_RELATEDWORDS_URL
+from .sources.wordnet import noun_filter
 from .store import LabelResult, Store, StoreLocked, WordRow
+from .version import __version__
 from .web import HttpClient, HttpConfig
 
 
@@ -54,7 +55,7 @@ class BuildResult:
 def make_source(cfg: BuildConfig, store: Store, http: HttpClient) -> tuple[Source, dict[str, str]]:
     """The configured source (from the `sources.SOURCES` registry) and a {source: reason} map of what was
     unavailable (the fused sources of textual)."""
-    source = source_class(cfg.source).from_context(SourceContext(cfg, http))
+    source = source_class(cfg.source).from_context(SourceContext(cfg, http, nouns=noun_filter))
     return source, dict(getattr(source, "missing", {}))
 
 

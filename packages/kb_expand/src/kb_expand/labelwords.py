@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checksum import labels_checksum
 from .errors import InputError, KbxError
-
-
-def labels_checksum(labels: dict[str, list[str]]) -> str:
-    """sha256 of the canonical JSON of {label: [words by rank]} (keys sorted, no spaces, UTF-8)."""
-    canon = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -8,8 +8,8 @@ import io
 import json
 from pathlib import Path
 
-from . import __version__
 from .store import Store
+from .version import __version__
 
 
 def list_builds(db: str | Path | None = None, source: str | None = None) -> list[dict]:

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import __version__
+from .checksum import labels_checksum
 from .errors import KbxError
-from .labelwords import labels_checksum
 from .paths import default_db_path
+from .version import __version__
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (

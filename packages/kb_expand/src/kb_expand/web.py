@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from . import __version__
 from .errors import SourceUnavailable
 from .store import Store
+from .version import __version__
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 

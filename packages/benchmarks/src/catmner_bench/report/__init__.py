@@ -6,13 +6,14 @@ sampling) are aggregated as mean ± sample std over runs; "Δ" is ours minus the
 
 Output: ``<out>/results.md`` and ``<out>/figures/*.png`` (matplotlib, Agg backend).
 
-The package, by responsibility: `tables.py` (grouping records, number formats, `md_table`), `sections.py`
-(Tables 1-3, provenance), `figures.py` (Figures 3 and 4, PNGs), `document.py` (`write_report`: the sections
-in order into results.md). Every name is importable from ``catmner_bench.report`` as before the split.
+The package, by responsibility: `tables.py` (grouping records, number formats; `md_table` is
+`catmner_bench.markdown`'s), `sections.py` (Tables 1-3, provenance), `search.py` (the recipe search),
+`figures.py` (Figures 3 and 4, PNGs), `document.py` (`write_report`: the sections in order into results.md). Every name is importable from ``catmner_bench.report`` as before the split.
 """
 
 from __future__ import annotations
 
+from catmner_bench.markdown import md_table
 from catmner_bench.report.document import write_report
 from catmner_bench.report.figures import (
     FIG4_CAPTION_DRAWN,
@@ -43,7 +44,6 @@ from catmner_bench.report.tables import (
     fmt_mean,
     group_key,
     groups_of,
-    md_table,
     mean,
     system_label,
     unique_runs,

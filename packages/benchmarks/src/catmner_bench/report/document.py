@@ -7,14 +7,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from catmner_model.utils import atomic_write_text
+from catmner_model.atomic import atomic_write_text
 
 from catmner_bench.records import RecordError, iter_records
 from catmner_bench.report.figures import fig3_section, fig4_caption_section, fig4_section
+from catmner_bench.report.search import search_section
 from catmner_bench.report.sections import (
     epochs_section,
     provenance_section,
-    search_section,
     table1_section,
     table2_section,
     table3_section,
@@ -121,11 +121,12 @@ def write_report(
 
         sections += ["", decisive_section(by_exp["decisive"])]
     if "speed" in by_exp:
-        from catmner_bench.speed import speed_section
+        from catmner_bench.speed.render import speed_section
 
         sections += ["", speed_section(by_exp["speed"])]
-    from catmner_bench.verdicts import verdicts_section
+    from catmner_bench.report.conclusions import summary_section, verdicts_section
 
+    sections[3:3] = ["", summary_section(everything)]  # the page opens with what a reader takes away
     sections += ["", verdicts_section(everything)]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from catmner_model.utils import atomic_write
+from catmner_model.atomic import atomic_write
+from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench import paper
-from catmner_bench.records import sha256_file
+from catmner_bench.markdown import md_table
 from catmner_bench.report.tables import (
     DATASET_LABEL,
     SYSTEM_ORDER,
@@ -23,7 +24,6 @@ from catmner_bench.report.tables import (
     encoder_of,
     fmt,
     fmt_mean,
-    md_table,
     mean,
     system_label,
 )
@@ -41,7 +41,7 @@ FIG3_OURS = (
 
 def _uneven_samplings(gs: list[Group]) -> list[str]:
     """Per alpha whose systems do not all have the same (sampling, seed) runs: "alpha 50 (TEXT 3, MM 2)"."""
-    from catmner_bench.verdicts import by_sampling
+    from catmner_bench.stats import by_sampling
 
     out = []
     for alpha in sorted({g.alpha for g in gs}):

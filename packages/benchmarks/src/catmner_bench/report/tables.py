@@ -1,6 +1,6 @@
 """The report's aggregation and Markdown primitives: records grouped into runs that differ only by seed
 (`Group`, `groups_of`, `unique_runs`), the numbers as printed (`fmt`, `fmt_mean`, `fmt_delta`), system labels
-and order (the runner's registry) and `md_table`."""
+and order (the runner's registry); `md_table` is in `catmner_bench.markdown`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 
 
 def _system_order() -> tuple[str, ...]:
-    from catmner_bench.runner import SYSTEMS
+    from catmner_bench.systems import SYSTEMS
 
     return tuple(SYSTEMS)  # report rows follow the registry's order
 
@@ -101,7 +101,7 @@ class Group:
     @property
     def saliency(self) -> str | None:
         """The saliency scale a refined model trained with (None: no label words)."""
-        from catmner_bench.runner import saliency_of
+        from catmner_bench.systems import saliency_of
 
         return saliency_of(self.config)
 
@@ -168,15 +168,6 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
 
 
 def system_label(system: str) -> str:
-    from catmner_bench.runner import SYSTEMS
+    from catmner_bench.systems import SYSTEMS
 
     return SYSTEMS[system].label if system in SYSTEMS else system
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def clean(c: str) -> str:
-        return str(c).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(clean(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)

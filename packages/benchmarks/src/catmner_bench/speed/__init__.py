@@ -9,8 +9,8 @@ so that load from other work on the machine falls on every system alike:
   the standard Hugging Face recipe on the same encoder (``hf``: AutoModelForTokenClassification, BIO labels on
   each word's first subword, dynamic padding with DataCollatorForTokenClassification, fused AdamW, linear
   schedule, gradient clipping, as `transformers.Trainer` does by default);
-- precisions: fp32, and bf16 autocast where the hardware has native bf16 (see catmner_model.harness.autocast);
-- training: catmner steps through the trainer's own loop (`catmner_model.harness.run_epoch`) over the same
+- precisions: fp32, and bf16 autocast where the hardware has native bf16 (see catmner_model.precision.autocast);
+- training: catmner steps through the trainer's own loop (`catmner_model.training.loop.run_epoch`) over the same
   batches for every system (the seeded, length-bucketed batches of a real epoch; the timed ones sit at evenly
   spaced quantiles of batch length). ``rounds`` rounds, each system once per round (order rotated); a
   system's step time is the median over rounds of its mean step time; the ratio to HF is the median of the

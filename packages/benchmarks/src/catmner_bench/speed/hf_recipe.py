@@ -19,7 +19,7 @@ class HFSystem:
     """The standard Hugging Face token-classification recipe on the same encoder."""
 
     def __init__(self, ctx: Any, train_tweets: list[Any], device: torch.device):
-        from catmner_model.harness import TINY_ENCODER, load_tokenizer, minilm_path
+        from catmner_model.text_encoder import TINY_ENCODER, load_tokenizer, minilm_path
         from transformers import (
             AutoModelForTokenClassification,
             BertConfig,
@@ -73,7 +73,7 @@ class HFSystem:
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
     def train_steps(self, batches: Sequence[Sequence[int]], setting: Setting, features: Any = None) -> float:
-        from catmner_model.harness import autocast
+        from catmner_model.precision import autocast
 
         feats = features if features is not None else self.features
         self.model.train()
@@ -102,8 +102,8 @@ class HFSystem:
     @torch.inference_mode()
     def predict(self, tweets: Sequence[Any], batch_size: int, precision: str) -> list[list[Any]]:
         """Entities of each tweet: tokenise, pad, forward, argmax, first-subword tags -> entities."""
-        from catmner_model.harness import autocast
-        from catmner_model.scoring import tags_to_entities
+        from catmner_model.data import tags_to_entities
+        from catmner_model.precision import autocast
 
         self.model.eval()
         order = sorted(range(len(tweets)), key=lambda i: len(tweets[i].tokens))

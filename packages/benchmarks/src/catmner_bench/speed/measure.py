@@ -6,6 +6,7 @@ then the growth, prediction and start-up timings, and returns the run record wit
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 import platform
@@ -30,14 +31,14 @@ from catmner_bench.speed.workload import quantile_batches
 def load_label_words(ctx: Any, spec: str) -> Any:
     """The label words of ``spec`` (kb source, build id or JSON file), resolved as the trainer does."""
     from catmner_model import TrainConfig
-    from catmner_model.harness import load_label_words as resolve
+    from catmner_model.training.inputs import load_label_words as resolve
 
     return resolve(TrainConfig(labels=spec, db=ctx.db, variant="cat"))
 
 
 def speed_config(ctx: Any) -> dict[str, Any]:
     """The resolved config of the speed run (its run key): profile, encoders, sizes, threads, source commit."""
-    from catmner_model.utils import git_info
+    from catmner_model.provenance import git_info
 
     p = ctx.profile
     git = git_info()
@@ -78,12 +79,33 @@ def run_speed_experiment(ctx: Any) -> dict[str, Any]:
     return {"experiment": "speed", "records": [record], "ran": 1, "skipped": 0, "output": str(ctx.output)}
 
 
+# every catmner_model module a training run, its validation and a prediction execute
+RUN_MODULES = (
+    "catmner_model.training.loop",
+    "catmner_model.evaluate",
+    "catmner_model.metrics",
+    "catmner_model.predict",
+    "catmner_model.encoders",
+    "catmner_model.feature_cache",
+    "catmner_model.visual",
+)
+
+
+def preload() -> None:
+    """Import every module of `RUN_MODULES` now (and what they import): a measurement that calls it first
+    measures the code as it was when it started."""
+    for name in RUN_MODULES:
+        importlib.import_module(name)
+
+
 def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str, Any]:
     """Run every measurement and return the run record (see the package docstring)."""
-    from catmner_model.harness import native_bf16, preload, seed_everything
+    from catmner_model.precision import native_bf16
+    from catmner_model.training.distributed import seed_everything
 
     from catmner_bench.records import environment
-    from catmner_bench.runner import describe, log
+    from catmner_bench.runner import log
+    from catmner_bench.tweets import describe
 
     t_start = time.perf_counter()
     # the code measured is the code at the start: record its git state and import every module now
@@ -160,7 +182,7 @@ def read_tweets(ctx: Any, size: SpeedSize) -> tuple[list[Any], list[Any], list[A
     """(the full Twitter-2015 training split, the profile's training subset, the test tweets predicted)."""
     from catmner_model import resolve_image_dir
 
-    from catmner_bench.runner import read_split, select
+    from catmner_bench.tweets import read_split, select
 
     full_train = read_split(DATASET, "train", ctx.data_dir)
     images = resolve_image_dir(ctx.image_dir, ctx.data_dir)
@@ -185,7 +207,8 @@ def epoch_sample(
     """(tweet lengths, timed batches), each by batching ("pieces", "words"): the batches of a real epoch
     (seeded, length-bucketed as the trainer does: by word pieces; "words" as it did before) and a
     representative sample of them; every system steps through the same tweets."""
-    from catmner_model.harness import DistInfo, epoch_batches, example_lengths
+    from catmner_model.training.distributed import DistInfo
+    from catmner_model.training.inputs import epoch_batches, example_lengths
 
     p = ctx.profile
     lengths = {
@@ -315,7 +338,7 @@ def train_row(
 
 def conditions(device: torch.device, load_start: float) -> dict[str, Any]:
     """The machine and its load during the run (the 1-minute load average at its start and now)."""
-    from catmner_model.harness import cpu_flags, native_bf16
+    from catmner_model.precision import cpu_flags, native_bf16
 
     flags = cpu_flags()
     return {

@@ -113,7 +113,7 @@ def _conditions_text(record: dict[str, Any]) -> list[str]:
 
 def _train_table(s: dict[str, Any]) -> list[str]:
     """The training rows: step times, epoch, ratio to HF, FLOPs, share of the peak, positions per step."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     rows = []
     for r in s["train"]:
@@ -154,7 +154,7 @@ def _train_table(s: dict[str, Any]) -> list[str]:
 
 def _gemm_tables(s: dict[str, Any]) -> list[str]:
     """The square-GEMM peak per precision, and the matmul rate at the encoder's own shapes."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     gemm_rows = [
         [
@@ -196,7 +196,7 @@ def _gemm_tables(s: dict[str, Any]) -> list[str]:
 
 def _growth_tables(s: dict[str, Any]) -> list[str]:
     """Cost growth: step time against words per tweet, caption word pieces and label words."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     ep = s["epoch"]
     g = s["growth"]
@@ -242,7 +242,7 @@ def _growth_tables(s: dict[str, Any]) -> list[str]:
 
 def _prediction_tables(s: dict[str, Any]) -> list[str]:
     """Prediction in the warm process, and the start-up of a fresh `catmner predict` process."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     pred_rows = [
         [
@@ -291,7 +291,7 @@ def _prediction_tables(s: dict[str, Any]) -> list[str]:
 
 def _targets_table(s: dict[str, Any]) -> list[str]:
     """The issue's targets against the record."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     return [
         "",
@@ -303,7 +303,7 @@ def _targets_table(s: dict[str, Any]) -> list[str]:
 
 def history_table(records: list[dict[str, Any]]) -> str:
     """One line per speed record: the headline figures, oldest first."""
-    from catmner_bench.report import md_table
+    from catmner_bench.markdown import md_table
 
     rows = []
     for rec in sorted(records, key=lambda r: r["created"]):
@@ -353,7 +353,7 @@ def speed_section(records: list[dict[str, Any]]) -> str:
 def update_doc(records_dir: str | os.PathLike[str], doc: str | os.PathLike[str]) -> Path:
     """Rewrite the generated speed block of ``doc`` (between DOC_BEGIN and DOC_END) from the speed records
     under ``records_dir`` (`doc_block`)."""
-    from catmner_model.utils import atomic_write_text
+    from catmner_model.atomic import atomic_write_text
 
     from catmner_bench.records import RecordError, iter_records
 

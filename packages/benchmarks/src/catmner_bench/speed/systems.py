@@ -1,5 +1,5 @@
 """The catmner systems that are timed: `Setting` (a system at a precision, or with one speed change undone) and
-`CatmnerSystem` (a catmner model stepped through the trainer's own loop, `catmner_model.harness.run_epoch`,
+`CatmnerSystem` (a catmner model stepped through the trainer's own loop, `catmner_model.training.loop.run_epoch`,
 over given batches; saved for prediction through `Predictor`)."""
 
 from __future__ import annotations
@@ -59,13 +59,10 @@ class CatmnerSystem:
         fill_grid: bool = False,
     ):
         from catmner_model import TrainConfig, create_model
-        from catmner_model.harness import (
-            DistInfo,
-            build_model_config,
-            linear_schedule,
-            make_optimizer,
-            prepare_visual,
-        )
+        from catmner_model.training.config import build_model_config
+        from catmner_model.training.distributed import DistInfo
+        from catmner_model.training.inputs import prepare_visual
+        from catmner_model.training.optim import linear_schedule, make_optimizer
 
         from catmner_bench.runner import BenchError, _text_encoder_arg
 
@@ -118,7 +115,7 @@ class CatmnerSystem:
         }
 
     def train_steps(self, batches: Sequence[Sequence[int]], setting: Setting, examples: Any = None) -> float:
-        from catmner_model.harness import run_epoch
+        from catmner_model.training.loop import run_epoch
 
         config = dataclasses.replace(self.config, precision=setting.precision)
         fused = setting.fused_adamw
@@ -157,7 +154,7 @@ class CatmnerSystem:
         return padded / n, real / n
 
     def save(self, directory: Path) -> Path:
-        from catmner_model.harness import save_best_model
+        from catmner_model.training.checkpoint import save_best_model
 
         directory.mkdir(parents=True, exist_ok=True)
         save_best_model(self.model, directory, self.config)

@@ -1,6 +1,6 @@
 """Training of CAT-MNER models: the loop (`loop.py`), its inputs (`inputs.py`), optimizer (`optim.py`),
 resumable checkpoints (`checkpoint.py`), DDP and RNG plumbing (`distributed.py`), the run record (`record.py`)
-and what defines a run (`config.py`). `catmner_model.train` re-exports the public names.
+and what defines a run (`config.py`). The owning modules are imported directly (no re-export module).
 
 `train(TrainConfig(...))` reads a benchmark's splits, resolves the label words through kb_expand,
 precomputes frozen grid features once (FeatureCache; with ``finetune_image_encoder`` the model instead runs

@@ -183,7 +183,7 @@ def save_best_model(model: torch.nn.Module, output: Path, config: TrainConfig) -
     if tmp.exists():
         shutil.rmtree(tmp)
     unwrap(model).save_pretrained(tmp)
-    uses_images = "grid" in effective_visual(config).split("+") and config.image_encoder not in ("none", "")
+    uses_images = "grid" in effective_visual(config) and config.image_encoder not in ("none", "")
     atomic_write_json(
         tmp / TRAINING_SIDECAR,
         {

@@ -40,6 +40,8 @@ class TrainConfig:
     text_encoder: str | None = None  # HF name/path or named config ("tiny"); None: offline MiniLM default
     image_encoder: str = "efficientnet-lite0"  # efficientnet-lite0 | open_clip:<model>:<tag> | tiny | none
     variant: str = "cat"  # cat (refined I2T+T2I) | mm (no refinement) | i2t | t2i | text (no image)
+    # the model family (families.py): catmner (CAT-MNER and its variants) | umt (UMT reads variant "mm")
+    model: str = "catmner"
     # train the image encoder with the model (at encoder_lr; meant for GPUs): the model reads the grid-cell
     # pixels of every image at each step instead of cached frozen features
     finetune_image_encoder: bool = False
@@ -91,18 +93,24 @@ def config_fingerprint(config: TrainConfig) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     for name in _NON_RESULT_FIELDS:
         d.pop(name, None)
+    if d.get("model") == "catmner":  # runs from before model families fingerprint without the field
+        d.pop("model")
     return d
 
 
-def effective_visual(config: TrainConfig) -> str:
-    """The visual source a run's model reads: "none" for the text variant, else ``config.visual``."""
-    return "none" if config.variant == "text" else config.visual
+def effective_visual(config: TrainConfig) -> tuple[str, ...]:
+    """The visual sources a run's model reads (() for the text variant), from ``config.visual`` (the command
+    line's string: "grid", "caption", "grid+caption")."""
+    from catmner_model.visual_sources import parse_visual
+
+    return () if config.variant == "text" else parse_visual(config.visual)
 
 
 def default_output(config: TrainConfig) -> Path:
     labels = Path(str(config.labels)).stem if config.labels else "nolabels"
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in labels)
-    return catmner_home() / "runs" / f"{config.dataset}-{config.variant}-{safe}-seed{config.seed}"
+    kind = config.variant if config.model == "catmner" else config.model
+    return catmner_home() / "runs" / f"{config.dataset}-{kind}-{safe}-seed{config.seed}"
 
 
 def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
@@ -111,7 +119,7 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
     from catmner_model.config import list_configs, load_config
 
     name = config.text_encoder or "minilm"
-    overrides: dict[str, Any] = {"variant": config.variant}
+    overrides: dict[str, Any] = {"variant": config.variant, "family": config.model}
     if name not in list_configs():
         overrides["text_encoder"] = name
         name = "minilm"
@@ -120,8 +128,8 @@ def build_model_config(config: TrainConfig, feature_dim: int | None) -> Any:
     if config.finetune_image_encoder and config.variant != "text":
         overrides["trainable_image_encoder"] = config.image_encoder
     visual = effective_visual(config)
-    overrides["visual"] = "grid" if visual == "none" else visual  # the text variant ignores it
-    if "grid" in visual.split("+") and config.image_encoder not in ("none", ""):
+    overrides["visual"] = visual
+    if "grid" in visual and config.image_encoder not in ("none", ""):
         overrides["image_encoder"] = config.image_encoder
     if config.knowledge:
         overrides["text_context"] = config.knowledge
@@ -138,11 +146,24 @@ def check_config(config: TrainConfig) -> None:
 
     if config.variant not in VARIANTS:
         raise TrainError(f"unknown variant {config.variant!r}: choose one of {', '.join(VARIANTS)}")
-    from catmner_model.visual import VISUAL_SOURCES
+    from catmner_model.families import FAMILIES
 
-    if config.visual not in VISUAL_SOURCES or (config.visual == "none" and config.variant != "text"):
+    family = FAMILIES.get(config.model)
+    if family is None:
+        raise TrainError(f"unknown --model {config.model!r}: choose one of {', '.join(FAMILIES)}")
+    problem = family.check_training(config) if family.check_training is not None else None
+    if problem:
+        raise TrainError(problem)
+    from catmner_model.visual_sources import VISUAL_SOURCES, parse_visual
+
+    try:
+        named = parse_visual(config.visual)
+    except ValueError:
+        named = None
+    if not named and config.variant != "text":
+        choices = ", ".join(VISUAL_SOURCES)
         raise TrainError(
-            f"--visual {config.visual!r}: choose one of grid, caption, grid+caption (none is --variant text)"
+            f"--visual {config.visual!r}: choose from {choices}, joined by + (none is --variant text)"
         )
     if config.knowledge not in (None, "", "pgim"):
         raise TrainError(f"--knowledge {config.knowledge!r}: the only known knowledge is 'pgim'")
@@ -150,7 +171,7 @@ def check_config(config: TrainConfig) -> None:
 
     if config.precision not in PRECISIONS:
         raise TrainError(f"--precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    grid = "grid" in effective_visual(config).split("+")
+    grid = "grid" in effective_visual(config)
     if config.finetune_image_encoder and (not grid or config.image_encoder in ("none", "")):
         raise TrainError("--finetune-image-encoder needs an image encoder and a variant that reads images")
     if config.labels and config.variant not in LABEL_WORD_VARIANTS:

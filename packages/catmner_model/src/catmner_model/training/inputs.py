@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from catmner_model.data import Tweet, load_split, resolve_image_dir
+from catmner_model.data import Tweet, load_split
 from catmner_model.training.config import LABEL_WORD_VARIANTS, TrainConfig, TrainError, effective_visual
 from catmner_model.training.distributed import DistInfo, barrier
 
@@ -62,25 +62,49 @@ def prepare_visual(
 ) -> tuple[Any, dict[str, list[Any]], dict[str, Any], int | None]:
     """The run's `VisualSource` and the model inputs of every split, built once.
 
-    Grid: precompute the frozen grid features of every tweet image once (with ``finetune_image_encoder``
-    there is no cache: the model encodes each batch's pixels itself). Caption: read the caption file. PGIM
-    knowledge: align it to the tweets. Returns (source, examples per split, stats for the run log, the grid
-    feature width F or None).
+    The source is `VisualSource.for_model` of the run's model config, as in evaluation and prediction. Grid:
+    the frozen grid features of every tweet image are precomputed once (on rank 0) into the feature cache
+    (with ``finetune_image_encoder`` there is none: the model encodes each batch's pixels itself). Caption: the
+    caption file (and the captioner). PGIM knowledge: aligned to the tweets. Returns (source, examples per
+    split, stats for the run log, the grid feature width F or None).
     """
-    from catmner_model.visual import VisualSource, uses_caption, uses_grid
+    from catmner_model.feature_cache import FeatureCache, feature_cache_root
+    from catmner_model.training.config import build_model_config
+    from catmner_model.visual import VisualSource
+    from catmner_model.visual_grid import build_extractor
 
     visual = effective_visual(config)
-    source = VisualSource(visual=visual, dataset=config.dataset)
     all_tweets = list({id(t): t for split in ("train", "valid", "test") for t in splits[split]}.values())
-    use_grid = uses_grid(visual) and config.image_encoder not in ("none", "")
-    stats: dict[str, Any] = {"visual": visual, "encoder": config.image_encoder if use_grid else None}
-    feature_dim = _add_grid(config, source, all_tweets, info, progress, stats) if use_grid else None
-    if uses_caption(visual):
-        _add_captions(config, source, stats)
+    use_grid = "grid" in visual and config.image_encoder not in ("none", "")
+    finetune = config.finetune_image_encoder
+    extractor = build_extractor(config.image_encoder) if use_grid and not finetune else None
+    feature_dim = int(extractor.feature_dim) if extractor is not None else None
+    cache = None
+    if extractor is not None:
+        cache = FeatureCache(feature_cache_root(config.feature_cache), extractor, memory_items=2048)
+    source = VisualSource.for_model(
+        build_model_config(config, feature_dim),
+        dataset=config.dataset,
+        data_dir=config.data_dir,
+        image_dir=config.image_dir,
+        captions=config.captions,
+        captioner=config.captioner,
+        feature_cache=config.feature_cache,
+        image_encoder=config.image_encoder if use_grid else None,
+        finetune=finetune,
+        cache=cache,
+    )
+    stats: dict[str, Any] = {"visual": source.visual, "encoder": config.image_encoder if use_grid else None}
+    if use_grid:
+        _grid_stats(source, all_tweets, info, progress, stats)
+    if "caption" in visual:
+        stats["caption_file"] = (
+            "none" if config.captions == "none" else str(source.caption_file) if source.caption_file else None
+        )
     if config.knowledge:
         _add_knowledge(config, source, splits, stats)
     examples = {split: source.examples(splits[split]) for split in ("train", "valid", "test")}
-    if uses_caption(visual):
+    if "caption" in visual:
         unique = {id(ex.tweet): ex for v in examples.values() for ex in v}.values()  # each tweet once
         n = len(unique)
         with_caption = sum(ex.caption is not None for ex in unique)
@@ -94,28 +118,13 @@ def prepare_visual(
     return source, examples, stats, feature_dim
 
 
-def _add_grid(
-    config: TrainConfig,
-    source: Any,
-    all_tweets: list[Tweet],
-    info: DistInfo,
-    progress: bool,
-    stats: dict[str, Any],
-) -> int | None:
-    """Give ``source`` the run's images (and the feature cache, precomputed once on rank 0, unless the image
-    encoder is fine-tuned); image counts go into ``stats``. Returns the grid feature width F (None when
-    fine-tuning: the model's own encoder decides it)."""
-    from catmner_model.vision import FeatureCache, load_image_safely
-    from catmner_model.visual import build_extractor, feature_cache_root
+def _grid_stats(
+    source: Any, all_tweets: list[Tweet], info: DistInfo, progress: bool, stats: dict[str, Any]
+) -> None:
+    """Precompute the grid features of the run's images once (rank 0; none when the image encoder is
+    fine-tuned) and put the image counts into ``stats``."""
+    from catmner_model.images import load_image_safely
 
-    feature_dim = None
-    image_dir = resolve_image_dir(config.image_dir, config.data_dir)
-    finetune = config.finetune_image_encoder
-    extractor = None if finetune else build_extractor(config.image_encoder)
-    source.image_dir, source.files = image_dir, finetune
-    if extractor is not None:
-        source.cache = FeatureCache(feature_cache_root(config.feature_cache), extractor, memory_items=2048)
-        feature_dim = int(extractor.feature_dim)
     paths = source.image_paths(all_tweets)
     if source.cache is None:  # fine-tuning: decode each image once here, only to count the unusable ones
         n_unreadable = sum(1 for p in paths if not load_image_safely(p).ok) if info.is_main else None
@@ -124,31 +133,15 @@ def _add_grid(
             stats["precompute"] = source.cache.precompute(paths, progress=progress)
         barrier(info)
         n_unreadable = sum(1 for p in paths if source.cache.get(p) is None)
+    image_dir = source.image_dir
     stats.update(
-        finetune=finetune,
+        finetune=source.files,
         image_dir=str(image_dir) if image_dir else None,
         tweets=len(all_tweets),
         images_found=len(paths),
         tweets_without_image=len(all_tweets) - len({id(t) for t in all_tweets if source.image_paths([t])}),
         unreadable_images=n_unreadable,
     )
-    return feature_dim
-
-
-def _add_captions(config: TrainConfig, source: Any, stats: dict[str, Any]) -> None:
-    """Give ``source`` the dataset's caption file (and the captioner for images without a caption)."""
-    from catmner_model.visual import HFCaptioner, read_captions, resolve_captions
-
-    if config.captions == "none":  # the caption path without content: every tweet gets the no-caption token
-        source.captions = {}
-        stats["caption_file"] = "none"
-        return
-    path = resolve_captions(config.dataset, config.captions, config.data_dir)
-    source.captions = read_captions(path) if path is not None else {}
-    if config.captioner:
-        source.captioner = HFCaptioner(config.captioner)
-        source.image_dir = source.image_dir or resolve_image_dir(config.image_dir, config.data_dir)
-    stats["caption_file"] = str(path) if path is not None else None
 
 
 def _add_knowledge(

@@ -240,7 +240,7 @@ def _open_output(config: TrainConfig, info: DistInfo) -> tuple[Path, dict[str, A
 
 def _start(config: TrainConfig, info: DistInfo, data: dict[str, list[Tweet]] | None) -> _Run:
     """Everything before the first epoch: run directory, label words, inputs, model, optimizer, resumption."""
-    from catmner_model.model import create_model
+    from catmner_model.families import create_model
     from catmner_model.predict import count_truncated
 
     device = _device(config, info)
@@ -334,7 +334,8 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
             config.precision,
         )
     vitals = None
-    if valid is not None and config.vitals_tweets > 0 and run.model.cfg.uses_image and info.is_main:
+    cat = getattr(run.model.cfg, "family", "catmner") == "catmner"  # vital signs of CAT-MNER's layers only
+    if valid is not None and config.vitals_tweets > 0 and cat and run.model.cfg.uses_image and info.is_main:
         from catmner_model.vitals import measure_vitals
 
         # what the refinement does on the first validation tweets (docs/model.md, "Vital signs")
@@ -357,7 +358,7 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         "seconds": round(t_total, 3),
         "steps": len(batches),
         "peak_rss_mib": round(peak_rss_mib(), 1),
-        "vitals": vitals,  # None: not validated, text variant, vitals_tweets 0 or not the main rank
+        "vitals": vitals,  # None: not validated, text variant or UMT, vitals_tweets 0 or not the main rank
     }
     run.log.append(entry)
     rngs = [unpack(b) for b in gather_objects(info, pack(rng_state()))]
@@ -395,12 +396,12 @@ def _write_epoch(run: _Run, epoch: int, improved: bool, rngs: list[dict[str, Any
 
 def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
     """Reload the best model from disk, score it on valid and test, write and return the run record."""
-    from catmner_model.model import CatMner
+    from catmner_model.families import load_pretrained
     from catmner_model.precision import resolve_precision
 
     config, info = run.config, run.info
     barrier(info)
-    best = CatMner.from_pretrained(run.output / "model", map_location=run.device)
+    best = load_pretrained(run.output / "model", map_location=run.device)
     final_collate = best.collator()
     metrics = {}
     for split in ("valid", "test"):

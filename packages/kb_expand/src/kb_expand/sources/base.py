@@ -11,7 +11,6 @@ from ..scheme import LabelSpec
 from ..text import acceptable, dedup_key, excluded_keys, normalize
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..build import BuildConfig
     from ..web import HttpClient
 
 
@@ -26,8 +25,11 @@ class Candidate:
 class SourceContext:
     """What `kbx build` gives a source to configure itself from (`Source.from_context`)."""
 
-    cfg: BuildConfig  # the build's options (paths, URLs, flags)
+    cfg: Any  # the build's options (build.BuildConfig: paths, URLs, flags)
     http: HttpClient  # the store-cached HTTP client of the build
+    # computes (WordNet's "mainly a noun" test, None) or (None, why not): `kbx build` passes
+    # sources.wordnet.noun_filter (given, not imported here: wordnet.py builds on this module)
+    nouns: Callable[[], tuple[Callable[[str], bool] | None, str | None]] | None = None
     _nouns: tuple[Callable[[str], bool] | None, str | None] | None = None
 
     @property
@@ -38,9 +40,7 @@ class SourceContext:
     def noun_filter(self) -> tuple[Callable[[str], bool] | None, str | None]:
         """(WordNet's "mainly a noun" test, None) or (None, why WordNet is unavailable); computed once."""
         if self._nouns is None:
-            from .wordnet import noun_filter
-
-            self._nouns = noun_filter()
+            self._nouns = self.nouns() if self.nouns else (None, "no noun filter given to this build")
         return self._nouns
 
 

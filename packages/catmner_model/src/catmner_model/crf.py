@@ -1,7 +1,8 @@
 """A linear-chain CRF in plain torch, vectorised over the batch and the tag set.
 
-This module owns the CRF used by the tagging baselines (BiLSTM-CRF, CNN-BiLSTM-CRF, LM-CRF): the negative
-log-likelihood (forward algorithm) and Viterbi decoding. Loops run over time steps only (T ≤ a tweet's length);
+This module owns the CRF of the UMT model family (its main and auxiliary CRFs, `umt.py`) and of the benchmark's
+tagging baselines (BiLSTM-CRF, CNN-BiLSTM-CRF, LM-CRF): the negative log-likelihood (forward algorithm),
+Viterbi decoding and the per-position tag marginals (forward-backward). Loops run over time steps only (T ≤ a tweet's length);
 every step is a (B, K, K) tensor operation. K = number of tags.
 """
 
@@ -55,6 +56,28 @@ class CRF(nn.Module):
         """Mean negative log-likelihood over the batch (scalar)."""
         self._check(emissions, mask)
         return (self.log_partition(emissions, mask) - self.gold_score(emissions, tags, mask)).mean()
+
+    @torch.no_grad()
+    def marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """p(tag at t = k | sequence) for every position: (B, T, K) (padding positions are meaningless)."""
+        self._check(emissions, mask)
+        B, T, K = emissions.shape
+        alphas = [self.start + emissions[:, 0]]  # log alpha_t (B, K): paths ending in k at t
+        for t in range(1, T):
+            nxt = torch.logsumexp(
+                alphas[-1].unsqueeze(2) + self.transitions + emissions[:, t].unsqueeze(1), 1
+            )
+            alphas.append(torch.where(mask[:, t].unsqueeze(1), nxt, alphas[-1]))
+        beta = self.end.expand(B, K)  # log beta_t (B, K): continuations from k at t to the end
+        betas = [beta]
+        for t in range(T - 1, 0, -1):
+            prev = torch.logsumexp(self.transitions + (emissions[:, t] + beta).unsqueeze(1), dim=2)
+            beta = torch.where(mask[:, t].unsqueeze(1), prev, beta)  # padding passes beta through
+            betas.append(beta)
+        betas.reverse()
+        log_z = torch.logsumexp(alphas[-1] + self.end, dim=1)  # (B,)
+        joint = torch.stack(alphas, 1) + torch.stack(betas, 1)  # (B, T, K)
+        return (joint - log_z[:, None, None]).exp()
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:

@@ -1,0 +1,186 @@
+"""The report's recipe-search section: each round's settings by validation F1, the round's choice (the best
+setting replaces the profile default only when it beats it by more than the seed spread), and the runs' cost."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from catmner_bench import paper
+from catmner_bench.markdown import md_table
+from catmner_bench.report.tables import (
+    DATASET_LABEL,
+    Group,
+    fmt,
+    fmt_delta,
+    fmt_mean,
+    mean,
+    system_label,
+)
+
+
+def search_choice(
+    named: list[tuple[str, Group]], table1: list[Group] | None = None
+) -> tuple[Group, Group, str]:
+    """(best, chosen, why) of one system's search rows ``(setting name, group)`` on one dataset.
+
+    ``best`` has the highest mean validation F1. It is ``chosen`` over the profile default only when it beats
+    the default by more than t standard errors of that difference, the seed noise taken from the default's
+    validation F1 over Table 1's n seeds (SE = sigma * sqrt(1/n_best + 1/n_default); t the two-sided 95%
+    quantile of Student's t at n - 1 degrees of freedom, since sigma is estimated from n seeds): one seed per setting
+    cannot tell a 0.2 gain from another seed. Without a default row, or without Table 1 seeds of the default
+    to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default has no
+    Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most Table 1
+    seeds stands in, and ``why`` says so."""
+    from catmner_bench.stats import t_critical
+
+    best_name, best = max(named, key=lambda t: mean(t[1].values("f1", split="valid")) or 0.0)
+    default = next((g for name, g in named if name == "profile default"), None)
+    if default is None or best is default:
+        return best, best, ""
+    seeded = [
+        t
+        for t in table1 or ()
+        if t.system == default.system
+        and t.train_dataset == default.train_dataset == t.test_dataset
+        and t.n >= 2
+    ]
+    # the default's own Table 1 seeds, else those of the same system's recipe with the most seeds
+    twin = next((t for t in seeded if t.config == default.config), None)
+    earlier = twin is None and bool(seeded)
+    if earlier:
+        twin = max(seeded, key=lambda t: t.n)
+    gain = mean(best.values("f1", split="valid")) - mean(default.values("f1", split="valid"))
+    if twin is None:
+        return best, best, "seed noise unknown (no Table 1 seeds of this system): the best is chosen"
+    sigma = statistics.stdev(twin.values("f1", split="valid"))
+    se = sigma * math.sqrt(1 / best.n + 1 / default.n)
+    where = f"Table 1, n={twin.n}" + (", another recipe of this system" if earlier else "")
+    noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
+    t = t_critical(twin.n - 1)  # sigma is estimated from twin.n seeds: Student's t at n - 1 df, 95% two-sided
+    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {twin.n - 1} df)"
+    if gain > t * se:
+        return best, best, f"{best_name} beats the default by {gain:+.2f} > {bar} ({noise})"
+    return (
+        best,
+        default,
+        (
+            f"the best, {best_name}, is {gain:+.2f} over the default, within {bar} ({noise}): the default is "
+            f"kept; seeds 2 and 3 of {best_name} would settle it"
+        ),
+    )
+
+
+def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, list[tuple[str, Group]]]]:
+    """Each `SEARCH_ROUNDS` round with its (setting name, group) rows of one system and dataset, in the round's
+    order; groups that are no setting of any round come last, as "other" rows of the last round."""
+    from catmner_bench.experiments import SEARCH_ROUNDS
+    from catmner_bench.profiles import PROFILES
+
+    mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
+    out: list[tuple[Any, list[tuple[str, Group]]]] = []
+    placed: set[int] = set()
+    for rnd in SEARCH_ROUNDS:
+        found: dict[str, Group] = {}
+        for g in mine:  # the round's configs once per group (its profile, visual source and data size)
+            prof = PROFILES.get(g.profile)
+            if prof is None:
+                continue
+            visual = g.config.get("visual") if g.config.get("visual") != "none" else None
+            data = {"n_train": g.config.get("n_train"), "n_eval": g.config.get("n_eval")}
+            for name, cfg in rnd.configs(system, prof, visual):
+                if name not in found and {**cfg, **data} == g.config:
+                    found[name] = g
+                    placed.add(id(g))
+        out.append((rnd, [(name, found[name]) for name, _ in rnd.settings if name in found]))
+    others = [("other", g) for g in mine if id(g) not in placed]
+    if others and out:
+        out[-1][1].extend(others)
+    return [(rnd, rows) for rnd, rows in out if rows]
+
+
+def search_minutes(g: Group) -> str:
+    """Minutes per run of a search row; a row that reused Table 1's run shows that run's training time."""
+    reused = [(r.get("extra") or {}).get("reused_model") or {} for r in g.records]
+    if all(reused):
+        secs = [float(x["wall_time_s"]) for x in reused if x.get("wall_time_s") is not None]
+        return f"{sum(secs) / len(secs) / 60:.1f} (Table 1's run)" if secs else "Table 1's run"
+    return f"{g.wall_minutes:.1f}" if g.wall_minutes is not None else "-"
+
+
+def search_section(groups: list[Group], table1: list[Group] | None = None) -> str:
+    """The recipe search: validation F1 (mean ± std over seeds), seconds per epoch and minutes per run of each
+    setting of each round, per dataset and system; each round's choice (`search_choice`) is marked, and the
+    last round's is the recipe. Test F1 is not in these records (the search never scores test); where Table 1
+    has runs of a chosen setting, their test F1 is shown beside it."""
+    parts = [
+        "## Recipe search (validation F1)",
+        "",
+        "Rounds of one factor at a time (`catmner_bench.experiments.SEARCH_ROUNDS`), each around its base "
+        "recipe, scored on the validation split only. **chosen** marks the setting a round keeps for each "
+        "system and dataset: the best mean validation F1 when it beats the round's default by more than t "
+        "standard errors of the difference (seed noise measured on Table 1's n seeds; t the two-sided 95% "
+        "Student-t quantile at n - 1 df: 4.30 for 3 seeds), else the default. A "
+        "setting two rounds share is one run, shown in both; a later round, planned around an earlier one's "
+        "lead, decides the recipe. Test F1 is scored only for a chosen setting, "
+        "through Table 1 once it is the default (shown where such Table 1 records exist).",
+    ]
+    for ds in paper.DATASETS:
+        for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
+            rounds = search_rows(groups, system, ds)
+            for i, (rnd, named) in enumerate(rounds):
+                later = rounds[i + 1][0].name if i + 1 < len(rounds) else None  # the round that supersedes it
+                best, chosen, why = search_choice(named, table1)
+                default = next((g for name, g in named if name == "profile default"), None)
+                d_valid = mean(default.values("f1", split="valid")) if default else None
+                rows = []
+                for name, g in named:
+                    v = g.values("f1", split="valid")
+                    test = "-"
+                    if g is chosen and later is None:
+                        twin = next(
+                            (
+                                t
+                                for t in table1 or ()
+                                if t.system == system
+                                and t.train_dataset == ds == t.test_dataset
+                                and t.config == g.config
+                            ),
+                            None,
+                        )
+                        test = (
+                            fmt_mean(twin.values("f1")) + f" (Table 1, n={twin.n})"
+                            if twin
+                            else "(not yet: Table 1)"
+                        )
+                    label = name
+                    if g is chosen and later is not None:
+                        label = f"{name} (chosen in round {rnd.name}; round {later} decides the recipe)"
+                    elif g is chosen:
+                        label = f"**{name}** (chosen)"
+                    elif g is best:
+                        label = f"{name} (best, within noise)"
+                    rows.append(
+                        [
+                            label,
+                            str(g.n),
+                            fmt_mean(v),
+                            fmt_delta(mean(v) - d_valid) if d_valid is not None and g is not default else "",
+                            fmt(g.seconds_per_epoch) if g.seconds_per_epoch is not None else "-",
+                            search_minutes(g),
+                            test,
+                        ]
+                    )
+                header = ["Setting", "seeds", "valid F1", "Δ vs default", "s/epoch", "min/run", "test F1"]
+                parts += [
+                    "",
+                    f"### {DATASET_LABEL[ds]}: {system_label(system)}, round {rnd.name}",
+                    "",
+                    f"Round {rnd.name}: {rnd.about}.",
+                    "",
+                    md_table(header, rows),
+                ]
+                if why:
+                    parts += ["", f"Choice: {why}."]
+    return "\n".join(parts)
