@@ -219,7 +219,9 @@ class RTransformerLayers:
                 gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
             blocks = n_text if self.cfg.softmax == "block" else None
             if i == len(layers) - 1 and self._explain is not None:  # explain.py (see _r_layer)
-                self._explain.update(q=q, k=k, mask=allowed, bias=None, scaling=scaling, gate=gate, saliency=sal)
+                self._explain.update(
+                    q=q, k=k, mask=allowed, bias=None, scaling=scaling, gate=gate, saliency=sal
+                )
                 self._explain.update(q_plain=q_plain if keys is not None else q, blocks=blocks)
                 self._explain.update(k_labels=keys[i] if keys is not None else None)
             context, probs = attention(
