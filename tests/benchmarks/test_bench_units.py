@@ -181,7 +181,7 @@ def test_verdicts_judge_the_model_the_current_code_trains() -> None:
     from catmner_bench.claims import CLAIMS
     from catmner_bench.outcomes import CONTRADICTS
     from catmner_bench.profiles import PROFILES
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_bench.verdicts import is_current
 
     now = system_config("cat-textual", PROFILES["quick"])
@@ -235,7 +235,16 @@ def test_an_experiment_is_one_registry_entry(tmp_path, monkeypatch) -> None:
     from catmner_bench.runner import RunContext
 
     ctx = RunContext(output=tmp_path, profile=resolve_profile("paper"))
-    assert experiments.EXPERIMENTS == ("table1", "table2", "table3", "fig3", "fig4", "search", "speed")
+    assert experiments.EXPERIMENTS == (
+        "table1",
+        "table2",
+        "table3",
+        "fig3",
+        "fig4",
+        "search",
+        "decisive",
+        "speed",
+    )
     assert experiments.EXPERIMENT_SPECS["fig4"].after_train(ctx, None) is not None
     assert experiments.EXPERIMENT_SPECS["table1"].after_train(ctx, None) is None
     monkeypatch.setitem(
@@ -255,7 +264,7 @@ def test_the_saliency_scale_of_a_refined_system_is_part_of_its_run_identity() ->
     """A changed library default must not make an old record look finished: refined systems carry the scale
     they train with in their config (and so in their run key)."""
     from catmner_bench.profiles import PROFILES
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_model.config import load_config
 
     p = PROFILES["quick"]
@@ -273,7 +282,8 @@ def test_umt_systems_train_the_umt_family_and_cat_mner_run_keys_stay(tmp_path) -
     carry no "model" field, so their run keys (and finished records) are what they were before families."""
     from catmner_bench.profiles import PROFILES
     from catmner_bench.records import RunSpec
-    from catmner_bench.runner import SYSTEMS, RunContext, system_config, train_config
+    from catmner_bench.runner import RunContext, train_config
+    from catmner_bench.systems import SYSTEMS, system_config
 
     p = PROFILES["quick"]
     umt, grid = system_config("umt", p), system_config("umt-grid", p)
@@ -347,7 +357,7 @@ def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
     (from any experiment's records), each against that row."""
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of, table3_section
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
 
     q = PROFILES["quick"]
     now = system_config("cat-textual", q)
@@ -380,7 +390,7 @@ def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> 
     current code trains comes first, whatever order the record files load in."""
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_bench.verdicts import is_current
 
     now = system_config("lm-span", PROFILES["quick"])
@@ -400,7 +410,7 @@ def test_verdicts_compare_like_with_like() -> None:
     from catmner_bench.outcomes import CONSISTENT
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
     from catmner_bench.verdicts import comparable
 
     q = PROFILES["quick"]
@@ -428,7 +438,7 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
     from catmner_bench.outcomes import CONSISTENT, INCONCLUSIVE
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
 
     q = PROFILES["quick"]
     crf = system_config("lm-crf", q)
@@ -573,9 +583,12 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
     for rnd in SEARCH_ROUNDS:
         pinned = dict(dict(rnd.pins).get("quick", ()))
         assert pinned, f"round {rnd.name} pins nothing of the quick profile"
-        moved = dataclasses.replace(quick, **{k: other[k] for k in pinned})
+        moved = dataclasses.replace(quick, **{k: other[k] for k in pinned if k in other})
         for system in ("lm-span", "cat-textual"):
             assert rnd.configs(system, moved) == rnd.configs(system, quick)
+        # rounds 1-2 ran before the caption placement was part of a config (issue 28): their configs lack it
+        # (so their records stay theirs) and retrain as "restart"
+        assert all("caption_positions" not in cfg for _, cfg in rnd.configs("cat-textual", quick))
     unpinned = dataclasses.replace(quick, batch_size=3)  # a field no round pins does move the configs
     assert SEARCH_ROUNDS[0].configs("lm-span", unpinned) != SEARCH_ROUNDS[0].configs("lm-span", quick)
 
@@ -673,7 +686,7 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report.sections import table3_section
     from catmner_bench.report.tables import Group
-    from catmner_bench.runner import system_config
+    from catmner_bench.systems import system_config
 
     now = PROFILES["quick"]
     before = dataclasses.replace(now, encoder_lr=5e-5)

@@ -29,13 +29,15 @@ TWEET = "RT @nba : LeBron James and the Cavs beat Boston in Cleveland tonight"
 CAPTION = "a basketball player dunks the ball in front of a crowd"
 
 
-def tiny_model(path: Path, variant: str = "cat", seed: int = 0, r_transformer: str = "auto") -> Path:
+def tiny_model(
+    path: Path, variant: str = "cat", seed: int = 0, r_transformer: str = "auto", softmax: str = "joint"
+) -> Path:
     """A random tiny model over grid + caption tokens whose gates are open (refined != unrefined) and whose
     span head leans towards entities (so that a random model predicts some)."""
     torch.manual_seed(seed)
     model = create_model(
         "tiny", WORDS if variant != "mm" else [], variant=variant, visual="grid+caption",
-        image_encoder="tiny:24", gate_init_std=0.5, r_transformer=r_transformer,
+        image_encoder="tiny:24", gate_init_std=0.5, r_transformer=r_transformer, softmax=softmax,
     )  # fmt: skip
     with torch.no_grad():
         model.span_head.out.bias.copy_(torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0]))
@@ -106,6 +108,33 @@ def test_explain_is_the_models_attention(path, model_dir, tmp_path):
     # without an image: no grid view (the span could only look at the no-image token)
     bare = predictor.explain(TWEET, caption=CAPTION)
     assert bare["visual"]["grid"] is None and "grid" not in bare["attention"]["words"][0]
+
+
+@pytest.mark.parametrize("path", ["loop", "intercept"])
+def test_explain_unrefined_keeps_the_per_block_softmax(path, tmp_path):
+    """With softmax "block" the unrefined map is recomputed with the model's own per-block softmax: it equals
+    the refined map of the same model with its last-layer gate shut."""
+    model_dir = tiny_model(tmp_path / "block", softmax="block", r_transformer=path)
+    predictor = Predictor(model_dir, device="cpu")
+    out = predictor.explain(TWEET, image=str(image()), caption=CAPTION)
+    assert out["entities"]
+    from catmner_model.data import Tweet
+
+    tweet = Tweet(imgid="x", tokens=out["tokens"], tags=["O"] * len(out["tokens"]), entities=[])
+    shut = Predictor(model_dir, device="cpu")
+    batch = shut.collate([shut.example(tweet, str(image()), CAPTION)])
+    with torch.no_grad():
+        for p in shut.model.gates_i2t[-1].parameters():
+            p.zero_()
+    with torch.inference_mode():
+        att_shut = shut.model(batch, output_attentions=True).attentions[0, -1].mean(0)
+    for row in out["attention"]["entities"]:
+        pos = batch.word_index[0, row["start"] : row["end"]]
+        assert row["grid"]["unrefined"]["weights"] == pytest.approx(
+            fig4_map(att_shut, pos, slice(0, 16)), abs=2e-6
+        )
+        mass = float(att_shut[:, :16][pos].mean(0).sum())  # the grid's share of the span's attention
+        assert row["grid"]["unrefined"]["mass"] == pytest.approx(mass, abs=2e-6)
 
 
 def test_explain_without_refinement_has_one_map(tmp_path):

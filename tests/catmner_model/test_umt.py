@@ -81,6 +81,18 @@ def test_shapes_through_every_block(tweets, visual):
     assert [len(e) >= 0 for e in model.decode(model(bare), bare)] == [True] * 4
 
 
+def test_umt_reads_the_caption_as_a_sequence_of_its_own(tweets):
+    """CAT-MNER's default caption placement (segment B of a pair, issue 28) is not UMT's: a UMT model keeps
+    "restart" (its saved config says so), its caption pieces carry no pair separator and its caption embedding
+    has its own positions."""
+    model = umt("caption")
+    assert model.cfg.caption_positions == "restart" and model.visual.caption.placement == "restart"
+    collate = model.collator()
+    assert collate.pair_prefix == [] and not collate.pair
+    tok = collate.pieces.tokenizer("a man", add_special_tokens=False)["input_ids"]
+    assert collate.caption_pieces("a man") == [*tok, collate.pieces.sep_id]
+
+
 def test_conversion_matrix_values():
     m = conversion_matrix()
     assert m.shape == (3, 9) and SPAN_TAGS == ("O", "B", "I")

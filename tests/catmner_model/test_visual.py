@@ -161,8 +161,8 @@ def test_caption_tokens_are_visual_tokens_refined_like_grid_cells():
         assert not torch.allclose(other.eval()(batch).logits, out.logits)
 
 
-def test_caption_embedding_starts_as_the_lms_segment_b():
-    model = create_model("tiny", variant="mm", visual="caption")
+def test_restart_caption_embedding_starts_as_the_lms_segment_b():
+    model = create_model("tiny", variant="mm", visual="caption", caption_positions="restart")
     emb = model.encoder.embeddings
     L = model.cfg.max_caption_pieces
     assert torch.equal(model.caption.position.data, emb.position_embeddings.weight[:L])

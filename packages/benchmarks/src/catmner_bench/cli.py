@@ -63,7 +63,7 @@ def run_cli(
     experiment: Annotated[
         str,
         typer.Argument(
-            help="table1 | table2 | table3 | fig3 | fig4 | search | speed (several: comma-separated)"
+            help="table1 | table2 | table3 | fig3 | fig4 | search | decisive | speed (several: comma-separated)"
         ),
     ],
     profile: Annotated[

@@ -20,13 +20,8 @@ from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec
-from catmner_bench.runner import (
-    SYSTEMS,
-    BenchError,
-    RunContext,
-    model_config,
-    system_config,
-)
+from catmner_bench.runner import BenchError, RunContext, model_config
+from catmner_bench.systems import SYSTEMS, system_config
 from catmner_bench.tweets import read_split
 
 CROSS = (("twitter2017", "twitter2015"), ("twitter2015", "twitter2017"))  # (train, test), the paper's order
@@ -42,11 +37,12 @@ class Experiment:
     """
 
     name: str
-    systems: tuple[str, ...]  # default systems (keys of runner.SYSTEMS), in report order
+    systems: tuple[str, ...]  # default systems (keys of systems.SYSTEMS), in report order
     span_only: bool = False  # span models only (no CRF baselines)
     needs_image: bool = False  # only systems with visual tokens
     visual: str | None = None  # the visual source its span models read (None: the profile's)
     scores_test: bool = True  # False: its runs are scored on validation only (the recipe search)
+    in_verdicts: bool = True  # False: its records answer their own question, not the paper's claims
 
     def plan(
         self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
@@ -115,18 +111,38 @@ def fig3_config(system: str, p: Profile, alpha: int, visual: str | None = None) 
 class DataEfficiency(Experiment):
     """Figure 3: alpha training tweets in the profile's sizes, several random samplings of each."""
 
+    def samplings(self, p: Profile) -> tuple[Sequence[int], int]:
+        """The alphas and the number of samplings of each."""
+        return p.fig3_alphas, p.fig3_samplings
+
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
         p = ctx.profile
+        alphas, samplings = self.samplings(p)
         specs = []
         for d in datasets:
-            for alpha in p.fig3_alphas:
-                for index in range(p.fig3_samplings):
+            for alpha in alphas:
+                for index in range(samplings):
                     for s in systems:
-                        # one training seed per sampling: "averaged over samplings and runs" (paper Sec. 4.3)
+                        # one seed per sampling, the same for every system (paired; paper Sec. 4.3)
                         seed = p.seeds[0] + index
-                        cfg = fig3_config(s, p, alpha)
+                        cfg = fig3_config(s, p, alpha, visual=self.visual)
                         specs.append(RunSpec(self.name, s, d, d, seed, cfg, {"alpha": alpha, "index": index}))
         return specs
+
+
+@dataclass(frozen=True)
+class Decisive(DataEfficiency):
+    """The decisive experiment (docs/decisive-experiment.md, decisive.py): the arms at the profile's decisive
+    alphas and samplings on Twitter-2017 (unless datasets are given), paired by sampling and seed, each run
+    with the Figure-3 recipe of its alpha and the visual source of the experiment."""
+
+    def samplings(self, p: Profile) -> tuple[Sequence[int], int]:
+        return p.decisive_alphas, p.decisive_samplings
+
+    def plan(
+        self, ctx: RunContext, systems: Sequence[str] | None = None, datasets: Sequence[str] | None = None
+    ) -> list[RunSpec]:
+        return super().plan(ctx, systems, datasets or ("twitter2017",))
 
 
 @dataclass(frozen=True)
@@ -183,13 +199,18 @@ class SearchRound:
     name: str
     about: str
     settings: tuple[tuple[str, dict[str, Any]], ...]
-    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # (profile name, ((field, value), ...))
+    # (profile name, ((field, value), ...)); value None: the field was not in the configs then (e.g.
+    # caption_positions before issue 28: those runs placed captions as "restart", and retrain so)
+    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def base(self, system: str, profile: Any, visual: str | None = None) -> dict[str, Any]:
         """The round's base config: the system's under the profile, with the pinned values in place (a pinned
         "model_overrides" is the profile's overrides of that time; the system's own stay on top)."""
         pinned = dict(dict(self.pins).get(profile.name, ()))
         out = system_config(system, profile, visual=visual)
+        for name in [k for k, v in pinned.items() if v is None]:  # None: a field the configs then lacked
+            out.pop(name, None)
+            pinned.pop(name)
         if "model_overrides" in pinned:
             own = dict(SYSTEMS[system].overrides)
             out["model_overrides"] = {**dict(pinned.pop("model_overrides")), **own}
@@ -208,7 +229,7 @@ SEARCH_ROUNDS: tuple[SearchRound, ...] = (
         "1",
         "one factor at a time around the first quick recipe (encoder lr 5e-5, batch 16, 3 epochs)",
         SEARCH_SETTINGS,
-        pins=(("quick", (("encoder_lr", 5e-5),)),),
+        pins=(("quick", (("encoder_lr", 5e-5), ("caption_positions", None))),),
     ),
     SearchRound(
         "2",
@@ -223,7 +244,7 @@ SEARCH_ROUNDS: tuple[SearchRound, ...] = (
             ("spans up to 6 words", {"model_overrides": {"max_span_len": 6}}),
             ("word shapes + char CNN", {"model_overrides": {"case_features": "shape+char"}}),
         ),
-        pins=(("quick", (("encoder_lr", 1e-4),)),),
+        pins=(("quick", (("encoder_lr", 1e-4), ("caption_positions", None))),),
     ),
 )
 
@@ -293,6 +314,15 @@ EXPERIMENT_SPECS: dict[str, Experiment] = {
         # Figure 4 draws attention over the 4x4 grid: its models read grid features
         AttentionMaps("fig4", ("cat-textual", "mm"), span_only=True, needs_image=True, visual="grid"),
         RecipeSearch("search", ("lm-span", "cat-textual"), span_only=True, scores_test=False),
+        # TEXT, MM, CAT-MNER with real and with random words, MM with an empty caption (decisive.ARMS); the caption
+        # path, as the issue that called for it measured; its records stay out of the paper verdicts
+        Decisive(
+            "decisive",
+            ("lm-span", "mm", "cat-textual", "cat-random", "mm-empty"),
+            span_only=True,
+            visual="caption",
+            in_verdicts=False,
+        ),
         Speed("speed", ()),
     )
 }

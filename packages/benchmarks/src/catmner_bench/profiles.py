@@ -63,6 +63,10 @@ class Profile:
     # Figure 3: validate about this many times per run (every ceil(epochs / n)-th epoch and the last; 0: after
     # each epoch). At alpha=50 validating the full split takes 3-4x the epoch's training
     fig3_validations: int = 0
+    # the decisive experiment (docs/decisive-experiment.md): training-set sizes and samplings per size, trained
+    # with the profile's Figure-3 recipe at each size
+    decisive_alphas: tuple[int, ...] = (100, 200)
+    decisive_samplings: int = 8
 
     def fig3_epochs_for(self, alpha: int) -> int:
         """Epochs of a Figure-3 run on ``alpha`` training tweets: ``fig3_epochs``, or more where that is fewer
@@ -103,6 +107,8 @@ PROFILES: dict[str, Profile] = {
         fig3_epochs=1,
         num_threads=1,
         visual="grid+caption",
+        decisive_alphas=(4, 8),
+        decisive_samplings=2,
     ),
     "quick": Profile(
         name="quick",

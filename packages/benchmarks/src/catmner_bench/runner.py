@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -21,78 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from catmner_model import Tweet, resolve_data_dir, resolve_image_dir
-from catmner_model.visual_sources import parse_visual
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.systems import SYSTEMS
 from catmner_bench.tweets import check_data, describe, fig3_sample, read_split, select
-
-
-@dataclass(frozen=True)
-class System:
-    """A runnable system: how it is trained and what the reports call it."""
-
-    key: str  # identifier used on the command line and in records
-    label: str  # row label in reports
-    kind: str  # "span" (catmner_model.train_model) or "crf" (baselines.py)
-    variant: str | None = None  # span models: CatMnerConfig variant
-    labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
-    visual: str | None = None  # span models: visual source (None: the profile's; "grid", "caption", ...)
-    knowledge: str | None = None  # span models: a second text segment ("pgim")
-    overrides: tuple[tuple[str, Any], ...] = ()  # span models: CatMnerConfig fields of this system
-    model: str = "catmner"  # span models: the catmner_model family ("umt": UMT, Yu et al. 2020)
-
-
-SYSTEMS: dict[str, System] = {
-    s.key: s
-    for s in (
-        System("bilstm-crf", "BiLSTM-CRF", "crf"),
-        System("cnn-bilstm-crf", "CNN-BiLSTM-CRF", "crf"),
-        System("lm-crf", "LM-CRF", "crf"),
-        System("lm-span", "LM-SPAN (TEXT)", "span", "text", None),
-        System("mm", "MM (CAT-MNER w/o Refine)", "span", "mm", None),
-        System("t2i", "CAT-MNER w/o I2T Refine", "span", "t2i", "textual"),
-        System("i2t", "CAT-MNER w/o T2I Refine", "span", "i2t", "textual"),
-        System("cat-textual", "CAT-MNER (textual KB)", "span", "cat", "textual"),
-        System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
-        System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
-        System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
-        # UMT on our encoder and visual inputs (catmner_model's family "umt"; variant "mm": no label words)
-        System("umt", "UMT (captions)", "span", "mm", None, visual="caption", model="umt"),
-        System("umt-grid", "UMT (4x4 grid)", "span", "mm", None, visual="grid", model="umt"),
-        System(
-            "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
-        ),
-        System(
-            "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
-        ),
-        System(
-            "cat-sal-paper",
-            "CAT-MNER, the paper's saliency",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "paper"),),
-        ),
-        System(
-            "cat-sal-keys",
-            "CAT-MNER, saliency x #keys",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "keys"),),
-        ),
-        System(
-            "cat-sal-learned",
-            "CAT-MNER, learned saliency scale",
-            "span",
-            "cat",
-            "textual",
-            overrides=(("saliency_scale", "learned"),),
-        ),
-    )
-}
 
 
 @dataclass
@@ -128,96 +61,14 @@ def load_data(ctx: RunContext, spec: RunSpec) -> dict[str, list[Tweet]]:
     return {"train": train, "valid": valid, "test": test}
 
 
-# ----------------------------------------------------------------------------------------------- run configs
-def _data_config(profile: Profile) -> dict[str, Any]:
-    """The data-size fields of a profile (part of every run key: a different subset is a different run)."""
-    return {"n_train": profile.n_train, "n_eval": profile.n_eval}
-
-
-def system_config(
-    system: str, profile: Profile, *, epochs: int | None = None, visual: str | None = None
-) -> dict[str, Any]:
-    """The resolved config of a system under a profile (what the run key hashes, besides data and seed)."""
-    if system not in SYSTEMS:
-        raise BenchError(f"unknown system {system!r}: choose from {', '.join(SYSTEMS)}")
-    s = SYSTEMS[system]
-    if s.kind == "crf":
-        from catmner_bench.baselines import BaselineConfig
-
-        lm = system == "lm-crf"
-        cfg = BaselineConfig(
-            system=system,
-            text_encoder=profile.text_encoder,
-            epochs=epochs or (profile.epochs if lm else profile.baseline_epochs),
-            batch_size=profile.batch_size if lm else profile.baseline_batch_size,
-            lr=profile.lr if lm else profile.baseline_lr,
-            encoder_lr=profile.encoder_lr,  # LM-CRF: trained like the span models (see Profile)
-            lstm_hidden=profile.lstm_hidden,
-        )
-        out = dataclasses.asdict(cfg)
-        out.pop("device")
-        if not lm:
-            out.pop("text_encoder")
-            out.pop("encoder_lr")
-        return {"kind": "crf", "profile": profile.name, **_data_config(profile), **out}
-    labels = None
-    if s.labels == "textual":
-        labels = profile.labels_textual
-    elif s.labels == "multimodal":
-        labels = profile.labels_multimodal
-    visual = "none" if s.variant == "text" else (visual or s.visual or profile.visual)
-    uses_grid = "grid" in parse_visual(visual)
-    overrides = {**profile.model_overrides, **dict(s.overrides)}
-    resolved: dict[str, Any] = {}
-    if s.model != "catmner":  # CAT-MNER configs stay without the field: their run keys predate families
-        resolved["model"] = s.model
-    if labels is not None:  # the saliency scale a refined model trains with is part of the run's identity
-        resolved["saliency_scale"] = overrides.get("saliency_scale", default_saliency(profile.text_encoder))
-    return {
-        "kind": "span",
-        "profile": profile.name,
-        **_data_config(profile),
-        "variant": s.variant,
-        "visual": visual,
-        "knowledge": s.knowledge,
-        "labels": labels,
-        "text_encoder": profile.text_encoder,
-        "image_encoder": profile.image_encoder if uses_grid else "none",
-        "epochs": epochs or profile.epochs,
-        "batch_size": profile.batch_size,
-        "lr": profile.lr,
-        "encoder_lr": profile.encoder_lr,
-        "model_overrides": overrides,
-        **resolved,
-    }
-
-
-@functools.cache
-def default_saliency(text_encoder: str) -> str | float:
-    """The saliency scale catmner trains with for this encoder unless overridden: its bundled model config's
-    (the minilm config's for any other encoder, as the trainer does). Cached: the report resolves configs per
-    group and the bundled configs do not change within a process."""
-    from catmner_model import list_configs, load_config
-
-    return load_config(text_encoder if text_encoder in list_configs() else "minilm").saliency_scale
-
-
-def saliency_of(config: dict[str, Any]) -> str | None:
-    """The saliency scale a run config trained with (None: no refinement with label words). Configs from before
-    the scale was resolved into them trained with the paper's, unless a system override said otherwise."""
-    if config.get("kind") != "span" or not config.get("labels"):
-        return None
-    overrides = config.get("model_overrides") or {}
-    return str(config.get("saliency_scale") or overrides.get("saliency_scale", "paper"))
-
-
 def _text_encoder_arg(name: str) -> str | None:
     if name == "minilm":
         return None  # catmner_model's offline default (all-MiniLM-L6-v2 from its PyPI package)
     return name
 
 
-TRAIN_FIELDS = ("warmup_ratio", "valid_every")  # TrainConfig fields a run config may set (search, Figure 3)
+# TrainConfig fields a run config may set (search, Figure 3, systems' ``train``)
+TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr", "saliency_from_qk")
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
@@ -226,10 +77,17 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
 
     c = spec.config
     optional = {k: c[k] for k in TRAIN_FIELDS if k in c}  # absent from the profiles' configs: the defaults
+    labels = c["labels"]
+    if c.get("random_words") and labels:  # the random-words arm: its own draw for this seed, beside the run
+        from catmner_bench.random_words import write_random_label_words
+
+        words = run_dir.with_name(f"{run_dir.name}.random_words.json")  # the trainer owns run_dir itself
+        labels = str(write_random_label_words(labels, ctx.db, spec.seed, words, c["random_words"]))
+    captions = str(ctx.captions) if ctx.captions else None
     return TrainConfig(
         **optional,
         dataset=spec.train_dataset,
-        labels=c["labels"],
+        labels=labels,
         db=ctx.db,
         text_encoder=_text_encoder_arg(c["text_encoder"]),
         image_encoder=c["image_encoder"],
@@ -237,7 +95,7 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         model=c.get("model", "catmner"),
         visual="grid" if c.get("visual", "grid") == "none" else c.get("visual", "grid"),
         knowledge=c.get("knowledge"),
-        captions=str(ctx.captions) if ctx.captions else None,
+        captions=c.get("captions") or captions,  # "none": the empty-caption arm
         epochs=c["epochs"],
         lr=c["lr"],
         encoder_lr=c["encoder_lr"],
@@ -247,10 +105,20 @@ def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
         image_dir=str(ctx.image_dir) if ctx.image_dir else None,
         feature_cache=str(ctx.feature_cache) if ctx.feature_cache else None,
         output=str(run_dir),
-        model_overrides=dict(c.get("model_overrides") or {}),
+        model_overrides=_model_overrides(c),
         num_threads=ctx.profile.num_threads,
         quiet=ctx.quiet,
     )
+
+
+def _model_overrides(c: dict[str, Any]) -> dict[str, Any]:
+    """The CatMnerConfig fields a span config trains with: its overrides, and where it reads captions, their
+    placement (a config from before the placement was resolved into it, issue 28, placed them as "restart":
+    such a config, a finished record's or a search round's pinned one, retrains the model it names)."""
+    out = dict(c.get("model_overrides") or {})
+    if c.get("kind") == "span" and "caption" in str(c.get("visual") or "").split("+"):
+        out["caption_positions"] = c.get("caption_positions", "restart")
+    return out
 
 
 def model_config(model: Any) -> Any:
@@ -492,6 +360,7 @@ def _run_trained(
         image_stats=rec.image_stats,
         model_config=rec.model_config,
         trainer_run_dir=str(run_dir),
+        vitals=rec.vitals,  # the refinement's vital signs of the kept model (catmner_model.vitals)
     )
     if after_train is not None:
         extra.update(after_train(model_dir, data) or {})

@@ -47,7 +47,7 @@ def is_current(group: Any) -> bool:
     import dataclasses
 
     from catmner_bench.profiles import PROFILES
-    from catmner_bench.runner import SYSTEMS, system_config
+    from catmner_bench.systems import SYSTEMS, system_config
 
     cfg = _config(group)
     if group.system not in SYSTEMS or cfg.get("profile") not in PROFILES:
@@ -62,6 +62,29 @@ def is_current(group: Any) -> bool:
 
         return fig3_config(group.system, profile, alpha, visual=visual) == cfg
     return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
+
+
+def currency(group: Any) -> int:
+    """How current a group's config is, for choosing among groups: 2 `is_current`; 1 current but for the
+    caption placement (a caption config from before issue 28 resolved ``caption_positions`` into run configs:
+    those runs placed captions as "restart"), so such records keep their rank among the older ones until the
+    reruns on the current placement exist; 0 older."""
+    if is_current(group):
+        return 2
+    cfg = _config(group)
+    if "caption_positions" in cfg or "caption" not in str(cfg.get("visual") or "").split("+"):
+        return 0
+    import types
+
+    placed = {**cfg, "caption_positions": _default_placement(cfg)}  # the same config on today's placement
+    now = types.SimpleNamespace(system=group.system, alpha=getattr(group, "alpha", None), config=placed)
+    return 1 if is_current(now) else 0
+
+
+def _default_placement(cfg: dict[str, Any]) -> str:
+    from catmner_bench.systems import default_caption_positions
+
+    return default_caption_positions(str(cfg.get("text_encoder") or "minilm"))
 
 
 def candidates(
@@ -84,7 +107,7 @@ def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = Non
     def newest(g: Any) -> str:
         return max((str(r.get("created", "")) for r in getattr(g, "records", [])), default="")
 
-    return max(cands, key=lambda g: (is_current(g), g.n, newest(g))) if cands else None
+    return max(cands, key=lambda g: (currency(g), g.n, newest(g))) if cands else None
 
 
 # fields two systems may differ in by definition (what the system is); the rest must match to compare them
@@ -95,7 +118,7 @@ def differences(ga: Any, gb: Any, saliency: bool = True) -> list[str]:
     """How two groups were not trained alike (e.g. "epochs 10 vs 3"): the fields both configs have, other than
     what makes them different systems; the visual source where both see one; the saliency scale where both
     refine with label words (unless ``saliency`` is False). Empty: comparable."""
-    from catmner_bench.runner import saliency_of
+    from catmner_bench.systems import saliency_of
 
     ca, cb = _config(ga), _config(gb)
     shared = sorted(set(ca) & set(cb) - _SYSTEM_FIELDS - {"visual", "saliency_scale"})
@@ -146,7 +169,7 @@ def comparable(ga: Any, gb: Any) -> bool:
 def _rank(ga: Any, gb: Any) -> tuple:
     """Which pair of groups to compare: trained alike first, then both current, then ``ga`` current, then
     most runs."""
-    return (comparable(ga, gb), is_current(ga) and is_current(gb), is_current(ga), min(ga.n, gb.n))
+    return (comparable(ga, gb), min(currency(ga), currency(gb)), currency(ga), min(ga.n, gb.n))
 
 
 def counterpart(group: Any, groups: Sequence[Any], system: str) -> Any:
@@ -164,15 +187,18 @@ def pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = 
 
 
 def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
-    from catmner_bench.runner import saliency_of
+    from catmner_bench.systems import saliency_of
 
     ga, gb = pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
     notes = []
     if not (is_current(ga) and is_current(gb)) and _config(ga):
-        sal = saliency_of(_config(ga)) or saliency_of(_config(gb))
-        notes.append("older records" + (f": saliency {sal}" if sal else ""))
+        if min(currency(ga), currency(gb)) == 1:  # older only by the caption placement (issue 28)
+            notes.append("older records: captions placed as restart")
+        else:
+            sal = saliency_of(_config(ga)) or saliency_of(_config(gb))
+            notes.append("older records" + (f": saliency {sal}" if sal else ""))
     return between(ga, gb, key, notes)
 
 

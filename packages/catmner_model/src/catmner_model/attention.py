@@ -1,7 +1,9 @@
 """The attention math of CAT-MNER, as plain functions (modules elsewhere hold only projections).
 
 `attention` is ordinary scaled dot-product attention over the concatenation [text tokens; visual tokens]
-with ONE softmax per query. The refined variant (paper Eq. 4) differs in exactly one visible place: when a
+with ONE softmax per query ("joint"), or, given ``blocks``, the paper's per-block softmax (Eq. 3-4): each query
+normalises its text keys and its visual keys separately (T2T and I2T for a text query, T2I and I2I for a visual
+one), and the context adds the two blocks' contexts (each row then sums to one per block, two in all). The refined variant (paper Eq. 4) differs in exactly one visible place: when a
 ``gate`` is given, the raw scores of the refined (cross-modal) blocks become ``(1 - g) * QK^T + g * s`` before
 the 1/sqrt(d) scaling. `saliency` is Eq. 6; `cross_modal_gate` spreads per-key gates onto the refined blocks.
 
@@ -28,6 +30,7 @@ def attention(
     training: bool = False,
     scaling: float | None = None,
     bias: torch.Tensor | None = None,
+    blocks: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled dot-product attention, optionally refined (Eq. 4).
 
@@ -39,6 +42,8 @@ def attention(
         saliency: (B, H, 1, N) saliency of each key token (already scaled), required with ``gate``.
         scaling: score multiplier; None = 1/sqrt(D).
         bias: additive score bias after the scaling, broadcastable to (B, H, N_q, N) (relative positions).
+        blocks: None for one softmax over all keys; T (the number of text keys) for the per-block softmax:
+            keys < T and keys >= T are normalised separately (a block without an allowed key gets no mass).
     Returns:
         context (B, H, N_q, D) and attention probabilities (B, H, N_q, N).
     """
@@ -49,8 +54,16 @@ def attention(
     if bias is not None:
         scores = scores + bias
     allowed = key_mask[:, None, None, :] if key_mask.dim() == 2 else key_mask
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    probs = scores.softmax(dim=-1)  # (B, H, N_q, N)
+    if blocks is None or blocks >= scores.shape[-1]:
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1)  # (B, H, N_q, N)
+    else:
+        is_visual = torch.arange(scores.shape[-1], device=scores.device) >= blocks  # (N,)
+        probs = None
+        for part in (~is_visual, is_visual):
+            inside = allowed & part  # (B, 1 | H, 1 | N_q, N)
+            p = scores.masked_fill(~inside, torch.finfo(scores.dtype).min).softmax(dim=-1) * inside
+            probs = p if probs is None else probs + p  # (B, H, N_q, N)
     context = F.dropout(probs, p=dropout, training=training) @ v  # (B, H, N_q, D)
     return context, probs
 

@@ -15,6 +15,13 @@ gold entities touching them are counted in ``Batch.stats["gold_truncated"]``. Go
 ``max_span_len`` words cannot be represented by any span; they are counted in ``Batch.stats["gold_too_long"]``.
 Words that tokenize to nothing (control characters, U+FE0F ...) are encoded as the unknown token so every word
 has a first subword.
+
+Second segments (caption_positions="pair"): a caption (and PGIM's knowledge) is segment B of a sentence pair,
+opened by the encoder's pair separator (`pair_separator`) and closed by [SEP]; its positions continue after the
+text's. So that every caption piece has a row in the encoder's position table, the text (tweet and knowledge)
+is capped at ``min(model_max_length, position rows) - (pair separator + max_caption_pieces)`` tokens: the tweet
+is truncated by the rule above within that cap, the knowledge fills what is left. With "restart" (models saved
+before the field) nothing is reserved and the caption has its own positions.
 """
 
 from __future__ import annotations
@@ -161,6 +168,22 @@ class WordPieces:
         return [self._cache[w] for w in words]
 
 
+def pair_separator(tokenizer: Any) -> list[int]:
+    """The tokens a tokenizer's sentence-pair format puts between segment A's closing token and segment B
+    (RoBERTa: one more </s>; BERT: none), read from the tokenizer's own encoding of a pair of unknown tokens."""
+    unk = getattr(tokenizer, "unk_token", None)
+    _, _, _, unk_id = _special_ids(tokenizer)
+    if not unk:
+        return []
+    single, pair = tokenizer(unk)["input_ids"], tokenizer(unk, unk)["input_ids"]
+    marks = [i for i, t in enumerate(pair) if t == unk_id]
+    if len(marks) != 2 or single.count(unk_id) != 1:
+        return []
+    closing = single[single.index(unk_id) + 1 :]  # what closes segment A alone ([SEP])
+    between = pair[marks[0] + 1 : marks[1]]  # what separates A from B ([SEP] or </s></s>)
+    return between[len(closing) :] if between[: len(closing)] == closing else []
+
+
 class Collator:
     """(list of Example) -> Batch, padded to the batch's own length.
 
@@ -175,6 +198,7 @@ class Collator:
         tokenizer: Any,
         cfg: CatMnerConfig,
         image_cells: Callable[[str], torch.Tensor | None] | None = None,
+        max_positions: int | None = None,
     ):
         self.cfg = cfg
         self.image_cells = image_cells
@@ -182,29 +206,48 @@ class Collator:
         limit = getattr(tokenizer, "model_max_length", None) or 512
         limit = limit if limit < 100_000 else 512  # "very large" sentinel of tokenizers without a limit
         self.max_length = min(cfg.max_length or limit, limit)
-        if self.max_length < 3:
-            raise CatmnerError(f"max_length must be at least 3 tokens, got {self.max_length}")
         self.max_span_len = cfg.max_span_len
         self.kinds = kinds(cfg.visual)  # the visual sources: each collates its own batch pieces
         self.max_caption_pieces = cfg.max_caption_pieces
         self.use_context = cfg.text_context is not None
         self.max_context_pieces = cfg.max_context_pieces
+        # caption_positions="pair": segment B pieces start with the encoder's pair separator (RoBERTa's extra
+        # </s>; nothing for BERT), and the caption's positions continue after the text: the text keeps room
+        # for the longest caption inside the encoder's position table (see the module docstring)
+        self.pair = getattr(cfg, "caption_positions", "restart") == "pair"
+        self.pair_prefix = pair_separator(tokenizer) if self.pair else []
+        if self.pair:
+            limit = min(limit, max_positions or limit)
+            if cfg.uses_caption:
+                limit -= len(self.pair_prefix) + self.max_caption_pieces
+            self.max_length = min(self.max_length, limit)
+        if self.max_length < 3:
+            raise CatmnerError(
+                f"max_length must be at least 3 tokens, got {self.max_length}"
+                + (
+                    " (after the caption's room in the position table)"
+                    if self.pair and cfg.uses_caption
+                    else ""
+                )
+            )
         self.limit = limit
         self.case_features = getattr(cfg, "case_features", "none")
         self._caption_cache: dict[str, list[int]] = {}
 
     def caption_pieces(self, caption: str) -> list[int]:
-        """Word pieces of a caption, capped at ``max_caption_pieces`` - 1, then [SEP] (as segment B of a pair)."""
+        """Word pieces of a caption, capped at ``max_caption_pieces`` - 1, then [SEP] (as segment B of a pair);
+        with caption_positions="pair", after the encoder's pair separator (`pair_separator`)."""
         ids = self._caption_cache.get(caption)
         if ids is None:
             tok = self.pieces.tokenizer(caption, add_special_tokens=False)["input_ids"]
-            ids = list(tok)[: self.max_caption_pieces - 1] + [self.pieces.sep_id]
+            ids = self.pair_prefix + list(tok)[: self.max_caption_pieces - 1] + [self.pieces.sep_id]
             self._caption_cache[caption] = ids
         return ids
 
     def context_pieces(self, words: Sequence[str], room: int) -> list[int]:
-        """Word pieces of a second segment, at most ``min(max_context_pieces, room)`` including a final [SEP]."""
-        budget = min(self.max_context_pieces, room) - 1
+        """Word pieces of a second segment, at most ``min(max_context_pieces, room)`` including a final [SEP]
+        (and, with caption_positions="pair", the encoder's pair separator before them)."""
+        budget = min(self.max_context_pieces, room) - 1 - len(self.pair_prefix)
         if budget < 1 or not words:
             return []
         out: list[int] = []
@@ -212,7 +255,7 @@ class Collator:
             if len(out) + len(word_ids) > budget:
                 break
             out.extend(word_ids)
-        return out + [self.pieces.sep_id] if out else []
+        return self.pair_prefix + out + [self.pieces.sep_id] if out else []
 
     def encode_words(self, words: Sequence[str]) -> tuple[list[int], list[int]]:
         """Token ids ([CLS] pieces [SEP]) and the first-subword position of each KEPT word (truncation)."""

@@ -93,10 +93,27 @@ def train_cli(
     ] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
+    saliency_lr: Annotated[
+        float | None,
+        typer.Option(help="Peak learning rate of the learned saliency scale (its own group; default: --lr)."),
+    ] = None,
+    saliency_from_qk: Annotated[
+        bool,
+        typer.Option(
+            "--saliency-from-qk",
+            help="Start the learned saliency scale at mean |QK^T| / mean s per layer (g*s on QK^T's scale).",
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Tweets per step (per process under torchrun).")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     max_train: Annotated[int | None, typer.Option(help="Train on a random subset of N tweets.")] = None,
     max_eval: Annotated[int | None, typer.Option(help="Validate/test on the first N tweets only.")] = None,
+    vitals_tweets: Annotated[
+        int,
+        typer.Option(
+            min=0, help="After each validation, the vital signs on the first N valid tweets (0: off)."
+        ),
+    ] = 256,
     data_dir: DataDirOpt = None,
     image_dir: ImageDirOpt = None,
     output: Annotated[
@@ -150,10 +167,13 @@ def train_cli(
         valid_every=valid_every,
         lr=lr,
         encoder_lr=encoder_lr,
+        saliency_lr=saliency_lr,
+        saliency_from_qk=saliency_from_qk,
         batch_size=batch_size,
         seed=seed,
         max_train=max_train,
         max_eval=max_eval,
+        vitals_tweets=vitals_tweets,
         data_dir=str(data_dir) if data_dir else None,
         image_dir=str(image_dir) if image_dir else None,
         output=str(output) if output else None,
@@ -301,8 +321,53 @@ def predict_cli(
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+@friendly_errors
+def inspect_cli(
+    model_dir: ModelDirArg,
+    dataset: DatasetOpt = "twitter2015",
+    split: Annotated[str, typer.Option(help="train | valid | test")] = "valid",
+    data_dir: DataDirOpt = None,
+    image_dir: ImageDirOpt = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Caption file or folder (caption models; default as in train).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Tweets per forward pass.")] = 32,
+    max_tweets: Annotated[int | None, typer.Option(help="Only the first N tweets.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON to this file (not stdout).")
+    ] = None,
+    table: Annotated[bool, typer.Option("--table", help="Print a table instead of JSON.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """The refinement's vital signs on a split, per layer: mean |QK^T| of the cross-modal blocks, mean gate g,
+    mean g*s, the text->visual attention mass, the first caption piece's share of the caption mass and the
+    entropy of the saliency over the visual tokens (docs/model.md). JSON on stdout, or --out FILE."""
+    from catmner_model.atomic import atomic_write_text
+    from catmner_model.vitals import format_vitals, inspect_model
+
+    result = inspect_model(
+        model_dir,
+        dataset,
+        split,
+        data_dir=data_dir,
+        image_dir=image_dir,
+        captions=captions,
+        batch_size=batch_size,
+        max_tweets=max_tweets,
+    )
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
+    if table:
+        typer.echo(format_vitals(result))
+    elif out is None:
+        print_json(result)
+    else:
+        typer.echo(f"vital signs of {result['tweets']} tweets: {out}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add train, evaluate and predict to the `catmner` app."""
+    """Add train, evaluate, inspect and predict to the `catmner` app."""
     app.command("train")(train_cli)
     app.command("evaluate")(evaluate_cli)
+    app.command("inspect")(inspect_cli)
     app.command("predict")(predict_cli)

@@ -75,18 +75,35 @@ class VisualEmbedding(nn.Module):
 
 
 class CaptionEmbedding(nn.Module):
-    """Caption word pieces -> visual tokens: the LM's word embeddings of the pieces (looked up by the model in
-    the same table as the tweet's) + the caption's own learned position and modality embeddings, LayerNorm.
+    """Caption word pieces -> visual tokens (the pieces' word embeddings are looked up by the model in the same
+    table as the tweet's). Two placements (``CatMnerConfig.caption_positions``):
 
-    Initialised from the LM's embedding layer, so that a fresh model reads [tweet ; caption] the way its
-    encoder reads a sentence pair: positions from the LM's first position rows, the modality vector from its
-    second token type (segment B) where it has one, the LayerNorm from its embedding LayerNorm. A tweet without
-    a caption gets the learned no-caption token (its other slots are masked); a batch without any caption
-    carries only that token.
+    - "pair": the caption is segment B of a sentence pair. The encoder's own embedding layer embeds its pieces
+      at the positions that continue after the text's real tokens (piece j of a tweet with n text tokens at
+      position n + j), with token type B where the encoder has a second one; so the model reads
+      [tweet ; caption] exactly as its encoder reads a sentence pair. Holds only the no-caption token.
+    - "restart" (models saved before the placement was a choice): the caption's own learned position and
+      modality embeddings and LayerNorm, initialised from the LM's first position rows (so piece 0 starts on the
+      [CLS] position), its second token type and its embedding LayerNorm.
+
+    A tweet without a caption gets the learned no-caption token in the first slot (its other slots are
+    masked); a batch without any caption carries only that token.
     """
 
-    def __init__(self, lm_embeddings: nn.Module, n_tokens: int, width: int, eps: float, dropout: float):
+    def __init__(
+        self,
+        lm_embeddings: nn.Module,
+        n_tokens: int,
+        width: int,
+        eps: float,
+        dropout: float,
+        positions: str = "restart",
+    ):
         super().__init__()
+        self.placement = positions
+        if positions == "pair":
+            self.no_caption = nn.Parameter(torch.randn(width) * 0.02)  # the learned "no caption" word vector
+            return
         self.position = nn.Parameter(torch.randn(n_tokens, width) * 0.02)
         self.modality = nn.Parameter(torch.zeros(width))
         self.no_caption = nn.Parameter(torch.randn(width) * 0.02)  # the learned "no caption" token
@@ -106,10 +123,23 @@ class CaptionEmbedding(nn.Module):
                 self.norm.load_state_dict(norm.state_dict())
 
     def forward(
-        self, vecs: torch.Tensor | None, mask: torch.Tensor | None, has: torch.Tensor, batch_size: int
+        self,
+        vecs: torch.Tensor | None,
+        mask: torch.Tensor | None,
+        has: torch.Tensor,
+        batch_size: int,
+        embeddings: nn.Module | None = None,
+        start: torch.Tensor | None = None,
+        token_types: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """vecs (B, L, D) word embeddings of the caption pieces or None, mask (B, L), has (B,) bool ->
-        tokens (B, L', D) and their mask (B, L'); L' = 1 when no example of the batch has a caption."""
+        tokens (B, L', D) and their mask (B, L'); L' = 1 when no example of the batch has a caption.
+
+        "pair" placement also takes the encoder's embedding layer ``embeddings``, ``start`` (B,) the number of
+        real text tokens of each example (the caption's first position) and ``token_types`` (whether the
+        embedding layer takes token type ids)."""
+        if self.placement == "pair":
+            return self._pair(vecs, mask, has, batch_size, embeddings, start, token_types)
         none = (self.no_caption + self.position[0] + self.modality).expand(batch_size, 1, -1)  # (B, 1, D)
         if vecs is None:
             tokens = none
@@ -122,6 +152,32 @@ class CaptionEmbedding(nn.Module):
             out_mask = mask.clone()
             out_mask[:, 0] = True
         return self.dropout(self.norm(tokens)), out_mask
+
+    def _pair(self, vecs, mask, has, batch_size, embeddings, start, token_types):
+        if embeddings is None or start is None:
+            raise ValueError(
+                "a caption placed as segment B needs the encoder's embedding layer and positions"
+            )
+        none = self.no_caption.expand(batch_size, 1, -1)  # (B, 1, D)
+        if vecs is None:
+            vecs = none
+            out_mask = torch.ones((batch_size, 1), dtype=torch.bool, device=none.device)
+        else:
+            vecs = torch.cat([torch.where(has[:, None, None], vecs[:, :1], none), vecs[:, 1:]], dim=1)
+            out_mask = mask.clone()
+            out_mask[:, 0] = True
+        L = vecs.shape[1]
+        positions = start[:, None] + torch.arange(L, device=vecs.device)  # (B, L) after the text's tokens
+        extra: dict[str, torch.Tensor] = {}
+        table = getattr(embeddings, "position_embeddings", None)
+        if isinstance(table, nn.Embedding):  # absolute positions (rotary encoders place them in the layers)
+            offset = (table.padding_idx + 1) if table.padding_idx is not None else 0  # RoBERTa: from 2
+            # the Collator keeps every real piece inside the table; only padding slots could pass its end
+            extra["position_ids"] = (positions + offset).clamp(max=table.num_embeddings - 1)
+        types = getattr(embeddings, "token_type_embeddings", None)
+        if token_types and isinstance(types, nn.Embedding):
+            extra["token_type_ids"] = torch.full_like(positions, min(1, types.num_embeddings - 1))
+        return embeddings(inputs_embeds=vecs, **extra), out_mask
 
 
 class SpanHead(nn.Module):

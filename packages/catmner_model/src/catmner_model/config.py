@@ -52,6 +52,8 @@ VARIANT_SPECS: dict[str, Variant] = {
 }
 VARIANTS: tuple[str, ...] = tuple(VARIANT_SPECS)
 R_TRANSFORMERS: tuple[str, ...] = ("auto", "loop", "intercept")
+CAPTION_POSITIONS: tuple[str, ...] = ("pair", "restart")
+SOFTMAXES: tuple[str, ...] = ("joint", "block")
 
 
 @dataclass
@@ -70,6 +72,14 @@ class CatMnerConfig:
     # layer from 0) or a number. "learned" won on validation (Twitter-2017, captions: 83.01 against 82.27 for
     # "keys" and 82.08 for "paper", seed 1; docs/model.md); models saved without the field are "paper"
     saliency_scale: str | float = "learned"
+    # saliency_scale="learned": the multiplier exp(w_l) starts here (w_l = log of it); 1.0 starts at "keys".
+    # A start on the scale of |QK^T| (`catmner inspect` measures it) lets g*s compete with QK^T from step 1
+    saliency_scale_init: float = 1.0
+    # "joint": one softmax per query over [text; visual] keys; "block": the paper's per-block softmax (Eq. 3-4):
+    # a text query's softmax over the text keys (T2T) and its own one over the visual keys (I2T), a visual
+    # query's over the visual keys (I2I) and over the text keys (T2I); the two blocks' contexts add up.
+    # Models saved without the field are "joint"
+    softmax: str = "joint"
     gate_init_std: float = 0.0  # std of the gate FFN's output layer at init; 0 => g = 0 => starts vanilla
     span_hidden: int | None = None  # hidden width of the span FFN; None = encoder width D
     dropout: float | None = None  # dropout of new layers; None = the encoder's hidden_dropout_prob
@@ -82,6 +92,11 @@ class CatMnerConfig:
     # command line ("grid+caption", "none") load as these tuples (visual_sources.parse_visual)
     visual: tuple[str, ...] = ("grid",)
     image_encoder: str | None = None  # the frozen encoder the grid features come from (recorded for predict)
+    # where caption (and PGIM knowledge) pieces sit: "pair" (segment B of a sentence pair: positions continue
+    # after the tweet's pieces, the encoder's pair separator, token type B where the encoder has one, the
+    # encoder's own embedding layer) or "restart" (the caption's own learned positions from the LM's row 0:
+    # the placement of models saved before the field existed, which load as "restart")
+    caption_positions: str = "pair"
     max_caption_pieces: int = 32  # L_I of a caption: its word pieces (incl. a closing [SEP]) are capped here
     text_context: str | None = None  # a second text segment after the tweet: "pgim" (PGIM's knowledge)
     max_context_pieces: int = 160  # word pieces of the second segment kept (incl. its closing [SEP])
@@ -128,6 +143,21 @@ class CatMnerConfig:
         if self.r_transformer not in R_TRANSFORMERS:
             raise ConfigError(
                 f"r_transformer must be one of {', '.join(R_TRANSFORMERS)}, got {self.r_transformer!r}"
+            )
+        if self.caption_positions not in CAPTION_POSITIONS:
+            raise ConfigError(
+                f"caption_positions must be one of {', '.join(CAPTION_POSITIONS)}, got {self.caption_positions!r}"
+            )
+        if self.softmax not in SOFTMAXES:
+            raise ConfigError(f"softmax must be one of {', '.join(SOFTMAXES)}, got {self.softmax!r}")
+        if not (
+            isinstance(self.saliency_scale_init, int | float)
+            and not isinstance(self.saliency_scale_init, bool)
+            and math.isfinite(self.saliency_scale_init)
+            and self.saliency_scale_init > 0
+        ):
+            raise ConfigError(
+                f"saliency_scale_init must be a positive number, got {self.saliency_scale_init!r}"
             )
         if self.max_caption_pieces < 2 or self.max_context_pieces < 2:
             raise ConfigError("max_caption_pieces and max_context_pieces must be at least 2")

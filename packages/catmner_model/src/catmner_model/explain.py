@@ -85,6 +85,7 @@ def explain_input(predictor: Any, item: Any) -> dict[str, Any]:
                     mask,
                     scaling=capture["scaling"],
                     bias=capture["bias"],
+                    blocks=capture.get("blocks"),
                 )[1]  # (1, H, N_q, N) the same layer without the gate
     finally:
         model._explain = None

@@ -160,9 +160,12 @@ class CatMner(RTransformerLayers, nn.Module):
             self.word_form: nn.Module | None = WordForm(cfg.case_features, D, dropout)
         else:
             self.word_form = None
-        # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency (starts at "keys")
+        # saliency_scale="learned": log of a per-layer multiplier of the "keys" saliency, starting at
+        # saliency_scale_init (1: at "keys")
         self.saliency_log_scale = (
-            nn.Parameter(torch.zeros(L)) if cfg.saliency_scale == "learned" and cfg.uses_label_words else None
+            nn.Parameter(torch.full((L,), math.log(cfg.saliency_scale_init)))
+            if cfg.saliency_scale == "learned" and cfg.uses_label_words
+            else None
         )
 
     def _register_label_ids(self) -> None:
@@ -192,7 +195,21 @@ class CatMner(RTransformerLayers, nn.Module):
     def collator(self) -> Collator:
         """A Collator matching this model's tokenizer and config (reading image files when the model runs
         its own image encoder)."""
-        return Collator(self.tokenizer, self.cfg, self.image_cells if self.vision is not None else None)
+        return Collator(
+            self.tokenizer,
+            self.cfg,
+            self.image_cells if self.vision is not None else None,
+            max_positions=self.max_positions,
+        )
+
+    @property
+    def max_positions(self) -> int | None:
+        """Rows of the encoder's absolute position table that text can use (RoBERTa's first two are
+        reserved), or None for encoders without one (rotary)."""
+        table = getattr(self.encoder.embeddings, "position_embeddings", None)
+        if not isinstance(table, nn.Embedding):
+            return None
+        return table.num_embeddings - ((table.padding_idx + 1) if table.padding_idx is not None else 0)
 
     def image_cells(self, path: str | os.PathLike[str]) -> torch.Tensor | None:
         """The trainable image encoder's input for an image file, ``(I, 3, S, S)``; None if unusable."""
@@ -281,10 +298,17 @@ class CatMner(RTransformerLayers, nn.Module):
             feats = self.word_form(batch.word_shapes, batch.word_chars).to(text.dtype)  # (B, W, D)
             text = text.scatter_add(1, batch.word_index[..., None].expand(-1, -1, D), feats)
         parts, masks = [text], [batch.attention_mask]
+        caption_at = None  # where the caption's tokens start (vitals)
         for kind in self.visual_kinds:  # each visual source's tokens, after the text
             vis, vis_mask = kind.tokens(self, batch, B, lm_vecs if kind is lm_source else None)  # (B, n, D)
+            if kind is lm_source:
+                caption_at = sum(p.shape[1] for p in parts)
             parts.append(vis)
             masks.append(vis_mask)
+        probe = self.__dict__.get("_vitals")  # vitals.measure_vitals
+        if probe is not None:
+            has_caption = batch.caption_mask[:, 0] if batch.caption_mask is not None else None
+            probe.begin(batch.attention_mask, caption_at, has_caption)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else text  # (B, N, D)
         key_mask = torch.cat(masks, dim=1) if len(masks) > 1 else batch.attention_mask  # (B, N)
         record = output_attentions and len(parts) > 1

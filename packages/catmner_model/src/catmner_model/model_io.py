@@ -98,9 +98,10 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
             f"{d}: model format version {meta.get('format_version')!r}, this catmner reads version {FORMAT_VERSION}"
         )
     try:
-        # a model saved before saliency_scale existed was trained with the paper's scale (today's default
-        # is "learned"); every later save writes the field
-        cfg = config_from_dict({"saliency_scale": "paper", **meta["config"]}, f"{d / 'config.json'}")
+        # a model saved before a field existed was trained with the behaviour of then (today's defaults differ:
+        # saliency_scale "learned", caption_positions "pair"); every later save writes the fields
+        then = {"saliency_scale": "paper", "caption_positions": "restart", "softmax": "joint"}
+        cfg = config_from_dict({**then, **meta["config"]}, f"{d / 'config.json'}")
         enc_cfg = dict(meta["encoder_config"])
         enc_cfg.pop("transformers_version", None)
         enc_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)

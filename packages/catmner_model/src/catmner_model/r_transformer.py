@@ -85,6 +85,10 @@ class RTransformerLayers:
         gate = cross_modal_gate(g, n_text, i2t, t2i)[:, :, :n_q]  # (B, H, N_q, N)
         return gate, sal[:, :, None, :]  # (B, H, 1, N)
 
+    def _refined(self, i: int) -> tuple[bool, bool]:
+        """Whether layer ``i`` refines its I2T and its T2I block."""
+        return self.gates_i2t is not None, self.gates_t2i is not None and i < len(self.gates_t2i)
+
     def _r_layer(
         self,
         i: int,
@@ -132,12 +136,25 @@ class RTransformerLayers:
                 k_labels = self._heads(w_k(c))  # (H, C, Dh) label-word keys of this layer
             gate, sal = self._refinement(i, x, q, k_labels, key_mask, n_text, n_q)
         bias = bias[:, :, :n_q] if bias is not None else None
+        blocks = n_text if self.cfg.softmax == "block" else None
         if last and self._explain is not None:  # explain.py: recompute this attention without refinement
             self._explain.update(q=q[:, :, :n_q], k=k, mask=key_mask, bias=bias, scaling=None, q_plain=q)
-            self._explain.update(k_labels=k_labels, gate=gate, saliency=sal)
+            self._explain.update(k_labels=k_labels, gate=gate, saliency=sal, blocks=blocks)
         context, probs = attention(
-            q[:, :, :n_q], k, v, key_mask, gate, sal, self.attn_dropout, self.training, bias=bias
+            q[:, :, :n_q],
+            k,
+            v,
+            key_mask,
+            gate,
+            sal,
+            self.attn_dropout,
+            self.training,
+            bias=bias,
+            blocks=blocks,
         )
+        probe = self.__dict__.get("_vitals")  # vitals.measure_vitals: what this layer's attention did
+        if probe is not None:
+            probe.observe(i, q[:, :, :n_q], k, key_mask, n_text, gate, sal, probs, self._refined(i))
         context = context.transpose(1, 2).reshape(x.shape[0], n_q, -1)  # (B, N_q, D)
         if rows is None:
             h = lay.attn_output(layer, context, x[:, :n_q])  # dense, dropout, LayerNorm(h + x)
@@ -200,13 +217,19 @@ class RTransformerLayers:
             if keys is not None:
                 q_plain = self._heads(lay.query(layers[i], h)) if lay.rotary else q  # no position rotation
                 gate, sal = self._refinement(i, h, q_plain, keys[i], key_mask, n_text, N)
+            blocks = n_text if self.cfg.softmax == "block" else None
             if i == len(layers) - 1 and self._explain is not None:  # explain.py (see _r_layer)
                 self._explain.update(
                     q=q, k=k, mask=allowed, bias=None, scaling=scaling, gate=gate, saliency=sal
                 )
-                self._explain.update(q_plain=q_plain if keys is not None else q)
+                self._explain.update(q_plain=q_plain if keys is not None else q, blocks=blocks)
                 self._explain.update(k_labels=keys[i] if keys is not None else None)
-            context, probs = attention(q, k, v, allowed, gate, sal, dropout, self.training, scaling)
+            context, probs = attention(
+                q, k, v, allowed, gate, sal, dropout, self.training, scaling, blocks=blocks
+            )
+            probe = self.__dict__.get("_vitals")
+            if probe is not None:
+                probe.observe(i, q, k, key_mask, n_text, gate, sal, probs, self._refined(i))
             if record:
                 maps.append(probs[:, :, :n_text, n_text:].detach())  # (B, H, T, I)
             return context.transpose(1, 2).contiguous(), probs  # (B, N, H, Dh) as transformers expects

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,8 @@ class Umt(nn.Module):
             )
         if cfg.trainable_image_encoder or cfg.text_context or cfg.case_features != "none":
             raise CatmnerError("UMT takes no trainable image encoder, text context or case features")
+        if cfg.caption_positions != "restart":  # UMT reads the caption as a sequence of its own
+            cfg = replace(cfg, caption_positions="restart")
         self.cfg = cfg
         self.label_words: list[str] = []  # UMT uses none; kept for the shared save format
         self.label_words_meta = None

@@ -1,6 +1,9 @@
 """The ``caption`` visual source: the caption of the tweet's image (a file of captions, one given with the tweet,
 or one written by a Hugging Face image-to-text model), as word pieces the LM's embedding layer embeds, then
-`components.CaptionEmbedding` (positions, modality, the no-caption token).
+`components.CaptionEmbedding` (positions, modality, the no-caption token). Placed as segment B of a sentence pair
+(``caption_positions="pair"``: the pieces open with the encoder's pair separator, `batching.Collator`, and
+their positions continue after the text's real tokens, `CaptionSource.tokens`) or, for models saved before the
+placement was a choice, on positions of their own from row 0 ("restart").
 
 Caption files: lines ``<IMGID>.jpg :<caption>`` (the PGIM release's BLIP-2 files) or JSON lines
 ``{"imgid": ..., "caption": ...}``. Errors name the file and line. An empty caption counts as none (the
@@ -145,6 +148,9 @@ class CaptionSource(VisualSourceKind):
     # ------------------------------------------------------------------------------------- example lookup
     def setup(self, src: Any, cfg: Any, options: dict[str, Any]) -> None:
         captions = options.get("captions")
+        if captions == "none":  # the caption path without content: every tweet gets the no-caption token
+            src.caption_file, src.captions = None, {}
+            return  # and no captioner
         if isinstance(captions, dict):
             src.captions = dict(captions)
         else:
@@ -204,7 +210,9 @@ class CaptionSource(VisualSourceKind):
     def embedding(self, model: Any, cfg: Any, width: int, eps: float, dropout: float) -> torch.nn.Module:
         from catmner_model.components import CaptionEmbedding
 
-        return CaptionEmbedding(model.encoder.embeddings, cfg.max_caption_pieces, width, eps, dropout)
+        return CaptionEmbedding(
+            model.encoder.embeddings, cfg.max_caption_pieces, width, eps, dropout, cfg.caption_positions
+        )
 
     def piece_ids(self, batch: Any) -> torch.Tensor | None:
         return batch.caption_ids
@@ -216,4 +224,7 @@ class CaptionSource(VisualSourceKind):
             has = batch.caption_mask[:, 0]
         else:
             has = torch.zeros(batch_size, dtype=torch.bool, device=batch.input_ids.device)
-        return model.caption(lm_vecs, batch.caption_mask, has, batch_size)  # (B, Lc, D), (B, Lc)
+        start = batch.attention_mask.sum(1)  # (B,) "pair": the caption's positions follow the text's
+        return model.caption(
+            lm_vecs, batch.caption_mask, has, batch_size, model.encoder.embeddings, start, model._embed_types
+        )  # (B, Lc, D), (B, Lc)

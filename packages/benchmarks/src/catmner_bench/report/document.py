@@ -81,7 +81,7 @@ def write_report(
 
     def scored(r: dict[str, Any]) -> bool:
         e = EXPERIMENT_SPECS.get(r["spec"]["experiment"])
-        return e is None or e.scores_test
+        return e is None or (e.scores_test and e.in_verdicts)
 
     everything = groups_of(unique_runs(r for r in loaded if scored(r)))
     if "table1" in by_exp:
@@ -116,6 +116,10 @@ def write_report(
         if text:
             sections += ["", text]
             figures += figs
+    if "decisive" in by_exp:
+        from catmner_bench.decisive import decisive_section
+
+        sections += ["", decisive_section(by_exp["decisive"])]
     if "speed" in by_exp:
         from catmner_bench.speed.render import speed_section
 

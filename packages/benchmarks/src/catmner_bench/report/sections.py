@@ -291,7 +291,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     change is not compared with a model trained differently. A saliency row compares with CAT-MNER at the
     shown row's (default) scale."""
     from catmner_bench.stats import Comparison
-    from catmner_bench.verdicts import between, differences, is_current
+    from catmner_bench.verdicts import between, currency, differences
 
     def alike(b: Group) -> bool:
         if saliency_row:
@@ -307,7 +307,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
             base = min(same, key=lambda b: (len(differences(g, b, saliency=not saliency_row)), -b.n))
             cell = between(g, base, saliency=not saliency_row).short()
             return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))}"
-        base = max(ok, key=lambda b: (is_current(b), b.n))
+        base = max(ok, key=lambda b: (currency(b), b.n))
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
         return cell

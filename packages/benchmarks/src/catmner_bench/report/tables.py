@@ -17,7 +17,7 @@ DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 
 
 def _system_order() -> tuple[str, ...]:
-    from catmner_bench.runner import SYSTEMS
+    from catmner_bench.systems import SYSTEMS
 
     return tuple(SYSTEMS)  # report rows follow the registry's order
 
@@ -101,7 +101,7 @@ class Group:
     @property
     def saliency(self) -> str | None:
         """The saliency scale a refined model trained with (None: no label words)."""
-        from catmner_bench.runner import saliency_of
+        from catmner_bench.systems import saliency_of
 
         return saliency_of(self.config)
 
@@ -150,7 +150,7 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
     out = [
         Group(sorted(v, key=lambda r: (r["spec"]["seed"], str(r["spec"].get("sample"))))) for v in by.values()
     ]
-    from catmner_bench.verdicts import is_current
+    from catmner_bench.verdicts import currency
 
     order = {s: i for i, s in enumerate(SYSTEM_ORDER)}
     # within a system, the config the current code trains first, then older ones (e.g. an earlier recipe)
@@ -161,13 +161,13 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
             g.alpha or 0,
             order.get(g.system, 99),
             g.encoder,
-            not is_current(g),
+            -currency(g),
         )
     )
     return out
 
 
 def system_label(system: str) -> str:
-    from catmner_bench.runner import SYSTEMS
+    from catmner_bench.systems import SYSTEMS
 
     return SYSTEMS[system].label if system in SYSTEMS else system

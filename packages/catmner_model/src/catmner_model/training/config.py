@@ -15,7 +15,15 @@ from catmner_model.errors import CatmnerError
 # the variants whose attention label words refine: ("cat", "i2t", "t2i")
 LABEL_WORD_VARIANTS = tuple(name for name, v in VARIANT_SPECS.items() if v.uses_label_words)
 # config fields that do not change the result: they may differ between a run and its resumption
-_NON_RESULT_FIELDS = ("output", "quiet", "data_dir", "image_dir", "num_threads", "feature_cache")
+_NON_RESULT_FIELDS = (
+    "output",
+    "quiet",
+    "data_dir",
+    "image_dir",
+    "num_threads",
+    "feature_cache",
+    "vitals_tweets",
+)
 
 
 class TrainError(CatmnerError):
@@ -39,7 +47,9 @@ class TrainConfig:
     finetune_image_encoder: bool = False
     # visual tokens: grid (image encoder over the 4x4 grid) | caption (the image's caption) | grid+caption
     visual: str = "grid"
-    captions: str | None = None  # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/)
+    # caption file or folder (default $CATMNER_CAPTIONS, data_dir/captions/); "none": no tweet gets a caption
+    # (the caption path without content: the learned no-caption token only)
+    captions: str | None = None
     captioner: str | None = None  # HF image-to-text model captioning images that have no caption
     knowledge: str | None = None  # a second text segment per tweet: "pgim" (data_dir/pgim/<dataset>_pgim.zip)
     epochs: int = 10  # passes over the training split
@@ -48,6 +58,12 @@ class TrainConfig:
     valid_every: int = 1
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
+    # peak learning rate of the learned saliency scale (saliency_scale="learned"), a group of its own; None: lr.
+    # At lr 5e-4 its log moves by ~0.2 in a run: too little to bring g*s to the scale of QK^T
+    saliency_lr: float | None = None
+    # before the first step, start the learned saliency scale of each layer at mean |QK^T| / mean s of its I2T
+    # block on the first 256 training tweets (vitals.start_saliency_at_qk), so g*s is on the scale of QK^T
+    saliency_from_qk: bool = False
     weight_decay: float = 0.01  # AdamW decay (never on biases and norm weights)
     warmup_ratio: float = 0.1  # fraction of all optimizer steps spent warming up linearly
     max_grad_norm: float = 1.0  # gradient clipping (0: off)
@@ -57,6 +73,9 @@ class TrainConfig:
     seed: int = 42  # seeds init, shuffling, dropout, subsampling
     max_train: int | None = None  # use a random subset of this many training tweets (quick runs, Figure 3)
     max_eval: int | None = None  # use the first N validation/test tweets (quick runs, benchmarks)
+    # after each validation, the refinement's vital signs (vitals.py) on the first N validation tweets, in the
+    # epoch's log entry and the run record; 0: off (models with visual tokens only)
+    vitals_tweets: int = 256
     data_dir: str | None = None  # folder with twitter2015/ twitter2017/ (default $CATMNER_DATA)
     image_dir: str | None = None  # folder with <dataset>_images/ (default $CATMNER_IMAGES, data_dir/...)
     feature_cache: str | None = None  # grid-feature cache root (default $CATMNER_HOME/features)
@@ -159,6 +178,14 @@ def check_config(config: TrainConfig) -> None:
         raise TrainError(
             f"variant {config.variant!r} uses no label words: drop --labels {config.labels} "
             f"(label words refine attention in {', '.join(LABEL_WORD_VARIANTS)})"
+        )
+    if config.vitals_tweets < 0:
+        raise TrainError(f"--vitals-tweets must be 0 (off) or more, got {config.vitals_tweets}")
+    if config.saliency_lr is not None and not config.saliency_lr > 0:
+        raise TrainError(f"--saliency-lr must be positive, got {config.saliency_lr}")
+    if config.saliency_from_qk and config.variant not in ("cat", "i2t"):
+        raise TrainError(
+            f"--saliency-from-qk needs a variant that refines I2T (cat, i2t), not {config.variant!r}"
         )
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")

@@ -98,7 +98,9 @@ def prepare_visual(
     if use_grid:
         _grid_stats(source, all_tweets, info, progress, stats)
     if "caption" in visual:
-        stats["caption_file"] = str(source.caption_file) if source.caption_file is not None else None
+        stats["caption_file"] = (
+            "none" if config.captions == "none" else str(source.caption_file) if source.caption_file else None
+        )
     if config.knowledge:
         _add_knowledge(config, source, splits, stats)
     examples = {split: source.examples(splits[split]) for split in ("train", "valid", "test")}

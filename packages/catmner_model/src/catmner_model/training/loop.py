@@ -266,6 +266,17 @@ def _start(config: TrainConfig, info: DistInfo, data: dict[str, list[Tweet]] | N
     run.model = create_model(model_cfg, label_words if label_words is not None else ())
     run.model.to(device)
     run.collate = run.model.collator()
+    if config.saliency_from_qk and prior is None:  # a resume loads the weights it had
+        from catmner_model.vitals import start_saliency_at_qk
+
+        try:
+            start = start_saliency_at_qk(run.model, split_examples["train"][:256], config.eval_batch_size)
+        except ValueError as exc:
+            raise TrainError(f"--saliency-from-qk: {exc}") from None
+        if show:
+            tqdm.write(
+                f"saliency scale starts at {', '.join(f'{m:.3g}' for m in start)} (|QK^T| / s per layer)"
+            )
     run.truncated = {k: count_truncated(run.collate, (t.tokens for t in v)) for k, v in splits.items()}
     if info.is_main and any(c["words"] for c in run.truncated.values()):  # shown with -q as well: lost words
         tqdm.write(
@@ -326,6 +337,15 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
             run.show,
             config.precision,
         )
+    vitals = None
+    cat = getattr(run.model.cfg, "family", "catmner") == "catmner"  # vital signs of CAT-MNER's layers only
+    if valid is not None and config.vitals_tweets > 0 and cat and run.model.cfg.uses_image and info.is_main:
+        from catmner_model.vitals import measure_vitals
+
+        # what the refinement does on the first validation tweets (docs/model.md, "Vital signs")
+        vitals = measure_vitals(
+            run.model, run.split_examples["valid"][: config.vitals_tweets], config.eval_batch_size
+        )
     t_total = time.perf_counter() - t0
     f1 = valid["lenient"]["f1"] if valid else None
     improved = f1 is not None and f1 > run.best_f1
@@ -342,6 +362,7 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         "seconds": round(t_total, 3),
         "steps": len(batches),
         "peak_rss_mib": round(peak_rss_mib(), 1),
+        "vitals": vitals,  # None: not validated, text variant or UMT, vitals_tweets 0 or not the main rank
     }
     run.log.append(entry)
     rngs = [unpack(b) for b in gather_objects(info, pack(rng_state()))]
@@ -415,6 +436,7 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
         world_size=info.world_size,
         precision=resolve_precision(config.precision, run.device),
         model_dir=str(run.output / "model"),
+        vitals=next((e.get("vitals") for e in run.log if e["epoch"] == run.best_epoch), None),
     ).to_json()
     if info.is_main:
         write_json(run.output / "run.json", record)

@@ -35,19 +35,22 @@ def linear_schedule(
 
 
 def param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW groups: (pretrained encoder | new layers) x (decay | no decay on biases, norms, 1-d tensors)."""
+    """AdamW groups: (pretrained encoder | new layers) x (decay | no decay on biases, norms, 1-d tensors); with
+    ``saliency_lr``, the learned saliency scale in a group of its own at that learning rate."""
     kinds = {id(p): kind for kind, params in model.parameter_groups().items() for p in params}
     groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         kind = kinds.get(id(p), "new")
+        if name == "saliency_log_scale" and config.saliency_lr is not None:
+            kind = "saliency"  # the learned saliency scale at its own learning rate
         no_decay = p.ndim < 2 or name.endswith("bias") or "norm" in name.lower()
         groups.setdefault((kind, no_decay), []).append(p)
     return [
         {
             "params": params,
-            "lr": config.encoder_lr if kind == "encoder" else config.lr,
+            "lr": {"encoder": config.encoder_lr, "saliency": config.saliency_lr}.get(kind, config.lr),
             "weight_decay": 0.0 if no_decay else config.weight_decay,
             "name": f"{kind}{'-nodecay' if no_decay else ''}",
         }

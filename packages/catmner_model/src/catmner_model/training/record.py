@@ -49,6 +49,9 @@ class RunRecord:
     model_dir: str
     packages: dict[str, Any]  # versions of the packages that produce the result
     hardware: dict[str, Any]
+    # the refinement's vital signs (vitals.py) of the kept model on the first validation tweets, as measured
+    # after its epoch's validation (every validated epoch has its own in ``epochs``); None: text variant / off
+    vitals: dict[str, Any] | None = None
     schema: str = field(default=RUN_RECORD_SCHEMA)
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +89,7 @@ def run_record(
     world_size: int,
     precision: str,
     model_dir: str,
+    vitals: dict[str, Any] | None = None,
 ) -> RunRecord:
     """The run record of a finished run."""
     return RunRecord(
@@ -109,6 +113,7 @@ def run_record(
         world_size=world_size,
         precision=precision,
         model_dir=model_dir,
+        vitals=vitals,
         **environment_info(),
     )
 

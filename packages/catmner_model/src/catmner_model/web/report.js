@@ -35,7 +35,7 @@
         f === "support" || f === "tp" || f === "n_pred" ? String(m.per_type[t][f]) : f2(m.per_type[t][f])))));
     const all = el("tr", {}, el("th", {}, "all"), ...[["precision", m.precision], ["recall", m.recall], ["f1", m.f1],
       ["n_gold", m.n_gold], ["tp", m.tp], ["n_pred", m.n_pred]].map(([f, v]) =>
-      el("th", { "data-mode": mode, "data-type": "all", "data-field": f, "data-value": v }, Number.isInteger(v) ? String(v) : f2(v))));
+      el("th", { "data-mode": mode, "data-type": "all", "data-field": f, "data-value": v }, f.startsWith("n_") || f === "tp" ? String(v) : f2(v))));
     $("tables").append(el("table", { id: `table-${mode}` },
       el("caption", {}, mode === "lenient" ? "lenient (conlleval: the literature's)" : "strict (IOB2)"), head, ...rows, all));
   }
