@@ -82,6 +82,7 @@ PUBLIC_MODULES = (
     "catmner_model.text_encoder",  # load_text_encoder, load_tokenizer, minilm_path, TINY_ENCODER
     "catmner_model.wordform",  # CharCNN
     "catmner_model.crf",  # CRF (the linear-chain CRF of UMT and the tagging baselines)
+    "catmner_model.hf_safety",  # refuse_remote_code (an auto_map in a model directory: one line, no import)
     "catmner_model.cli",  # main (the speed benchmark times its start-up)
     "catmner_model.visual_sources",  # parse_visual, visual_name, VISUAL_SOURCES (the visual-source registry)
     "catmner_model.training.loop",  # run_epoch

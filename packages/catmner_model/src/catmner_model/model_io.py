@@ -106,7 +106,8 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
         enc_cfg.pop("transformers_version", None)
         enc_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
     except (KeyError, TypeError, ValueError, AttributeError, *_config_errors()) as e:
-        raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({_first(e)})") from None
+        detail = _first(e).removeprefix(f"{d / 'config.json'}: ")  # a ConfigError names the file already
+        raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({detail})") from None
     words = _read_json(d / "label_words.json", "label_words.json")
     if not isinstance(words, dict) or not isinstance(words.get("words"), list):
         raise ModelFormatError(f"{d / 'label_words.json'}: expected {{'words': [...]}}")
