@@ -128,7 +128,11 @@ def test_verdicts_read_the_paired_contrasts():
             "cat-textual": [b - 1 + j for b, j in zip(base, jitter, strict=True)],
         }
     )
-    assert verdict(paired_tests(muted)).startswith("real = random words > MM")
+    assert verdict(paired_tests(muted)).startswith("real = random words (no difference detected) > MM")
+    one_pair = [
+        r for r in real_helps if r["spec"]["sample"]["index"] == 0 and r["spec"]["sample"]["alpha"] == 100
+    ]
+    assert verdict(paired_tests(one_pair)).startswith("not tested yet: 1 pair(s)")  # no reading from one pair
     section = decisive_section(real_helps)
     assert "| CAT-MNER, random words (frequency-matched) |" in section and "α = 200" in section
     assert "| cat-textual - cat-random | +2.00 | 16 |" in section and "caption_first_share" in section

@@ -113,6 +113,12 @@ def verdict(tests: dict[str, Any], alpha: float = 0.05) -> str:
             return 0
         return 1 if t["mean"] > 0 else -1
 
+    first = tests.get("cat-textual - cat-random") or {}
+    if first.get("p") is None:  # fewer than 2 pairs: no test, so no reading either
+        return (
+            f"not tested yet: {int(first.get('n') or 0)} pair(s) of the design's 16 (a paired t needs at least "
+            "2); the means above are a first look, not a result"
+        )
     knowledge, machinery = sign("cat-textual - cat-random"), sign("cat-random - mm")
     content = sign("mm - mm-empty")
     parts = []
@@ -122,16 +128,22 @@ def verdict(tests: dict[str, Any], alpha: float = 0.05) -> str:
         parts.append("random words beat the real ones: the knowledge does not help")
     elif machinery > 0:
         parts.append(
-            "real = random words > MM: the refinement helps without knowledge (it mutes the caption)"
+            "real = random words (no difference detected) > MM: the refinement helps without knowledge (it mutes "
+            "the caption)"
         )
     else:
-        parts.append("real = random words, and neither beats MM: no effect of the refinement shown")
-    if content < 0:
+        parts.append(
+            "no difference detected between real and random words, and neither beats MM: no effect of the "
+            "refinement shown (read with the pairs' count: absence of evidence is not evidence of absence)"
+        )
+    if (tests.get("mm - mm-empty") or {}).get("p") is None:
+        parts.append("MM vs empty-caption MM: not tested yet")
+    elif content < 0:
         parts.append("MM below empty-caption MM: the caption's content hurts")
     elif content > 0:
         parts.append("MM above empty-caption MM: the caption's content helps")
     else:
-        parts.append("MM = empty-caption MM: the caption's content neither helps nor hurts measurably")
+        parts.append("no difference detected between MM and empty-caption MM")
     gap = (tests.get("mm - lm-span") or {}).get("mean")
     if gap is not None:  # H4: the mended caption path no longer costs MM more than 1 F1 against TEXT
         side = "above" if gap > -1.0 else "at or below"
