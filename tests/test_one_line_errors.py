@@ -245,3 +245,19 @@ def test_bench_record_deep_and_wrong_types(tmp_path):
     gz.write_bytes(gzip.compress(b"{}"))
     with pytest.raises(RecordError, match="not a readable run record"):
         read_record(gz)
+
+
+def test_model_dir_whose_encoder_config_transformers_cannot_print(tmp_path):
+    """Found by the fuzz pass at 1,000 examples: an encoder_config with ``"dtype": []`` made transformers' own
+    config reader (inside AutoTokenizer) raise IndexError; it is one ModelFormatError line naming the directory."""
+    from catmner_model.model import create_model
+    from catmner_model.model_io import ModelFormatError, read_model_dir
+
+    torch.manual_seed(0)
+    d = create_model("tiny", ["person"], variant="text").save_pretrained(tmp_path / "model")
+    meta = json.loads((d / "config.json").read_text())
+    meta["encoder_config"]["dtype"] = []
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFormatError) as exc:
+        read_model_dir(d)
+    assert str(d) in str(exc.value) and "\n" not in str(exc.value)

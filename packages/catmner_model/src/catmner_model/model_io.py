@@ -105,7 +105,7 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
         enc_cfg = dict(meta["encoder_config"])
         enc_cfg.pop("transformers_version", None)
         enc_config = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-    except (KeyError, TypeError, ValueError, AttributeError, *_config_errors()) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, *_config_errors()) as e:
         detail = _first(e).removeprefix(f"{d / 'config.json'}: ")  # a ConfigError names the file already
         raise ModelFormatError(f"{d / 'config.json'}: invalid model config ({detail})") from None
     words = _read_json(d / "label_words.json", "label_words.json")
@@ -117,7 +117,8 @@ def read_model_dir(directory: str | os.PathLike[str]) -> SavedModel:
         if "custom code" in str(e):
             raise remote_code_refusal(d / "tokenizer_config.json") from None
         raise ModelFormatError(f"{d}: cannot load the tokenizer files ({_first(e)})") from None
-    except (OSError, TypeError, KeyError, AttributeError) as e:
+    except (OSError, TypeError, LookupError, AttributeError, RecursionError) as e:
+        # transformers reads config.json too (a malformed encoder_config, e.g. "dtype": [], is an IndexError)
         raise ModelFormatError(f"{d}: cannot load the tokenizer files ({_first(e)})") from None
     return SavedModel(d, meta, cfg, enc_config, words, tokenizer)
 
