@@ -20,14 +20,22 @@ def shared_data_dir() -> Path:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis budgets of the fuzz tests (tests/test_fuzz_readers.py): small in the default run, larger
-    when CI selects them with ``-m fuzz``; CATMNER_FUZZ_EXAMPLES=N sets it either way."""
+    when CI selects them with ``-m fuzz``; CATMNER_FUZZ_EXAMPLES=N sets it either way. Under CI (``CI`` set)
+    the examples are derandomized, so a CI run is reproducible: new inputs are explored by developers' runs
+    (random each time), and what they find becomes a regression test."""
     try:
         from hypothesis import settings
     except ImportError:  # pragma: no cover - hypothesis is a dev dependency
         return
     chosen = "fuzz" in (config.getoption("markexpr", "") or "").replace("not fuzz", "")
     examples = int(os.environ.get("CATMNER_FUZZ_EXAMPLES") or (1000 if chosen else 40))
-    settings.register_profile("catmner", max_examples=examples, deadline=None, print_blob=True)
+    settings.register_profile(
+        "catmner",
+        max_examples=examples,
+        deadline=None,
+        print_blob=True,
+        derandomize=bool(os.environ.get("CI")),
+    )
     settings.load_profile("catmner")
 
 
