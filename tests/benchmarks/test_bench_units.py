@@ -845,3 +845,58 @@ def test_fig3_table_says_where_systems_have_different_samplings(tmp_path) -> Non
     assert "Not every system has the same samplings" not in md
     md, _ = fig3_section(groups_of(full[:-1]), tmp_path, "figures")
     assert "Not every system has the same samplings at alpha 50 (" in md and "CAT-MNER (textual KB) 2)" in md
+
+
+def test_patience_is_absent_from_run_keys_unless_a_profile_sets_it(tmp_path) -> None:
+    """Without early stopping no planned config carries a "patience" field, so every run key stays what it was
+    before the option; a profile (or `catmner-bench run --patience`) that sets it puts it into every span
+    config, Figure 3's included (a new run key), and the trainer gets it; CRF baselines have no validation."""
+    from catmner_bench.experiments import EXPERIMENTS, plan
+    from catmner_bench.profiles import PROFILES, resolve_profile
+    from catmner_bench.runner import BenchError, RunContext, train_config
+
+    names = [e for e in EXPERIMENTS if e != "speed"]  # speed plans no trained runs
+    for p in PROFILES.values():
+        assert p.patience is None
+        for e in names:
+            assert all("patience" not in s.config for s in plan(e, RunContext(output=tmp_path, profile=p)))
+    quick = RunContext(output=tmp_path, profile=PROFILES["quick"])
+    stop = RunContext(output=tmp_path, profile=resolve_profile("quick", patience=3))
+    for e in ("table1", "fig3"):
+        before, after = plan(e, quick), plan(e, stop)
+        assert [s.run_id.rsplit("__", 1)[0] for s in before] == [s.run_id.rsplit("__", 1)[0] for s in after]
+        for b, a in zip(before, after, strict=True):
+            span = a.config["kind"] == "span"
+            assert a.config.get("patience") == (3 if span else None), a.run_id
+            assert (a.key != b.key) == span
+            assert {k: v for k, v in a.config.items() if k != "patience"} == b.config
+            if span:
+                assert train_config(stop, a, tmp_path / "r").patience == 3
+                assert train_config(quick, b, tmp_path / "r").patience is None
+    with pytest.raises(BenchError, match="--patience must be at least 1"):
+        resolve_profile("quick", patience=0)
+
+
+def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_data) -> None:
+    """`catmner-bench run --patience 1` on the smoke profile: the run config, its command line and profile say
+    so, and the record tells where early stopping ended the run (with patience 1: the first epoch whose
+    validation F1 did not beat the best before it)."""
+    from catmner_bench.cli import app
+    from typer.testing import CliRunner
+
+    torch.set_num_threads(1)
+    out = tmp_path / "out"
+    args = ["run", "table1", "--profile", "smoke", "--systems", "lm-span", "--datasets", "twitter2017"]
+    args += ["--epochs", "4", "--patience", "1", "--data-dir", str(shared_data), "-o", str(out), "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (path,) = (out / "records" / "table1").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["spec"]["config"]["patience"] == 1 and rec["extra"]["profile"]["patience"] == 1
+    assert "--patience 1" in rec["extra"]["command"]
+    f1 = rec["extra"]["valid_f1_by_epoch"]
+    stop = next((i + 1 for i in range(1, len(f1)) if f1[i] <= max(f1[:i])), None)
+    assert rec["extra"].get("stopped_epoch") == (stop if stop and stop < 4 else None), f1
+    assert len(f1) == (stop or 4)
+    if stop and stop < 4:
+        assert rec["extra"]["stop_reason"] == "stopped early: no validation gain in 1 validation"
