@@ -900,3 +900,36 @@ def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_
     assert len(f1) == (stop or 4)
     if stop and stop < 4:
         assert rec["extra"]["stop_reason"] == "stopped early: no validation gain in 1 validation"
+
+
+def test_epochs_section_marks_runs_that_stopped_early() -> None:
+    """A run that early stopping ended shows 'best (stopped N)' and leaves the count of rows whose budget ended
+    training; a row without early stopping reads as before."""
+    from catmner_bench.report.sections import epochs_section
+    from catmner_bench.report.tables import Group
+
+    def rec(system, seed, curve, best, stopped=None):
+        spec = {"system": system, "train_dataset": "twitter2017", "test_dataset": "twitter2017", "seed": seed}
+        spec["config"] = {"kind": "span", "profile": "quick", "text_encoder": "minilm", "epochs": 6}
+        extra = {"valid_f1_by_epoch": curve, "best_epoch": best}
+        if stopped:
+            extra.update(
+                stopped_epoch=stopped, stop_reason="stopped early: no validation gain in 2 validations"
+            )
+        return {"spec": spec, "extra": extra}
+
+    stopping = Group(
+        [
+            rec("mm", 1, [50, 60, 59, 58], 2, 4),
+            rec("mm", 2, [50, 61, 62, 60, 59], 3, 5),
+            rec(
+                "mm", 3, [50, 51, 55, 53, 54, 52], 3
+            ),  # its best tied with a stopped run's: sorted all the same
+        ]
+    )
+    budget = Group([rec("lm-span", 1, [50, 55, 57, 58, 59, 60], 6)])
+    md = epochs_section([stopping, budget])
+    assert "| 2 (stopped 4), 3, 3 (stopped 5) |" in md and "| 6 |" in md
+    assert "In 1 of 1 rows validation F1 is highest at the last epoch" in md
+    assert "In 1 row(s) early stopping ended runs" in md
+    assert "early stopping" not in epochs_section([budget])
