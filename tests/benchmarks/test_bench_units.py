@@ -922,9 +922,8 @@ def test_epochs_section_marks_runs_that_stopped_early() -> None:
         [
             rec("mm", 1, [50, 60, 59, 58], 2, 4),
             rec("mm", 2, [50, 61, 62, 60, 59], 3, 5),
-            rec(
-                "mm", 3, [50, 51, 55, 53, 54, 52], 3
-            ),  # its best tied with a stopped run's: sorted all the same
+            # a run that trained all its epochs, its best epoch tied with a stopped run's
+            rec("mm", 3, [50, 51, 55, 53, 54, 52], 3),
         ]
     )
     budget = Group([rec("lm-span", 1, [50, 55, 57, 58, 59, 60], 6)])
