@@ -845,3 +845,90 @@ def test_fig3_table_says_where_systems_have_different_samplings(tmp_path) -> Non
     assert "Not every system has the same samplings" not in md
     md, _ = fig3_section(groups_of(full[:-1]), tmp_path, "figures")
     assert "Not every system has the same samplings at alpha 50 (" in md and "CAT-MNER (textual KB) 2)" in md
+
+
+def test_patience_is_absent_from_run_keys_unless_a_profile_sets_it(tmp_path) -> None:
+    """Without early stopping no planned config carries a "patience" field, so every run key stays what it was
+    before the option; a profile (or `catmner-bench run --patience`) that sets it puts it into every span
+    config, Figure 3's included (a new run key), and the trainer gets it; CRF baselines have no validation."""
+    from catmner_bench.experiments import EXPERIMENTS, plan
+    from catmner_bench.profiles import PROFILES, resolve_profile
+    from catmner_bench.runner import BenchError, RunContext, train_config
+
+    names = [e for e in EXPERIMENTS if e != "speed"]  # speed plans no trained runs
+    for p in PROFILES.values():
+        assert p.patience is None
+        for e in names:
+            assert all("patience" not in s.config for s in plan(e, RunContext(output=tmp_path, profile=p)))
+    quick = RunContext(output=tmp_path, profile=PROFILES["quick"])
+    stop = RunContext(output=tmp_path, profile=resolve_profile("quick", patience=3))
+    for e in ("table1", "fig3"):
+        before, after = plan(e, quick), plan(e, stop)
+        assert [s.run_id.rsplit("__", 1)[0] for s in before] == [s.run_id.rsplit("__", 1)[0] for s in after]
+        for b, a in zip(before, after, strict=True):
+            span = a.config["kind"] == "span"
+            assert a.config.get("patience") == (3 if span else None), a.run_id
+            assert (a.key != b.key) == span
+            assert {k: v for k, v in a.config.items() if k != "patience"} == b.config
+            if span:
+                assert train_config(stop, a, tmp_path / "r").patience == 3
+                assert train_config(quick, b, tmp_path / "r").patience is None
+    with pytest.raises(BenchError, match="--patience must be at least 1"):
+        resolve_profile("quick", patience=0)
+
+
+def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_data) -> None:
+    """`catmner-bench run --patience 1` on the smoke profile: the run config, its command line and profile say
+    so, and the record tells where early stopping ended the run (with patience 1: the first epoch whose
+    validation F1 did not beat the best before it)."""
+    from catmner_bench.cli import app
+    from typer.testing import CliRunner
+
+    torch.set_num_threads(1)
+    out = tmp_path / "out"
+    args = ["run", "table1", "--profile", "smoke", "--systems", "lm-span", "--datasets", "twitter2017"]
+    args += ["--epochs", "4", "--patience", "1", "--data-dir", str(shared_data), "-o", str(out), "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    (path,) = (out / "records" / "table1").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["spec"]["config"]["patience"] == 1 and rec["extra"]["profile"]["patience"] == 1
+    assert "--patience 1" in rec["extra"]["command"]
+    f1 = rec["extra"]["valid_f1_by_epoch"]
+    stop = next((i + 1 for i in range(1, len(f1)) if f1[i] <= max(f1[:i])), None)
+    assert rec["extra"].get("stopped_epoch") == (stop if stop and stop < 4 else None), f1
+    assert len(f1) == (stop or 4)
+    if stop and stop < 4:
+        assert rec["extra"]["stop_reason"] == "stopped early: no validation gain in 1 validation"
+
+
+def test_epochs_section_marks_runs_that_stopped_early() -> None:
+    """A run that early stopping ended shows 'best (stopped N)' and leaves the count of rows whose budget ended
+    training; a row without early stopping reads as before."""
+    from catmner_bench.report.sections import epochs_section
+    from catmner_bench.report.tables import Group
+
+    def rec(system, seed, curve, best, stopped=None):
+        spec = {"system": system, "train_dataset": "twitter2017", "test_dataset": "twitter2017", "seed": seed}
+        spec["config"] = {"kind": "span", "profile": "quick", "text_encoder": "minilm", "epochs": 6}
+        extra = {"valid_f1_by_epoch": curve, "best_epoch": best}
+        if stopped:
+            extra.update(
+                stopped_epoch=stopped, stop_reason="stopped early: no validation gain in 2 validations"
+            )
+        return {"spec": spec, "extra": extra}
+
+    stopping = Group(
+        [
+            rec("mm", 1, [50, 60, 59, 58], 2, 4),
+            rec("mm", 2, [50, 61, 62, 60, 59], 3, 5),
+            # a run that trained all its epochs, its best epoch tied with a stopped run's
+            rec("mm", 3, [50, 51, 55, 53, 54, 52], 3),
+        ]
+    )
+    budget = Group([rec("lm-span", 1, [50, 55, 57, 58, 59, 60], 6)])
+    md = epochs_section([stopping, budget])
+    assert "| 2 (stopped 4), 3, 3 (stopped 5) |" in md and "| 6 |" in md
+    assert "In 1 of 1 rows validation F1 is highest at the last epoch" in md
+    assert "In 1 row(s) early stopping ended runs" in md
+    assert "early stopping" not in epochs_section([budget])

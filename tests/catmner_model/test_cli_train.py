@@ -155,3 +155,21 @@ def test_one_error_handler_and_its_debug_switches(tmp_path, monkeypatch):
     assert "nope" in one_error_line(runner.invoke(app, args))
     data = one_error_line(runner.invoke(app, ["data", "stats", "twitter2017", "--data-dir", str(tmp_path)]))
     assert "train.txt" in data  # the data commands go through the same handler
+
+
+def test_train_patience_stops_early_and_says_so(tmp_path):
+    """--patience 1 at a learning rate too small to change a prediction: validation F1 stays where epoch 1 put
+    it, so the run stops after epoch 2 of 6, says so, and records it; --patience 0 is refused by the parser."""
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "twitter2015", "--variant", "text", "--text-encoder", "tiny"]
+    args += ["--epochs", "6", "--max-train", "8", "--max-eval", "6", "--lr", "1e-9", "--encoder-lr", "1e-9"]
+    args += ["--batch-size", "4", "--data-dir", str(DATA), "--output", str(out), "--quiet", "--threads", "1"]
+    result = runner.invoke(app, [*args, "--patience", "1"])
+    assert result.exit_code == 0, result.output
+    assert "stopped early: no validation gain in 1 validation (after epoch 2)" in result.stdout
+    record = json.loads((out / "run.json").read_text())
+    assert record["stopped_epoch"] == 2 and record["best_epoch"] == 1 and len(record["epochs"]) == 2
+    assert record["config"]["patience"] == 1
+    other = [str(tmp_path / "other") if a == str(out) else a for a in args]
+    refused = runner.invoke(app, [*other, "--patience", "0"])
+    assert refused.exit_code == 2 and "--patience" in refused.output

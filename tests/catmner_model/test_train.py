@@ -391,3 +391,73 @@ def test_linear_schedule_and_param_groups():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([0.0, 0.5, 1.0, 0.75, 0.5, 0.25])
+
+
+def _stop_epoch(f1: dict[int, float], patience: int) -> int | None:
+    """Early stopping's rule written out on a curve {validated epoch: F1}: the epoch after which ``patience``
+    validations in a row brought no gain over the best so far."""
+    best, since = -1.0, 0
+    for epoch, f in sorted(f1.items()):
+        best, since = (f, 0) if f > best else (best, since + 1)
+        if since == patience:
+            return epoch
+    return None
+
+
+def test_early_stopping_stops_and_resumes_at_the_same_epoch(tmp_path, tweets, labels_file):
+    """patience=3 ends the run after 3 validations in a row without a gain over the best validation F1 (read off
+    the same run trained to the end: early stopping changes nothing before it stops, the lr schedule included);
+    a run killed mid-count, or right after its stopping epoch's checkpoint, resumes to the identical record;
+    with valid_every the count is of validations, not epochs."""
+    few = tweets[:8]  # validated on its training tweets: F1 climbs, then turns over
+    data = {"train": few, "valid": few, "test": tweets[8:]}
+    kw = dict(epochs=16, lr=2e-2, encoder_lr=5e-3, batch_size=2)
+    full = train(tiny_config(tmp_path / "full", labels_file, **kw), data=data)
+    assert full["stopped_epoch"] is None and full["stop_reason"] is None
+    f1 = {e["epoch"]: e["valid_lenient"]["f1"] for e in full["epochs"]}
+    stop = _stop_epoch(f1, 3)
+    assert stop is not None and stop < 16, f1  # this curve turns over before the end (otherwise: no test)
+    assert max(f1[e] for e in range(1, stop + 1)) > f1[1]  # and rose first: the count was reset on a gain
+
+    a = train(tiny_config(tmp_path / "a", labels_file, patience=3, **kw), data=data)
+    assert a["stopped_epoch"] == stop and len(a["epochs"]) == stop
+    assert a["stop_reason"] == "stopped early: no validation gain in 3 validations"
+    assert a["epochs"][-1]["stopped_early"] == a["stop_reason"]
+    assert not any("stopped_early" in e for e in a["epochs"][:-1])
+    assert [e["loss"] for e in a["epochs"]] == [e["loss"] for e in full["epochs"][:stop]]
+    assert a["best_epoch"] == full["epochs"][stop - 1]["best_epoch"] == stop - 3
+    assert a["metrics"]["valid"]["lenient"]["f1"] == pytest.approx(
+        max(f1[e] for e in range(1, stop + 1)), abs=1e-3
+    )
+
+    def strip(log):
+        return [{k: v for k, v in e.items() if "seconds" not in k and k != "peak_rss_mib"} for e in log]
+
+    wa = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    for kill_at in (stop - 1, stop):  # two validations without gain counted; the stopping epoch written
+        b = tmp_path / f"b{kill_at}"
+
+        def kill(epoch, entry, at=kill_at):
+            if epoch == at:
+                raise Killed
+
+        with pytest.raises(Killed):
+            train(tiny_config(b, labels_file, patience=3, **kw), data=data, on_epoch_end=kill)
+        rec = train(tiny_config(b, labels_file, patience=3, **kw), data=data)  # the same command again
+        assert strip(rec["epochs"]) == strip(a["epochs"]), kill_at
+        assert (rec["stopped_epoch"], rec["stop_reason"], rec["best_epoch"]) == (
+            a["stopped_epoch"],
+            a["stop_reason"],
+            a["best_epoch"],
+        )
+        assert rec["metrics"] == a["metrics"]
+        wb = load_file(str(b / "model" / "model.safetensors"))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    # validating every 2nd epoch: patience counts validations (epochs 2, 4, 6, ...)
+    every = train(tiny_config(tmp_path / "every2", labels_file, patience=2, valid_every=2, **kw), data=data)
+    stop2 = _stop_epoch({e: f for e, f in f1.items() if e % 2 == 0}, 2)
+    assert stop2 is not None and every["stopped_epoch"] == stop2 and len(every["epochs"]) == stop2
+
+    with pytest.raises(TrainError, match="--patience must be at least 1"):
+        train(tiny_config(tmp_path / "bad", labels_file, patience=0), data=data)

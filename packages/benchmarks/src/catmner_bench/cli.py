@@ -82,6 +82,14 @@ def run_cli(
     ] = None,
     datasets: Annotated[str | None, typer.Option(help="Comma-separated: twitter2015,twitter2017.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the profile's span-model epochs.")] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Span models: stop a run after N validations in a row without a validation-F1 gain "
+            "(--epochs is then the most it trains; default: the profile's, none). Part of the run key.",
+        ),
+    ] = None,
     max_train: Annotated[
         int | None, typer.Option(help="Use this many training tweets (default: the profile's).")
     ] = None,
@@ -160,6 +168,7 @@ def run_cli(
         systems=_csv(systems),
         datasets=_csv(datasets),
         epochs=epochs,
+        patience=patience,
         max_train=max_train,
         max_eval=max_eval,
         labels_textual=labels_textual,
@@ -259,6 +268,7 @@ def run(
             n_eval=options.get("max_eval"),
             visual=options.get("visual"),
             num_threads=options.get("threads"),
+            patience=options.get("patience"),
         )
     except ValueError as exc:
         raise BenchError(str(exc)) from None

@@ -67,6 +67,11 @@ class Profile:
     # with the profile's Figure-3 recipe at each size
     decisive_alphas: tuple[int, ...] = (100, 200)
     decisive_samplings: int = 8
+    # span models: early stopping (catmner's TrainConfig.patience): end a run after this many validations in a
+    # row without a validation-F1 gain; ``epochs`` (and Figure 3's) is then the most it trains, and the lr
+    # schedule stays defined over them. None: no early stopping, and the run configs carry no such field, so
+    # the run keys of every config from before the option stay what they were
+    patience: int | None = None
 
     def fig3_epochs_for(self, alpha: int) -> int:
         """Epochs of a Figure-3 run on ``alpha`` training tweets: ``fig3_epochs``, or more where that is fewer
@@ -173,6 +178,7 @@ def resolve_profile(
     n_eval: int | None = None,
     visual: str | None = None,
     num_threads: int | None = None,
+    patience: int | None = None,
 ) -> Profile:
     """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
     if name not in PROFILES:
@@ -190,7 +196,10 @@ def resolve_profile(
             n_eval=n_eval,
             visual=visual,
             num_threads=num_threads,
+            patience=patience,
         ).items()
         if v is not None
     }
+    if patience is not None and patience < 1:
+        raise BenchError(f"--patience must be at least 1, got {patience}")
     return dataclasses.replace(PROFILES[name], **changes)

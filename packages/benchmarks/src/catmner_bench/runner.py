@@ -68,7 +68,7 @@ def _text_encoder_arg(name: str) -> str | None:
 
 
 # TrainConfig fields a run config may set (search, Figure 3, systems' ``train``)
-TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr", "saliency_from_qk")
+TRAIN_FIELDS = ("warmup_ratio", "valid_every", "saliency_lr", "saliency_from_qk", "patience")
 
 
 def train_config(ctx: RunContext, spec: RunSpec, run_dir: Path) -> Any:
@@ -316,6 +316,7 @@ def _run_reused(
             k: src_extra.get(k)
             for k in ("best_epoch", "valid_f1_by_epoch", "seconds_per_epoch", "image_stats", "model_config")
         },
+        **{k: src_extra[k] for k in ("stopped_epoch", "stop_reason") if k in src_extra},
         trainer_run_dir=src_extra.get("trainer_run_dir"),
         reused_model={
             "run_id": source["run_id"],
@@ -362,6 +363,8 @@ def _run_trained(
         trainer_run_dir=str(run_dir),
         vitals=rec.vitals,  # the refinement's vital signs of the kept model (catmner_model.vitals)
     )
+    if rec.stop_reason:  # early stopping (the config's patience) ended it: the last epoch trained, and why
+        extra.update(stopped_epoch=rec.stopped_epoch, stop_reason=rec.stop_reason)
     if after_train is not None:
         extra.update(after_train(model_dir, data) or {})
     return metrics, extra, rec.label_words

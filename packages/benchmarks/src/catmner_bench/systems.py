@@ -190,6 +190,8 @@ def system_config(
     if s.captions:
         resolved["captions"] = s.captions
     resolved.update(dict(s.train))
+    if profile.patience is not None:  # early stopping; absent (not None) without it: run keys stay as before
+        resolved["patience"] = profile.patience
     return {
         "kind": "span",
         "profile": profile.name,

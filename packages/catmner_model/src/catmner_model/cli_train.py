@@ -91,6 +91,14 @@ def train_cli(
         int,
         typer.Option(min=1, help="Validate after every k-th epoch and the last (keeping the best); 1: each."),
     ] = 1,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Early stopping: end the run after N validations in a row without a gain in validation F1 "
+            "(keeping the best epoch's model; the lr schedule stays over --epochs). Default: train all epochs.",
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
     encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
     saliency_lr: Annotated[
@@ -165,6 +173,7 @@ def train_cli(
         knowledge=knowledge or None,
         epochs=epochs,
         valid_every=valid_every,
+        patience=patience,
         lr=lr,
         encoder_lr=encoder_lr,
         saliency_lr=saliency_lr,
@@ -195,6 +204,11 @@ def train_cli(
             f"best epoch {record['best_epoch']}: valid F1 {m['valid']['lenient']['f1']:.2f} "
             f"(strict {m['valid']['strict']['f1']:.2f}), test F1 {m['test']['lenient']['f1']:.2f} "
             f"(strict {m['test']['strict']['f1']:.2f})"
+            + (
+                f"\n{record['stop_reason']} (after epoch {record['stopped_epoch']})"
+                if record.get("stop_reason")
+                else ""
+            )
         )
 
 

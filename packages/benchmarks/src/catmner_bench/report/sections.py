@@ -52,12 +52,17 @@ def epochs_section(groups: list[Group]) -> str | None:
         n_ep = min(len(c) for c in curves)
         width = max(width, n_ep)
         by_epoch = [mean([c[i] for c in curves]) for i in range(n_ep)]
-        best = sorted(
-            int(r["extra"]["best_epoch"])
-            for r in g.records
-            if (r.get("extra") or {}).get("valid_f1_by_epoch")
+        kept = sorted(
+            (
+                (int(r["extra"]["best_epoch"]), r["extra"].get("stopped_epoch"))
+                for r in g.records
+                if (r.get("extra") or {}).get("valid_f1_by_epoch")
+            ),
+            key=lambda bs: (bs[0], bs[1] or 0),
         )
-        rows.append((g, by_epoch, best, len(curves)))
+        best = [f"{b} (stopped {s})" if s else str(b) for b, s in kept]
+        stopped = any(s for _, s in kept)  # early stopping ended a run: its budget did not
+        rows.append((g, by_epoch, best, len(curves), stopped))
     if not rows:
         return None
     header = ["Dataset", "System", "Source", "runs", *[f"epoch {i + 1}" for i in range(width)], "best epoch"]
@@ -69,19 +74,27 @@ def epochs_section(groups: list[Group]) -> str | None:
             str(n),
             *[fmt(x) for x in by_epoch],
             *["-"] * (width - len(by_epoch)),
-            ", ".join(map(str, best)),
+            ", ".join(best),
         ]
-        for g, by_epoch, best, n in rows
+        for g, by_epoch, best, n, _ in rows
     ]
-    rising = sum(1 for _, by_epoch, _, _ in rows if by_epoch[-1] >= max(by_epoch))
+    budget = [by_epoch for _, by_epoch, _, _, stopped in rows if not stopped]
+    rising = sum(1 for by_epoch in budget if by_epoch[-1] >= max(by_epoch))
+    early = len(rows) - len(budget)
     return "\n".join(
         [
             "## Epochs: validation F1 by epoch",
             "",
             "Validation F1 (conlleval) after each epoch, mean over the runs that recorded it; 'best epoch': the "
             "epoch whose model each run kept (best validation F1; test is scored only for it). "
-            f"In {rising} of {len(rows)} rows validation F1 is highest at the last epoch: the profile's epoch "
-            "budget, not the curve, ends training there.",
+            f"In {rising} of {len(budget)} rows validation F1 is highest at the last epoch: the profile's epoch "
+            "budget, not the curve, ends training there."
+            + (
+                f" In {early} row(s) early stopping ended runs ('stopped N': after epoch N, its patience of "
+                "validations without a gain spent); the curve is shown up to the shortest run."
+                if early
+                else ""
+            ),
             "",
             md_table(header, table),
         ]

@@ -56,6 +56,10 @@ class TrainConfig:
     # validate (and keep the model if it is the best so far) after every k-th epoch and after the last one;
     # 1: after each. Many epochs over a few tweets (Figure 3) spend most of their time validating
     valid_every: int = 1
+    # early stopping: end the run once this many validations in a row (valid_every counts) brought no gain in
+    # validation F1 over the best so far; the best epoch's model is kept as always. None: train all epochs.
+    # The learning-rate schedule stays defined over `epochs` (a run stopped early never reaches its end)
+    patience: int | None = None
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
     encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
     # peak learning rate of the learned saliency scale (saliency_scale="learned"), a group of its own; None: lr.
@@ -186,6 +190,10 @@ def check_config(config: TrainConfig) -> None:
     if config.saliency_from_qk and config.variant not in ("cat", "i2t"):
         raise TrainError(
             f"--saliency-from-qk needs a variant that refines I2T (cat, i2t), not {config.variant!r}"
+        )
+    if config.patience is not None and config.patience < 1:
+        raise TrainError(
+            f"--patience must be at least 1 (or left out: no early stopping), got {config.patience}"
         )
     if config.epochs < 1 or config.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")

@@ -199,6 +199,8 @@ def _train(
             find_unused_parameters=True,
         )
     for epoch in range(run.start_epoch, config.epochs):
+        if run.log and run.log[-1].get("stopped_early"):  # a resumed run that had already stopped
+            break
         entry = _epoch(run, net, epoch)
         barrier(info)
         if on_epoch_end is not None:
@@ -364,6 +366,9 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "vitals": vitals,  # None: not validated, text variant or UMT, vitals_tweets 0 or not the main rank
     }
+    reason = stop_reason(run.log + [entry], run.best_epoch, config.patience)
+    if reason and epoch + 1 < config.epochs:  # in the checkpoint's log: a resumed run stops here too
+        entry["stopped_early"] = reason
     run.log.append(entry)
     rngs = [unpack(b) for b in gather_objects(info, pack(rng_state()))]
     if info.is_main:
@@ -371,7 +376,20 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
         if run.show:
             scores = f"valid F1 {f1:.2f} (strict {valid['strict']['f1']:.2f})" if valid else "not validated"
             tqdm.write(f"{desc}: loss {loss:.4f}  {scores}{'  *best*' if improved else ''}  {t_total:.1f}s")
+            if entry.get("stopped_early"):
+                tqdm.write(f"{entry['stopped_early']} (best epoch {run.best_epoch})")
     return entry
+
+
+def stop_reason(log: Sequence[dict[str, Any]], best_epoch: int, patience: int | None) -> str | None:
+    """Why early stopping ends a run after the last entry of ``log`` (None: go on). The count of validations
+    without gain is read from the log, which every checkpoint holds, so a resumed run counts as it would have."""
+    if patience is None:
+        return None
+    no_gain = sum(1 for e in log if e["epoch"] > best_epoch and e.get("valid_lenient") is not None)
+    if no_gain < patience:
+        return None
+    return f"stopped early: no validation gain in {patience} validation{'s' if patience > 1 else ''}"
 
 
 def _write_epoch(run: _Run, epoch: int, improved: bool, rngs: list[dict[str, Any]]) -> None:
@@ -437,6 +455,8 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
         precision=resolve_precision(config.precision, run.device),
         model_dir=str(run.output / "model"),
         vitals=next((e.get("vitals") for e in run.log if e["epoch"] == run.best_epoch), None),
+        stopped_epoch=run.log[-1]["epoch"] if run.log and run.log[-1].get("stopped_early") else None,
+        stop_reason=run.log[-1].get("stopped_early") if run.log else None,
     ).to_json()
     if info.is_main:
         write_json(run.output / "run.json", record)

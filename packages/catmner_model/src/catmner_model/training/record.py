@@ -52,6 +52,10 @@ class RunRecord:
     # the refinement's vital signs (vitals.py) of the kept model on the first validation tweets, as measured
     # after its epoch's validation (every validated epoch has its own in ``epochs``); None: text variant / off
     vitals: dict[str, Any] | None = None
+    # early stopping (TrainConfig.patience): the last epoch trained, and why, where the run ended before its
+    # configured epochs; None: it trained them all
+    stopped_epoch: int | None = None
+    stop_reason: str | None = None
     schema: str = field(default=RUN_RECORD_SCHEMA)
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +94,8 @@ def run_record(
     precision: str,
     model_dir: str,
     vitals: dict[str, Any] | None = None,
+    stopped_epoch: int | None = None,
+    stop_reason: str | None = None,
 ) -> RunRecord:
     """The run record of a finished run."""
     return RunRecord(
@@ -114,6 +120,8 @@ def run_record(
         precision=precision,
         model_dir=model_dir,
         vitals=vitals,
+        stopped_epoch=stopped_epoch,
+        stop_reason=stop_reason,
         **environment_info(),
     )
 
