@@ -133,6 +133,10 @@ def test_verdicts_read_the_paired_contrasts():
         r for r in real_helps if r["spec"]["sample"]["index"] == 0 and r["spec"]["sample"]["alpha"] == 100
     ]
     assert verdict(paired_tests(one_pair)).startswith("not tested yet: 1 pair(s)")  # no reading from one pair
+    three = [
+        r for r in real_helps if r["spec"]["sample"]["index"] < 3 and r["spec"]["sample"]["alpha"] == 100
+    ]
+    assert verdict(paired_tests(three)).startswith("interim, 3 of the design's 16 pairs")
     section = decisive_section(real_helps)
     assert "| CAT-MNER, random words (frequency-matched) |" in section and "α = 200" in section
     assert "| cat-textual - cat-random | +2.00 | 16 |" in section and "caption_first_share" in section

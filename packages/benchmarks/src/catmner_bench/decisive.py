@@ -148,7 +148,13 @@ def verdict(tests: dict[str, Any], alpha: float = 0.05) -> str:
     if gap is not None:  # H4: the mended caption path no longer costs MM more than 1 F1 against TEXT
         side = "above" if gap > -1.0 else "at or below"
         parts.append(f"MM − TEXT {gap:+.2f} F1, {side} −1.0")
-    return "; ".join(parts)
+    n = int(first.get("n") or 0)
+    interim = (
+        f"interim, {n} of the design's 16 pairs (the reading is the design's, the power is not): "
+        if n < 16
+        else ""
+    )
+    return interim + "; ".join(parts)
 
 
 VITALS_SHOWN = (
