@@ -82,6 +82,23 @@ def split_lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def read_text_lines(path: str | os.PathLike[str], error: type[CatmnerError], what: str) -> list[str]:
+    """The lines of a user's UTF-8 text file (a BOM dropped, split by `split_lines`); a missing file, a
+    directory, non-UTF-8 bytes or a read failure is one ``error`` line naming the file (``what``: "a caption
+    file", "a JSONL file", ...)."""
+    p = Path(path)
+    try:
+        return split_lines(p.read_bytes().decode("utf-8-sig"))
+    except FileNotFoundError:
+        raise error(f"{p}: not found, expected {what}") from None
+    except IsADirectoryError:
+        raise error(f"{p}: is a directory, expected {what}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
 def visible(text: str) -> str:
     """``text`` as a reader sees it: format characters (zero-width space and joiners, BOM, bidi marks, soft
     hyphen) and non-whitespace control characters removed; whitespace (including U+2028, U+0085) kept, so it

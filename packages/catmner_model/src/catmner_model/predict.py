@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from catmner_model.data import Entity, Tweet, split_lines, visible
+from catmner_model.data import Entity, Tweet, read_text_lines, visible
 from catmner_model.errors import CatmnerError
 
 # Tweet tokenisation close to the benchmark files: URLs, @mentions, #hashtags, HTML entities (split as
@@ -154,16 +154,7 @@ def read_jsonl(
     (naming file and line); without a ``warnings`` list it is an error. A UTF-8 BOM is accepted.
     """
     p = Path(path)
-    try:
-        lines = split_lines(p.read_bytes().decode("utf-8-sig"))  # never split inside a string at U+2028
-    except FileNotFoundError:
-        raise PredictError(f"{p}: not found") from None
-    except IsADirectoryError:
-        raise PredictError(f"{p}: is a directory, expected a JSONL file") from None
-    except UnicodeDecodeError as exc:
-        raise PredictError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise PredictError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    lines = read_text_lines(p, PredictError, "a JSONL file")  # never split inside a string at U+2028
     items: list[PredictInput] = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -363,15 +354,7 @@ class Predictor:
         for i, item in enumerate(items):
             tweet = Tweet(imgid=f"input{i}", tokens=item.tokens, tags=["O"] * len(item.tokens), entities=[])
             examples.append(self.example(tweet, item.image, item.caption))
-        preds = predict_examples(
-            self.model,
-            examples,
-            self.collate,
-            batch_size,
-            self.device,
-            progress=progress,
-            precision=self.precision,
-        )
+        preds = self._decode(examples, batch_size, progress)
         return [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
 
     def predict_text(
@@ -395,10 +378,20 @@ class Predictor:
                 f"--text: {cut} of its {len(item.tokens)} words lie past the model's max_length pieces: "
                 "never predicted (split the text)"
             )
-        preds = predict_examples(
-            self.model, [example], self.collate, 1, self.device, precision=self.precision
-        )
+        preds = self._decode([example], 1)
         return [entity_json(item.tokens, e) for e in preds[0]]
+
+    def _decode(self, examples: list[Any], batch_size: int, progress: bool = False) -> list[list[Entity]]:
+        """Entity spans of model inputs, batched, at the predictor's device and precision."""
+        return predict_examples(
+            self.model,
+            examples,
+            self.collate,
+            batch_size,
+            self.device,
+            progress=progress,
+            precision=self.precision,
+        )
 
     def checked_example(self, item: PredictInput, index: int, notes: list[str]) -> Any:
         """The model input of one tweet; an image that will not be used (not an image file, missing,
@@ -467,15 +460,7 @@ class Predictor:
             )
         if warnings is not None:
             warnings.extend(notes)
-        preds = predict_examples(
-            self.model,
-            examples,
-            self.collate,
-            batch_size,
-            self.device,
-            progress=progress,
-            precision=self.precision,
-        )
+        preds = self._decode(examples, batch_size, progress)
         results = [[entity_json(it.tokens, e) for e in p] for it, p in zip(items, preds, strict=True)]
         out = []
         for item, ents in zip(items, results, strict=True):

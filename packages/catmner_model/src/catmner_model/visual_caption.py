@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from catmner_model.data import DataError, resolve_data_dir, split_lines, visible
+from catmner_model.data import DataError, read_text_lines, resolve_data_dir, visible
 from catmner_model.hf_safety import refuse_remote_code
 from catmner_model.visual_base import VisualSourceKind
 
@@ -39,18 +39,9 @@ def _imgid_of(name: str) -> str:
 def read_captions(path: str | os.PathLike[str]) -> dict[str, str]:
     """IMGID -> caption from a caption file (``<IMGID>.jpg :<caption>`` lines or JSON lines)."""
     p = Path(path)
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise CaptionError(f"{p}: caption file not found") from None
-    except IsADirectoryError:
-        raise CaptionError(f"{p}: is a directory, expected a caption file") from None
-    except UnicodeDecodeError as exc:
-        raise CaptionError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise CaptionError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    lines = read_text_lines(p, CaptionError, "a caption file")
     out: dict[str, str] = {}
-    for n, line in enumerate(split_lines(text), 1):  # on \n only: a caption may hold U+2028
+    for n, line in enumerate(lines, 1):  # on \n only: a caption may hold U+2028
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
