@@ -261,3 +261,16 @@ def test_model_dir_whose_encoder_config_transformers_cannot_print(tmp_path):
     with pytest.raises(ModelFormatError) as exc:
         read_model_dir(d)
     assert str(d) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_label_words_file_whose_stored_checksum_holds_a_newline(tmp_path):
+    """Found by a random 1,000-example fuzz pass: the stored checksum was echoed raw, so a newline in it split the
+    message; it is quoted now."""
+    from kb_expand.errors import KbxError
+    from kb_expand.labelwords import load_label_words
+
+    f = tmp_path / "words.json"
+    f.write_text(json.dumps({"labels": {"person": ["actor"]}, "checksum": "\n"}))
+    with pytest.raises(KbxError) as exc:
+        load_label_words(str(f))
+    assert "checksum mismatch" in str(exc.value) and "\n" not in str(exc.value)

@@ -27,7 +27,7 @@ class LabelWords:
         computed = labels_checksum(self.labels)
         if self.checksum and self.checksum != computed:
             raise KbxError(
-                f"label words checksum mismatch: stored {self.checksum[:12]}, computed {computed[:12]}"
+                f"label words checksum mismatch: stored {self.checksum[:12]!r}, computed {computed[:12]!r}"
             )
         self.checksum = computed
         for label in self.labels:
