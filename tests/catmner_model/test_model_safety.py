@@ -35,17 +35,21 @@ def model_dir(tmp_path) -> Path:
     return create_model("tiny", ["person", "city"], variant="text").save_pretrained(tmp_path / "model")
 
 
+def _plant_evil_py(d: Path, imports: str) -> Path:
+    """evil.py in d, which creates d/PWNED when imported, then imports `imports` from transformers (the
+    classes an auto_map names); returns the marker PWNED."""
+    marker = d / "PWNED"
+    (d / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nfrom transformers import {imports}\n")
+    return marker
+
+
 def _plant_auto_map(d: Path, tokenizer_class: str) -> Path:
     """tokenizer_config.json pointing AutoTokenizer at evil.py, which creates PWNED when imported."""
-    marker = d / "PWNED"
     cfg = json.loads((d / "tokenizer_config.json").read_text())
     cfg["tokenizer_class"] = tokenizer_class
     cfg["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
     (d / "tokenizer_config.json").write_text(json.dumps(cfg))
-    (d / "evil.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertTokenizerFast as EvilTokenizer\n"
-    )
-    return marker
+    return _plant_evil_py(d, "BertTokenizerFast as EvilTokenizer")
 
 
 def _refusal(path: Path) -> str:
@@ -84,16 +88,11 @@ def test_auto_map_beside_a_known_class_is_refused_too(model_dir):
 def _plant_encoder_auto_map(d: Path) -> Path:
     """The issue's attack: config.json's encoder_config gets an auto_map to evil.py beside it (which would
     create PWNED when imported), its _name_or_path pointing at the directory."""
-    marker = d / "PWNED"
     meta = json.loads((d / "config.json").read_text())
     meta["encoder_config"]["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
     meta["encoder_config"]["_name_or_path"] = str(d)
     (d / "config.json").write_text(json.dumps(meta))
-    (d / "evil.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\n"
-        "from transformers import BertModel as EvilModel, BertConfig as EvilConfig\n"
-    )
-    return marker
+    return _plant_evil_py(d, "BertModel as EvilModel, BertConfig as EvilConfig")
 
 
 def test_encoder_config_auto_map_refused_before_anything_is_built(model_dir, monkeypatch):
@@ -133,22 +132,37 @@ def test_encoder_config_auto_map_cli_is_one_line_no_prompt(model_dir, tmp_path, 
     )
 
 
+def _encoder_dir(enc: Path, *, weights: bool = True) -> Path:
+    """A plain HF text-encoder directory (a `--text-encoder DIR`): the tiny tokenizer and a 1-layer BERT config,
+    with its weights (model.safetensors) unless `weights` is False."""
+    from transformers import BertConfig, BertModel
+
+    load_tokenizer("tiny").save_pretrained(enc)
+    config = BertConfig(
+        vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8
+    )
+    (BertModel(config) if weights else config).save_pretrained(enc)
+    return enc
+
+
+def _evil_encoder_dir(enc: Path, *, nested: bool = False) -> tuple[Path, Path]:
+    """(enc, marker): an encoder directory whose config.json has an auto_map (at the top, or nested in an
+    encoder_config) to evil.py beside it, which would create `marker` (PWNED) when imported."""
+    _encoder_dir(enc)
+    cfg = json.loads((enc / "config.json").read_text())
+    auto_map = {"AutoModel": "evil.M"}
+    if nested:
+        cfg["encoder_config"] = {"auto_map": auto_map}
+    else:
+        cfg["auto_map"] = auto_map
+    (enc / "config.json").write_text(json.dumps(cfg))
+    return enc, _plant_evil_py(enc, "BertModel as M")
+
+
 def test_text_encoder_dir_with_auto_map_refused(tmp_path):
     """`train --text-encoder DIR` / `catmner-bench run --text-encoder DIR`: a plain HF directory whose
     config.json carries an auto_map is refused before transformers reads it."""
-    from transformers import BertConfig, BertModel
-
-    enc = tmp_path / "encoder"
-    load_tokenizer("tiny").save_pretrained(enc)
-    BertModel(BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=8)).save_pretrained(enc)  # fmt: skip
-    marker = enc / "PWNED"
-    (enc / "evil.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n"
-    )
-    cfg = json.loads((enc / "config.json").read_text())
-    cfg["auto_map"] = {"AutoModel": "evil.M"}
-    (enc / "config.json").write_text(json.dumps(cfg))
+    enc, marker = _evil_encoder_dir(tmp_path / "encoder")
     with pytest.raises(CatmnerError, match=r"encoder/config\.json: asks to run Python code"):
         load_text_encoder(str(enc))
     with pytest.raises(CatmnerError, match="auto_map"):
@@ -167,12 +181,7 @@ def test_text_encoder_dir_with_auto_map_refused(tmp_path):
 
 def test_pickled_text_encoder_weights_are_one_line(tmp_path):
     """A --text-encoder directory whose weights are a pickle (pytorch_model.bin): refused, as one line."""
-    from transformers import BertConfig
-
-    enc = tmp_path / "encoder"
-    load_tokenizer("tiny").save_pretrained(enc)
-    BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-               intermediate_size=8).save_pretrained(enc)  # fmt: skip
+    enc = _encoder_dir(tmp_path / "encoder", weights=False)
     import pickle
 
     (enc / "pytorch_model.bin").write_bytes(pickle.dumps({"a": 1}))
@@ -221,19 +230,7 @@ def test_weights_sha256_recorded_and_a_flipped_byte_refused(model_dir):
 
 def test_bench_text_encoder_dir_with_auto_map_refused(tmp_path):
     """`catmner-bench run --text-encoder DIR` loads the encoder through the same guarded loader."""
-    from transformers import BertConfig, BertModel
-
-    enc = tmp_path / "encoder"
-    load_tokenizer("tiny").save_pretrained(enc)
-    BertModel(BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
-                         intermediate_size=8)).save_pretrained(enc)  # fmt: skip
-    marker = enc / "PWNED"
-    (enc / "evil.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertModel as M\n"
-    )
-    cfg = json.loads((enc / "config.json").read_text())
-    cfg["encoder_config"] = {"auto_map": {"AutoModel": "evil.M"}}  # nested: refused wherever it sits
-    (enc / "config.json").write_text(json.dumps(cfg))
+    enc, marker = _evil_encoder_dir(tmp_path / "encoder", nested=True)  # nested: refused wherever it sits
     bench = [sys.executable, "-c", "from catmner_bench.cli import main; main()"]
     r = subprocess.run([*bench, "run", "table1", "--profile", "smoke", "--systems", "lm-span", "--datasets",
                         "twitter2017", "--text-encoder", str(enc), "--data-dir", str(DATA), "--output",

@@ -23,34 +23,48 @@ DATA = Path(os.environ.get("CATMNER_DATA") or REPO.parent / "shared" / "data")
 WORDS = {"labels": {"person": ["person", "player"], "location": ["city"], "organization": ["team"]}}
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("vitals")
+def _tweets_with_entities(n: int) -> list:
+    """The first n Twitter-2015 training tweets that have an entity."""
+    return [t for t in load_split("twitter2015", "train", DATA) if t.entities][:n]
+
+
+def _train_tiny_caption_model(tmp: Path, data: dict, **config) -> dict:
+    """Train a tiny random-init CAT caption model (label words WORDS, the vital signs on 4 tweets) into tmp/run,
+    with CATMNER_HOME at tmp/home; `config` holds the rest of its TrainConfig. Returns the run record."""
     labels = tmp / "labels.json"
     labels.write_text(json.dumps(WORDS))
-    train_tweets = [t for t in load_split("twitter2015", "train", DATA) if t.entities][:6]
-    valid = load_split("twitter2015", "valid", DATA)[:5]
-    torch.set_num_threads(1)
-    config = TrainConfig(
+    train_config = TrainConfig(
         dataset="twitter2015",
         labels=str(labels),
         text_encoder="tiny",
         variant="cat",
         visual="caption",
         data_dir=str(DATA),
+        vitals_tweets=4,
+        output=str(tmp / "run"),
+        quiet=True,
+        **config,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CATMNER_HOME", str(tmp / "home"))
+        return train(train_config, data=data)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("vitals")
+    valid = load_split("twitter2015", "valid", DATA)[:5]
+    torch.set_num_threads(1)
+    _train_tiny_caption_model(
+        tmp,
+        {"train": _tweets_with_entities(6), "valid": valid, "test": valid},
         epochs=3,
         valid_every=2,  # epochs 2 and 3 are validated
         lr=5e-3,
         batch_size=3,
         seed=3,
-        vitals_tweets=4,
         model_overrides={"gate_init_std": 0.5},
-        output=str(tmp / "run"),
-        quiet=True,
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CATMNER_HOME", str(tmp / "home"))
-        train(config, data={"train": train_tweets, "valid": valid, "test": valid})
     return tmp / "run"
 
 
@@ -114,28 +128,16 @@ def test_inspect_refuses_a_text_model_in_one_line(tmp_path):
 
 
 def test_a_run_can_start_its_saliency_at_qk(tmp_path):
-    labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps(WORDS))
-    tweets = [t for t in load_split("twitter2015", "train", DATA) if t.entities][:4]
-    config = TrainConfig(
-        dataset="twitter2015",
-        labels=str(labels),
-        text_encoder="tiny",
-        variant="cat",
-        visual="caption",
-        data_dir=str(DATA),
+    tweets = _tweets_with_entities(4)
+    record = _train_tiny_caption_model(
+        tmp_path,
+        {"train": tweets, "valid": tweets, "test": tweets},
         epochs=1,
         lr=1e-9,  # the scale stays where it started
         encoder_lr=1e-9,
         batch_size=4,
-        vitals_tweets=4,
         saliency_from_qk=True,
-        output=str(tmp_path / "run"),
-        quiet=True,
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CATMNER_HOME", str(tmp_path / "home"))
-        record = train(config, data={"train": tweets, "valid": tweets, "test": tweets})
     vitals = record["vitals"]
     for layer, m in zip(vitals["layers"], vitals["saliency_multiplier"], strict=True):
         assert abs(m - 1) > 0.1 and layer["s_i2t"] == pytest.approx(layer["qk_i2t"], rel=1e-2)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
 import sys
 
 import pytest
@@ -61,9 +59,8 @@ def test_build_list_show_diff_export(db, data_dir, ckbc):
     assert md.count("\n## `") == 3 and "| animal | MISC |" in md
 
 
-def test_export_to_file_is_atomic(db, tmp_path, data_dir):
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
-    _ok(["build", "-s", "visualgenome", "--vg", str(vg), "-q"])  # store from $KBX_DB
+def test_export_to_file_is_atomic(db, tmp_path, vg_sample):
+    _ok(["build", "-s", "visualgenome", "--vg", str(vg_sample), "-q"])  # store from $KBX_DB
     target = tmp_path / "out.md"
     runner.invoke(app, ["export", "visualgenome", "-f", "markdown", "-o", str(target)])
     text = target.read_text()
@@ -71,26 +68,18 @@ def test_export_to_file_is_atomic(db, tmp_path, data_dir):
     assert not list(tmp_path.glob(".out.md.tmp"))
 
 
-def test_known_failures_are_one_line(db, tmp_path):
-    env = {**os.environ, "KBX_DB": str(db)}
-    env.pop("KBX_DEBUG", None)
-    env.pop("CATMNER_DEBUG", None)
-    cmd = [sys.executable, "-m", "kb_expand.cli"]
+def test_known_failures_are_one_line(db, tmp_path, kbx):
     missing = tmp_path / "nope.json"
-    r = subprocess.run([*cmd, "build", "-s", "visualgenome", "--vg", str(missing), "-q"], env=env,
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = kbx("build", "-s", "visualgenome", "--vg", str(missing), "-q", timeout=120, KBX_DB=str(db))
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"kbx: error: {missing}: Visual Genome file not found"
     ]
-    r = subprocess.run([*cmd, "show", "textual"], env=env, capture_output=True, text=True, timeout=120)
+    r = kbx("show", "textual", timeout=120, KBX_DB=str(db))
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no 'textual' build" in r.stderr
-    r = subprocess.run(
-        [*cmd, "--debug", "show", "textual"], env=env, capture_output=True, text=True, timeout=120
-    )
+    r = kbx("--debug", "show", "textual", timeout=120, KBX_DB=str(db))
     assert r.returncode == 1 and "Traceback" in r.stderr
     for var in ("KBX_DEBUG", "CATMNER_DEBUG"):
-        r = subprocess.run([*cmd, "show", "textual"], env={**env, var: "1"}, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+        r = kbx("show", "textual", timeout=120, KBX_DB=str(db), **{var: "1"})
         assert r.returncode == 1 and "Traceback" in r.stderr, var
 
 
@@ -134,16 +123,15 @@ def test_identical_build_is_reused_and_force_builds_anew(db, ckbc):
     assert "(build 2, scheme" in md
 
 
-def test_build_key_changes_with_inputs_and_code(db, data_dir, tmp_path, monkeypatch):
+def test_build_key_changes_with_inputs_and_code(db, vg_sample, tmp_path, monkeypatch):
     from kb_expand import build as kbuild
 
-    sample = data_dir / "visualgenome" / "relationships_sample5.json"
     vg = tmp_path / "vg.json"
-    vg.write_bytes(sample.read_bytes())
+    vg.write_bytes(vg_sample.read_bytes())
     args = ["build", "-s", "visualgenome", "--vg", str(vg), "--db", str(db), "-q"]
     assert _ok(args).startswith("build 1:")
     assert _ok(args).startswith("build 1: reused")
-    vg.write_text(sample.read_text().replace('"shirt"', '"sweater"'))  # same path, other content
+    vg.write_text(vg_sample.read_text().replace('"shirt"', '"sweater"'))  # same path, other content
     assert _ok(args).startswith("build 2: visualgenome")
     monkeypatch.setattr(kbuild, "code_fingerprint", lambda: "0" * 64)  # as if the ranking code changed
     assert _ok(args).startswith("build 3: visualgenome")

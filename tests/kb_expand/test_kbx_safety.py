@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,13 +34,6 @@ def _evil_pickle(path: Path, marker: Path) -> Path:
     return path
 
 
-def _env(**extra) -> dict:
-    env = {**os.environ, **extra}
-    env.pop("KBX_DEBUG", None)
-    env.pop("CATMNER_DEBUG", None)
-    return env
-
-
 @pytest.fixture
 def fresh_vectors(monkeypatch):
     """An empty in-memory vectors cache (the on-disk one stays per session)."""
@@ -64,11 +55,10 @@ def test_kv_pickle_refused_with_conversion_hint(tmp_path, fresh_vectors):
     assert not marker.exists()
 
 
-def test_kv_pickle_cli_is_one_line_and_runs_nothing(tmp_path, db):
+def test_kv_pickle_cli_is_one_line_and_runs_nothing(tmp_path, db, kbx):
     marker = tmp_path / "pwned"
     kv = _evil_pickle(tmp_path / "vectors.kv", marker)
-    cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "embeddings", "--vectors", str(kv), "-q"]
-    r = subprocess.run(cmd, env=_env(KBX_DB=str(db)), capture_output=True, text=True, timeout=300)
+    r = kbx("build", "-s", "embeddings", "--vectors", str(kv), "-q", KBX_DB=str(db))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"kbx: error: {kv}: a gensim .kv")
     assert not marker.exists() and "Traceback" not in r.stderr
@@ -161,11 +151,10 @@ def test_wordnet_index_cache_is_json(tmp_path, monkeypatch):
     ],
     ids=["empty-array", "no-relationships", "malformed-relationships"],
 )
-def test_vg_without_usable_relationships_is_refused_not_stored(tmp_path, db, content):
+def test_vg_without_usable_relationships_is_refused_not_stored(tmp_path, db, kbx, content):
     vg = tmp_path / "relationships.json"
     vg.write_text(content)
-    cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "visualgenome", "--vg", str(vg), "-q"]
-    r = subprocess.run(cmd, env=_env(KBX_DB=str(db)), capture_output=True, text=True, timeout=300)
+    r = kbx("build", "-s", "visualgenome", "--vg", str(vg), "-q", KBX_DB=str(db))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert lines[0].startswith(f"kbx: error: {vg}: no usable relationship")
@@ -184,58 +173,36 @@ def test_build_with_no_words_is_not_stored(db, tmp_path):
         assert store.builds() == []
 
 
-_HOLDER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")  # the write lock
-conn.execute("INSERT INTO http_cache VALUES ('k', 'u', 200, 'b', 'now')")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
-
-
-def _hold_lock(db: Path, seconds: float) -> subprocess.Popen:
-    with Store.open(db):
-        pass  # schema in place, so the build only needs the lock to write its result
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def test_store_locked_past_timeout_is_one_line_and_loses_nothing(db, data_dir):
+def test_store_locked_past_timeout_is_one_line_and_loses_nothing(db, vg_sample, kbx, hold_lock, pending):
     from kb_expand import load_label_words
 
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
-    holder = _hold_lock(db, 60)
+    holder = hold_lock(db, 60)  # the write lock
     try:
-        cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "visualgenome", "--vg", str(vg), "-q"]
-        r = subprocess.run(cmd, env=_env(KBX_DB=str(db), KBX_LOCK_TIMEOUT="1"), capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+        r = kbx(
+            "build", "-s", "visualgenome", "--vg", str(vg_sample), "-q", KBX_DB=str(db), KBX_LOCK_TIMEOUT="1"
+        )
     finally:
         holder.kill()
         holder.wait()
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "locked by another process for 1 s" in lines[0] and "nothing lost" in lines[0]
-    pending = Path(lines[0].split("the words are in ")[1].split(" (usable")[0])
-    saved = load_label_words(str(pending))
+    saved = load_label_words(str(pending(lines[0])))
     assert saved.source == "visualgenome" and len(saved.labels) == 10 and saved.words()
     with Store.open(db) as store:
         assert store.builds() == [] and store.http_cache_size() == 0  # the holder's rollback, nothing else
 
 
-def test_store_locked_briefly_waits_and_stores(db, data_dir):
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
-    holder = _hold_lock(db, 4)
+def test_store_locked_briefly_waits_and_stores(db, vg_sample, kbx, hold_lock):
+    holder = hold_lock(db, 4)
     t0 = time.monotonic()
     try:
-        cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "visualgenome", "--vg", str(vg), "-q"]
-        r = subprocess.run(cmd, env=_env(KBX_DB=str(db), KBX_LOCK_TIMEOUT="60"), capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+        r = kbx(
+            "build", "-s", "visualgenome", "--vg", str(vg_sample), "-q", KBX_DB=str(db), KBX_LOCK_TIMEOUT="60"
+        )
+        waited = time.monotonic() - t0  # before waiting for the holder: the build itself waited for the lock
     finally:
         holder.wait()
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("build 1: visualgenome") and time.monotonic() - t0 >= 4
+    assert r.stdout.startswith("build 1: visualgenome")
+    assert waited >= 3.5  # the holder keeps the lock 4 s from just before t0

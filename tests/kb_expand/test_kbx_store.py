@@ -31,7 +31,7 @@ def test_migrations_recorded_and_idempotent(db):
     assert {"_migrations", "builds", "labels", "label_words", "http_cache", "file_checksums"} <= tables
 
 
-def test_store_from_before_build_reuse_is_migrated(db, monkeypatch, data_dir):
+def test_store_from_before_build_reuse_is_migrated(db, monkeypatch, vg_sample):
     import kb_expand.store as kstore
 
     monkeypatch.setattr(kstore, "MIGRATIONS", MIGRATIONS[:1])  # a store written by the first schema
@@ -48,7 +48,7 @@ def test_store_from_before_build_reuse_is_migrated(db, monkeypatch, data_dir):
         assert store.schema_version() == MIGRATIONS[-1][0]
         assert [b["seq"] for b in store.builds()] == old and store.resolve_build("test")["id"] == old[-1]
         assert store.find_reusable("anything", {}) is None  # old builds have no key: never reused
-    vg = str(data_dir / "visualgenome" / "relationships_sample5.json")
+    vg = str(vg_sample)
     first = run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db)
     assert first.build_id == 3 and not first.reused
     assert run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db).reused
@@ -100,8 +100,8 @@ def test_label_words_from_json_file(tmp_path):
         LabelWords.from_json(d)
 
 
-def test_failed_build_leaves_store_unchanged(db, data_dir):
-    vg = str(data_dir / "visualgenome" / "relationships_sample5.json")
+def test_failed_build_leaves_store_unchanged(db, vg_sample):
+    vg = str(vg_sample)
     first = run_build(BuildConfig(source="visualgenome", vg=vg, progress=False), db)
 
     def boom(stage):
@@ -134,8 +134,8 @@ run_build(BuildConfig(source="visualgenome", vg=sys.argv[2], progress=False, for
 """
 
 
-def test_sigkill_mid_build_keeps_earlier_builds(db, data_dir, tmp_path):
-    vg = str(data_dir / "visualgenome" / "relationships_sample5.json")
+def test_sigkill_mid_build_keeps_earlier_builds(db, vg_sample, tmp_path):
+    vg = str(vg_sample)
     cfg = BuildConfig(source="visualgenome", vg=vg, progress=False, force=True)  # two builds, not one reused
     earlier = [run_build(cfg, db) for _ in range(2)]
     before = load_label_words("visualgenome", db)

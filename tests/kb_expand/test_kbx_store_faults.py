@@ -5,9 +5,7 @@ saved aside (as for a locked store). Real SQLite on real tmpfs mounts (skipped w
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +13,6 @@ from kb_expand import load_label_words
 from kb_expand.build import BuildConfig, run_build
 from kb_expand.errors import KbxError
 from kb_expand.store import Store
-
-
-def _env(**extra) -> dict:
-    env = {**os.environ, **extra}
-    env.pop("KBX_DEBUG", None)
-    env.pop("CATMNER_DEBUG", None)
-    return env
 
 
 @pytest.fixture
@@ -43,15 +34,17 @@ def mount(tmp_path):
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
-def _pending(line: str) -> Path:
-    return Path(line.split("the words are in ")[1].split(" (usable")[0])
-
-
-def test_disk_full_while_storing_is_one_line_and_words_saved(tmp_path, data_dir, mount):
-    small = mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", point=tmp_path / "small")
-    db = small / "kb.sqlite"
+def _store_on_small_tmpfs(mount, point: Path) -> Path:
+    """A new, empty store on a 4 MiB tmpfs mounted at `point`."""
+    db = mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", point=point) / "kb.sqlite"
     with Store.open(db):
         pass
+    return db
+
+
+def test_disk_full_while_storing_is_one_line_and_words_saved(tmp_path, vg_sample, mount, pending):
+    db = _store_on_small_tmpfs(mount, tmp_path / "small")
+    small = db.parent
 
     def fill(stage: str) -> None:  # inside the build's transaction: the disk fills up
         if stage == "build":
@@ -62,56 +55,35 @@ def test_disk_full_while_storing_is_one_line_and_words_saved(tmp_path, data_dir,
                 except OSError:
                     pass
 
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
     with pytest.raises(KbxError) as exc:
-        run_build(BuildConfig(source="visualgenome", vg=str(vg), progress=False), db=db, on_write=fill)
+        run_build(BuildConfig(source="visualgenome", vg=str(vg_sample), progress=False), db=db, on_write=fill)
     line = str(exc.value)
     assert "\n" not in line and line.startswith(
         f"{db}: cannot use the label-word store (database or disk is full)"
     )
     assert "nothing lost" in line
-    assert load_label_words(str(_pending(line))).words()
+    assert load_label_words(str(pending(line))).words()
     (small / "filler").unlink()
     with Store.open(db) as store:
         assert store.builds() == []
 
 
-def test_read_only_store_is_one_line_and_words_saved(tmp_path, data_dir, mount):
-    point = mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", point=tmp_path / "ro")
-    db = point / "kb.sqlite"
-    with Store.open(db):
-        pass
-    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
-    cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "visualgenome", "--vg", str(vg), "-q"]
-    r = subprocess.run(cmd, env=_env(KBX_DB=str(db)), capture_output=True, text=True, timeout=300)
+def test_read_only_store_is_one_line_and_words_saved(tmp_path, vg_sample, mount, kbx, pending):
+    db = _store_on_small_tmpfs(mount, tmp_path / "ro")
+    subprocess.run(["mount", "-o", "remount,ro", str(db.parent)], check=True)
+    r = kbx("build", "-s", "visualgenome", "--vg", str(vg_sample), "-q", KBX_DB=str(db))
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "read-only" in lines[0] and str(db) in lines[0] and "nothing lost" in lines[0], lines[0]
-    assert load_label_words(str(_pending(lines[0]))).source == "visualgenome"
+    assert load_label_words(str(pending(lines[0]))).source == "visualgenome"
 
 
-_EXCLUSIVE = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-"""
-
-
-def test_exclusive_lock_from_the_start_is_one_line_with_a_hint(db, data_dir):
-    with Store.open(db):
-        pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _EXCLUSIVE, str(db), "60"], stdout=subprocess.PIPE, text=True
-    )
+def test_exclusive_lock_from_the_start_is_one_line_with_a_hint(db, vg_sample, kbx, hold_lock):
+    holder = hold_lock(db, 60, exclusive=True)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        vg = data_dir / "visualgenome" / "relationships_sample5.json"
-        cmd = [sys.executable, "-m", "kb_expand.cli", "build", "-s", "visualgenome", "--vg", str(vg), "-q"]
-        r = subprocess.run(cmd, env=_env(KBX_DB=str(db), KBX_LOCK_TIMEOUT="1"), capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+        r = kbx(
+            "build", "-s", "visualgenome", "--vg", str(vg_sample), "-q", KBX_DB=str(db), KBX_LOCK_TIMEOUT="1"
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -120,7 +92,7 @@ def test_exclusive_lock_from_the_start_is_one_line_with_a_hint(db, data_dir):
     assert "locked by another process for 1 s" in lines[0] and "KBX_LOCK_TIMEOUT" in lines[0], lines[0]
 
 
-def test_exclusive_lock_taken_while_building_keeps_the_words(db, data_dir, monkeypatch):
+def test_exclusive_lock_taken_while_building_keeps_the_words(db, vg_sample, monkeypatch, hold_lock, pending):
     """The words are computed, then another process takes an exclusive lock (reads fail too)."""
     from kb_expand import build
 
@@ -131,18 +103,14 @@ def test_exclusive_lock_taken_while_building_keeps_the_words(db, data_dir, monke
     def inputs_then_lock(source, scheme, store):
         calls.append(1)
         if len(calls) == 2:  # the second call comes after the words are computed
-            h = subprocess.Popen([sys.executable, "-c", _EXCLUSIVE, str(db), "60"], stdout=subprocess.PIPE,
-                                 text=True)  # fmt: skip
-            holders.append(h)
-            assert h.stdout.readline().strip() == "locked"
+            holders.append(hold_lock(db, 60, exclusive=True, schema=False))  # the build has the store open
         return real_inputs(source, scheme, store)
 
     calls: list[int] = []
     monkeypatch.setattr(build, "_inputs", inputs_then_lock)
-    vg = data_dir / "visualgenome" / "relationships_sample5.json"
     try:
         with pytest.raises(KbxError) as exc:
-            run_build(BuildConfig(source="visualgenome", vg=str(vg), progress=False), db=db)
+            run_build(BuildConfig(source="visualgenome", vg=str(vg_sample), progress=False), db=db)
     finally:
         for h in holders:
             h.kill()
@@ -154,5 +122,5 @@ def test_exclusive_lock_taken_while_building_keeps_the_words(db, data_dir, monke
         and "locked by another process" in line
         and "nothing lost" in line
     )
-    saved = json.loads(_pending(line).read_text())
+    saved = json.loads(pending(line).read_text())
     assert saved["source"] == "visualgenome"
