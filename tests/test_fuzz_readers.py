@@ -361,7 +361,7 @@ def test_run_record_reader(data):
     except BenchError as exc:
         assert "\n" not in str(exc), exc  # one line
         return
-    assert isinstance(rec["spec"], dict) and isinstance(rec["metrics"], dict)
+    assert isinstance(rec.spec, dict) and isinstance(rec.metrics, dict)
     try:
         BenchRecord.read(path)
     except BenchError as exc:
