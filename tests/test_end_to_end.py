@@ -41,7 +41,7 @@ def test_kbx_build_then_train_evaluate_predict(tmp_path, shared_data):
     # the model was trained with the words of the store's visualgenome build, and says so
     words = json.loads((out / "model" / "label_words.json").read_text())["words"]
     assert "dog" in words and "vehicle" in words
-    assert record.label_words["source"] == "visualgenome"
+    assert record["label_words"]["source"] == "visualgenome"
 
     preds = tmp_path / "valid.conll"
     ev = run(

@@ -862,7 +862,7 @@ def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     (path,) = (out / "records" / "table1").glob("*.json")
-    rec = json.loads(path.read_text())
+    rec = read_record(path)
     assert rec.spec.config["patience"] == 1 and rec.extra["profile"]["patience"] == 1
     assert "--patience 1" in rec.extra["command"]
     f1 = rec.extra["valid_f1_by_epoch"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from catmner_bench.cli import app, run
-from catmner_bench.records import iter_records
+from catmner_bench.records import BenchRecord, iter_records
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.ray
@@ -42,11 +42,11 @@ def ray_local():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def by_run(output: Path) -> dict[str, dict]:
+def by_run(output: Path) -> dict[str, BenchRecord]:
     return {p.stem: r for p, r in iter_records(output)}
 
 
-def losses(output: Path, rec: dict) -> list[float]:
+def losses(output: Path, rec: BenchRecord) -> list[float]:
     """The training loss of every epoch, from the run's trainer log (the model it reused, for a reuse)."""
     src = rec.extra.get("reused_model")
     exp, run_id = ("table1", src["run_id"]) if src else (rec.spec.experiment, rec.run_id)
@@ -54,7 +54,7 @@ def losses(output: Path, rec: dict) -> list[float]:
     return [e["loss"] for e in log["epochs"]]
 
 
-def interval(rec: dict) -> tuple[datetime.datetime, datetime.datetime]:
+def interval(rec: BenchRecord) -> tuple[datetime.datetime, datetime.datetime]:
     c = rec.extra["compute"]
     return datetime.datetime.fromisoformat(c["started"]), datetime.datetime.fromisoformat(c["ended"])
 

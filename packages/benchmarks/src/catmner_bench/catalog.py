@@ -1,8 +1,8 @@
 """What the report calls the planner's things, outside the planner: each system's label, in the registry's order
 (the order of the report's rows; `catmner_bench.systems` takes its labels from here, and a system without
-records still has its label, e.g. in a "not run yet" row), and what each recipe-search round tried (its
-settings are `catmner_bench.experiments.SEARCH_ROUNDS`'). The report reads these and the run records; it
-imports nothing that plans or trains runs."""
+records still has its label, e.g. in a "not run yet" row), the datasets' labels, and what each recipe-search
+round tried (its settings are `catmner_bench.experiments.SEARCH_ROUNDS`'). The report reads these and the run
+records; it imports nothing that plans or trains runs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ SYSTEM_LABELS: dict[str, str] = {
     "cat-sal-learned": "CAT-MNER, learned saliency scale",
 }
 SYSTEM_ORDER: tuple[str, ...] = tuple(SYSTEM_LABELS)  # the report's rows follow it
+DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 
 # the recipe search's rounds in order: name -> what the round tried
 SEARCH_ROUNDS: dict[str, str] = {

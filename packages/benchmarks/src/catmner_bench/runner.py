@@ -294,7 +294,7 @@ def _run_reused(
     ctx: RunContext,
     spec: RunSpec,
     data: dict[str, list[Tweet]],
-    reused: tuple[dict[str, Any], Path | None],
+    reused: tuple[BenchRecord, Path | None],
     after_train: Any,
     score_test: bool = True,
 ) -> RunResult:
@@ -302,8 +302,8 @@ def _run_reused(
     dataset's test split for table2; ``after_train`` run on it)."""
     source, model_dir = reused
     extra: dict[str, Any] = {}
-    log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
-    metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
+    log(ctx, f"     reusing table1/{source.run_id} (trained at {_commit(source)})")
+    metrics = {"valid": source.metrics["valid"], "test": source.metrics["test"]}
     if not score_test:
         metrics["test"] = None
     elif spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
@@ -312,8 +312,8 @@ def _run_reused(
         )
     if after_train is not None:
         extra.update(after_train(model_dir, data) or {})
-    label_words = source.get("label_words")
-    src_extra = source.get("extra", {})
+    label_words = source.label_words
+    src_extra = source.extra
     extra.update(
         {
             k: src_extra.get(k)
@@ -322,9 +322,9 @@ def _run_reused(
         **{k: src_extra[k] for k in ("stopped_epoch", "stop_reason") if k in src_extra},
         trainer_run_dir=src_extra.get("trainer_run_dir"),
         reused_model={
-            "run_id": source["run_id"],
-            "git": source.get("git"),
-            "wall_time_s": source.get("wall_time_s"),
+            "run_id": source.run_id,
+            "git": source.git,
+            "wall_time_s": source.wall_time_s,
             "model_dir": str(model_dir) if model_dir else None,
         },
     )

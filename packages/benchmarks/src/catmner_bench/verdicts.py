@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from catmner_bench.catalog import DATASET_LABEL as LABEL
+from catmner_bench.paper import DATASETS
 from catmner_bench.stats import Comparison, PairedComparison, by_sampling
 
-DATASETS = ("twitter2015", "twitter2017")
-LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 RARE_TYPES = {"twitter2015": ("ORG", "MISC"), "twitter2017": ("MISC",)}  # the paper's "less frequent" types
 FREQUENT_TYPES = ("PER", "LOC")
 

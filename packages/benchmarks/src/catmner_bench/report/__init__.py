@@ -16,7 +16,7 @@ order into results.md). Every name is importable from ``catmner_bench.report`` a
 
 from __future__ import annotations
 
-from catmner_bench.catalog import SYSTEM_ORDER, system_label
+from catmner_bench.catalog import DATASET_LABEL, SYSTEM_ORDER, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.report.document import write_report
 from catmner_bench.report.figures import (
@@ -38,7 +38,6 @@ from catmner_bench.report.sections import (
     table3_section,
 )
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     TYPES,
     Group,
     encoder_of,

@@ -15,11 +15,10 @@ from catmner_model.atomic import atomic_write
 from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench import paper
-from catmner_bench.catalog import SYSTEM_ORDER, system_label
+from catmner_bench.catalog import DATASET_LABEL, SYSTEM_ORDER, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.records import BenchRecord
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     TYPES,
     Group,
     encoder_of,

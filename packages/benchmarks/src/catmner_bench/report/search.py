@@ -7,10 +7,9 @@ import math
 import statistics
 
 from catmner_bench import paper
-from catmner_bench.catalog import SEARCH_ROUNDS, system_label
+from catmner_bench.catalog import DATASET_LABEL, SEARCH_ROUNDS, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     Group,
     fmt,
     fmt_delta,

@@ -4,11 +4,10 @@ Table 3 (ablations), and how the numbers were produced (`provenance_section`).""
 from __future__ import annotations
 
 from catmner_bench import paper
-from catmner_bench.catalog import system_label
+from catmner_bench.catalog import DATASET_LABEL, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.records import METRIC_DEFINITION, BenchRecord
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     TYPES,
     Group,
     fmt,

@@ -14,7 +14,6 @@ from catmner_bench.catalog import SYSTEM_ORDER
 from catmner_bench.records import BenchRecord
 
 TYPES = paper.ENTITY_TYPES
-DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 
 
 def fmt(x: float | None) -> str:
