@@ -126,3 +126,50 @@ def test_the_cycle_check_sees_function_level_and_type_checking_imports(tmp_path:
     assert cycles(import_graph(mods)) == [["demo.a", "demo.b", "demo.c"]]
     (src / "c.py").write_text("import os\n")
     assert cycles(import_graph(modules(tmp_path))) == []
+
+
+# the planner: what plans, trains and runs benchmark runs, and how their recipes resolve
+PLANNER = {
+    f"catmner_bench.{m}"
+    for m in ("systems", "experiments", "profiles", "runner", "sweep", "baselines", "ray_executor", "recipes")
+}
+# what renders or judges run records: it reads the records' stored facts (records.Recipe), never the planner
+REPORT = ("catmner_bench.report", "catmner_bench.verdicts", "catmner_bench.claims", "catmner_bench.decisive")
+REPORT += ("catmner_bench.stats", "catmner_bench.outcomes", "catmner_bench.paper", "catmner_bench.catalog")
+
+
+def reaches(edges: dict[str, set[str]], start: str) -> dict[str, str]:
+    """{module: the module that imports it} of every module ``start`` imports, directly or not; importing a
+    module imports the packages above it too (``a.b.c`` runs ``a/__init__`` and ``a/b/__init__``)."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        m = todo.pop()
+        parts = m.split(".")
+        for t in edges.get(m, set()) | {".".join(parts[:i]) for i in range(1, len(parts))}:
+            if t in edges and t not in seen and t != start:
+                seen[t] = m
+                todo.append(t)
+    return seen
+
+
+def test_no_report_module_imports_the_planner() -> None:
+    """Every import counts (top-level, in functions, under TYPE_CHECKING), and so do the imports of what is
+    imported: a report module that reaches the planner through another module is named with that chain."""
+    edges = import_graph(modules())
+    report = [m for m in edges if m.startswith(REPORT)]
+    assert "catmner_bench.report.tables" in report and "catmner_bench.report.speed" in report
+    bad = []
+    for m in sorted(report):
+        seen = reaches(edges, m)
+        for p in sorted(PLANNER & set(seen)):
+            chain = [p]
+            while chain[-1] in seen:
+                chain.append(seen[chain[-1]])
+            bad.append(" <- ".join(chain))
+    assert not bad, "report modules that import the planner:\n" + "\n".join(bad)
+
+
+def test_the_planner_check_sees_chains_and_parent_packages() -> None:
+    edges = {"r": {"x"}, "x": set(), "p": set(), "pkg": {"p"}, "pkg.m": set(), "q": {"pkg.m"}}
+    assert set(reaches(edges, "r")) == {"x"} and set(reaches(edges, "q")) == {"pkg.m", "pkg", "p"}

@@ -233,10 +233,13 @@ def test_bench_record_deep_and_wrong_types(tmp_path):
     from catmner_bench.records import RecordError, read_record
 
     f = tmp_path / "r.json"
+    repo = Path(__file__).resolve().parents[1]
+    good = json.loads(next((repo / "docs" / "records" / "caption" / "table1").glob("*.json")).read_text())
     for content, message in [
         (DEEP, "JSON nested too deeply"),
-        ('{"schema_version": 1, "run_key": 1, "spec": {}, "metrics": {}}', "'run_key' is not a JSON string"),
-        ('{"schema_version": 1, "run_key": "k", "spec": [], "metrics": {}}', "'spec' is not a JSON object"),
+        (json.dumps({**good, "run_key": 1}), "'run_key' is not a JSON string"),
+        (json.dumps({**good, "metrics": []}), "'metrics' is not a JSON object"),
+        (json.dumps({**good, "spec": []}), "spec is not a RunSpec"),
     ]:
         f.write_text(content)
         with pytest.raises(RecordError, match=message):

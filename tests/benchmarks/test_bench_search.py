@@ -37,16 +37,14 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     }
     assert res["ran"] == len(configs)
     recs = [r for _, r in iter_records(out)]
-    assert len(recs) == len(configs) and all(r["metrics"]["test"] is None for r in recs)
-    assert len({r["run_key"] for r in recs}) == len(configs)  # each setting is its own run
-    warm = [r for r in recs if r["spec"]["config"].get("warmup_ratio") == 0.0]
+    assert len(recs) == len(configs) and all(r.metrics["test"] is None for r in recs)
+    assert len({r.run_key for r in recs}) == len(configs)  # each setting is its own run
+    warm = [r for r in recs if r.spec.config.get("warmup_ratio") == 0.0]
     (warm,) = warm
-    trainer = json.loads((Path(warm["extra"]["trainer_run_dir"]) / "run.json").read_text())
+    trainer = json.loads((Path(warm.extra["trainer_run_dir"]) / "run.json").read_text())
     assert trainer["config"]["warmup_ratio"] == 0.0  # the setting reached the trainer
-    shapes = [
-        r for r in recs if (r["spec"]["config"]["model_overrides"] or {}).get("case_features") == "shape"
-    ]
-    assert len(shapes) == 1 and shapes[0]["extra"]["model_config"]["case_features"] == "shape"
+    shapes = [r for r in recs if (r.spec.config["model_overrides"] or {}).get("case_features") == "shape"]
+    assert len(shapes) == 1 and shapes[0].extra["model_config"]["case_features"] == "shape"
     md = Path(write_report(out)["markdown"]).read_text(encoding="utf-8")
     block = md[md.index("## Recipe search") :]
     block = block[: block.index("\n## ", 3)]
@@ -58,9 +56,9 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     # round 1: no Table 1 seeds here, so the noise is unknown and the best is chosen
     first = block[: block.index("round 2\n")] if len(SEARCH_ROUNDS) > 1 else block
     best = max(
-        r["metrics"]["valid"]["conlleval"]["f1"]
+        r.metrics["valid"]["conlleval"]["f1"]
         for r in recs
-        if json.dumps(r["spec"]["config"], sort_keys=True)
+        if json.dumps(r.spec.config, sort_keys=True)
         in {json.dumps(c, sort_keys=True) for _, c in SEARCH_ROUNDS[0].configs("lm-span", PROFILES["smoke"])}
     )
     assert f"| {best:.2f} |" in chosen[0] and chosen[0] in first

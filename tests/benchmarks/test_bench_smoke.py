@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from catmner_bench import paper
 from catmner_bench.cli import app
+from catmner_bench.recipes import recipe_of
 from catmner_bench.records import SCHEMA_VERSION, iter_records
 from catmner_bench.report import TABLE3_SYSTEM_TO_ROW, entropy, system_label
+from catmner_bench.systems import saliency_of
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -64,12 +66,12 @@ def r2(x: float) -> float:
 
 
 def f_of(rec: dict, key: str, mode: str = "conlleval") -> float:
-    m = rec["metrics"]["test"][mode]
+    m = rec.metrics["test"][mode]
     return m["per_type"][key]["f1"] if key in paper.ENTITY_TYPES else m[key]
 
 
 def records(bench: dict, experiment: str) -> list[dict]:
-    return [r for _, r in iter_records(bench["output"]) if r["spec"]["experiment"] == experiment]
+    return [r for _, r in iter_records(bench["output"]) if r.spec.experiment == experiment]
 
 
 # --------------------------------------------------------------------------------------------- tests
@@ -89,78 +91,68 @@ def test_records_are_complete_and_true(bench: dict) -> None:
     train15 = bench["data"] / "twitter2015" / "train.txt"
     sha = hashlib.sha256(train15.read_bytes()).hexdigest()
     for r in recs:
-        assert r["schema_version"] == SCHEMA_VERSION
-        for k in (
-            "run_key",
-            "spec",
-            "git",
-            "packages",
-            "hardware",
-            "data",
-            "metric",
-            "metrics",
-            "wall_time_s",
-        ):
-            assert k in r, k
-        assert {"commit", "dirty"} <= set(r["git"])
-        assert r["packages"]["torch"] and r["packages"]["catmner-bench"]
-        assert r["hardware"]["cpu_count"] >= 1
-        assert r["metric"]["modes"] == ["conlleval", "strict"]
+        assert r.schema_version == SCHEMA_VERSION
+        assert r.recipe == recipe_of(r.spec)  # the facts the report judges it by, as the planner has them
+        assert r.recipe.in_verdicts and r.recipe.saliency == saliency_of(r.spec.config)
+        assert {"commit", "dirty"} <= set(r.git)
+        assert r.packages["torch"] and r.packages["catmner-bench"]
+        assert r.hardware["cpu_count"] >= 1
+        assert r.metric["modes"] == ["conlleval", "strict"]
         for split in ("valid", "test"):
             for mode in ("conlleval", "strict"):
-                m = r["metrics"][split][mode]
+                m = r.metrics[split][mode]
                 assert set(m["per_type"]) >= set(paper.ENTITY_TYPES)
                 assert 0.0 <= m["f1"] <= 100.0
-        test = r["metrics"]["test"]["conlleval"]
+        test = r.metrics["test"]["conlleval"]
         assert test["n_gold"] == sum(
             t["support"] for t in test["per_type"].values()
         )  # gold counts are real: the scorer saw the test tweets
-        if r["spec"]["train_dataset"] == "twitter2015":
-            assert list(r["data"]["train"]["files"].values()) == [sha]
-        assert r["extra"]["command"].startswith("catmner-bench run ")
+        if r.spec.train_dataset == "twitter2015":
+            assert list(r.data["train"]["files"].values()) == [sha]
+        assert r.extra["command"].startswith("catmner-bench run ")
     # smoke data: 16 training tweets (images first), 12 eval tweets; fig3 samples alpha tweets
     t1 = records(bench, "table1")
-    assert {r["data"]["train"]["n_tweets"] for r in t1} == {16}
-    assert {r["data"]["test"]["n_tweets"] for r in t1} == {12}
-    assert {r["data"]["train"]["n_tweets"] for r in records(bench, "fig3")} == {4, 8}
+    assert {r.data["train"]["n_tweets"] for r in t1} == {16}
+    assert {r.data["test"]["n_tweets"] for r in t1} == {12}
+    assert {r.data["train"]["n_tweets"] for r in records(bench, "fig3")} == {4, 8}
     # span runs carry their validation curve; the kept model is the curve's best epoch
-    for r in (r for r in recs if r["spec"]["config"]["kind"] == "span"):
-        curve = r["extra"]["valid_f1_by_epoch"]
-        assert len(curve) == r["spec"]["config"]["epochs"]
-        assert curve[r["extra"]["best_epoch"] - 1] == pytest.approx(
-            r["metrics"]["valid"]["conlleval"]["f1"], abs=1e-3
+    for r in (r for r in recs if r.spec.config["kind"] == "span"):
+        curve = r.extra["valid_f1_by_epoch"]
+        assert len(curve) == r.spec.config["epochs"]
+        assert curve[r.extra["best_epoch"] - 1] == pytest.approx(
+            r.metrics["valid"]["conlleval"]["f1"], abs=1e-3
         )
     # label words of CAT-MNER runs are the bundled smoke fixtures, with their checksum
     from catmner_bench.profiles import bundled_label_words
     from kb_expand import load_label_words
 
     lw = load_label_words(bundled_label_words("textual"))
-    cat = [r for r in t1 if r["spec"]["system"] == "cat-textual"]
-    assert cat and all(r["label_words"]["checksum"] == lw.checksum for r in cat)
+    cat = [r for r in t1 if r.spec.system == "cat-textual"]
+    assert cat and all(r.label_words["checksum"] == lw.checksum for r in cat)
 
 
 def test_table2_is_scored_on_the_other_dataset(bench: dict) -> None:
     for r in records(bench, "table2"):
-        train_file = next(iter(r["data"]["train"]["files"]))
-        test_file = next(iter(r["data"]["test"]["files"]))
-        assert r["spec"]["train_dataset"] in train_file and r["spec"]["test_dataset"] in test_file
-        assert r["spec"]["train_dataset"] != r["spec"]["test_dataset"]
+        train_file = next(iter(r.data["train"]["files"]))
+        test_file = next(iter(r.data["test"]["files"]))
+        assert r.spec.train_dataset in train_file and r.spec.test_dataset in test_file
+        assert r.spec.train_dataset != r.spec.test_dataset
 
 
 def test_table2_reuses_the_table1_models(bench: dict) -> None:
     """Table 2 scores the Table 1 models on the other dataset: no second training of the same run."""
-    t1 = {r["run_id"]: r for r in records(bench, "table1")}
+    t1 = {r.run_id: r for r in records(bench, "table1")}
     t2 = records(bench, "table2")
     assert t2
     for r in t2:
-        reused = r["extra"]["reused_model"]
+        reused = r.extra["reused_model"]
         src = t1[reused["run_id"]]
-        assert src["spec"]["system"] == r["spec"]["system"] and src["spec"]["seed"] == r["spec"]["seed"]
-        assert src["spec"]["train_dataset"] == src["spec"]["test_dataset"] == r["spec"]["train_dataset"]
-        assert src["spec"]["config"] == r["spec"]["config"]
-        assert r["metrics"]["valid"] == src["metrics"]["valid"]  # the same model, not a retrained one
+        assert src.spec.system == r.spec.system and src.spec.seed == r.spec.seed
+        assert src.spec.train_dataset == src.spec.test_dataset == r.spec.train_dataset
+        assert src.spec.config == r.spec.config
+        assert r.metrics["valid"] == src.metrics["valid"]  # the same model, not a retrained one
         assert Path(reused["model_dir"]).is_dir()
-        assert r["data"]["test"]["files"] != src["data"]["test"]["files"]  # scored on the other dataset
+        assert r.data["test"]["files"] != src.data["test"]["files"]  # scored on the other dataset
 
 
 def test_report_files(bench: dict) -> None:
@@ -191,9 +183,7 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
         assert len(ours) == 8 and len(reported) == len(paper.TABLE1)
         for row in ours:
             (rec,) = [
-                r
-                for r in t1
-                if system_label(r["spec"]["system"]) == row["System"] and r["spec"]["train_dataset"] == ds
+                r for r in t1 if system_label(r.spec.system) == row["System"] and r.spec.train_dataset == ds
             ]
             for col, key in (
                 ("P", "precision"),
@@ -203,23 +193,21 @@ def test_table1_report_matches_records_and_paper(bench: dict) -> None:
             ):
                 assert num(row[col]) == [r2(f_of(rec, key))], (row["System"], col)
             assert num(row["F1 strict"]) == [r2(f_of(rec, "f1", "strict"))]
-            (text,) = [r for r in t1 if r["spec"]["system"] == "lm-span" and r["spec"]["train_dataset"] == ds]
-            if rec["spec"]["system"] == "lm-span":
+            (text,) = [r for r in t1 if r.spec.system == "lm-span" and r.spec.train_dataset == ds]
+            if rec.spec.system == "lm-span":
                 assert row["Δ F1 vs TEXT"] == ""
             else:  # one seed each: the difference, not tested
                 delta, note = row["Δ F1 vs TEXT"].split(" ", 1)
                 assert abs(float(delta) - (f_of(rec, "f1") - f_of(text, "f1"))) < 0.006
-                if rec["spec"]["config"].get("kind") == "crf" and rec["spec"]["system"] != "lm-crf":
+                if rec.spec.config.get("kind") == "crf" and rec.spec.system != "lm-crf":
                     # the BiLSTM baselines train from scratch on their own recipe: the cell says how it differs
                     assert note.startswith("(not tested; not trained alike: epochs ") or note.startswith(
                         "(not tested; not trained alike: lr "
                     ), note
                 else:  # LM-CRF is trained like the span models
-                    assert note == "(1 seed)", (rec["spec"]["system"], note)
-            assert abs(float(row["min/run"]) - rec["wall_time_s"] / 60) < 0.06
-            ref = paper.reference_row_for(
-                rec["spec"]["system"], rec["spec"]["config"].get("text_encoder", "")
-            )
+                    assert note == "(1 seed)", (rec.spec.system, note)
+            assert abs(float(row["min/run"]) - rec.wall_time_s / 60) < 0.06
+            ref = paper.reference_row_for(rec.spec.system, rec.spec.config.get("text_encoder", ""))
             if ref:
                 pf1 = paper.table1_row(ref).scores[ds].f1
                 assert num(row["Paper F1"]) == [pf1]
@@ -241,9 +229,9 @@ def test_table2_report(bench: dict) -> None:
     recs = records(bench, "table2")
     assert len(rows) == 8 + 6  # ours: 2 directions x 4 systems; the paper: 6
     for rec in recs:
-        s = rec["spec"]
-        direction = f"{DS_LABEL[s['train_dataset']]} → {DS_LABEL[s['test_dataset']]}"
-        (row,) = [r for r in rows if r["Direction"] == direction and r["System"] == system_label(s["system"])]
+        s = rec.spec
+        direction = f"{DS_LABEL[s.train_dataset]} → {DS_LABEL[s.test_dataset]}"
+        (row,) = [r for r in rows if r["Direction"] == direction and r["System"] == system_label(s.system)]
         assert num(row["F1"]) == [r2(f_of(rec, "f1"))]
         assert num(row["P"]) == [r2(f_of(rec, "precision"))]
     for key, vals in paper.TABLE2.items():
@@ -262,18 +250,18 @@ def test_table2_report(bench: dict) -> None:
 def test_epochs_section_shows_the_recorded_validation_curves(bench: dict) -> None:
     md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
     (rows,) = tables(section(md, "## Epochs"))
-    span = [r for r in records(bench, "table1") if r["spec"]["config"]["kind"] == "span"]
+    span = [r for r in records(bench, "table1") if r.spec.config["kind"] == "span"]
     assert len(rows) == len(span)  # one seed each: a row per run
     for rec in span:
         (row,) = [
             r
             for r in rows
-            if r["System"] == system_label(rec["spec"]["system"])
-            and r["Dataset"] == DS_LABEL[rec["spec"]["train_dataset"]]
+            if r["System"] == system_label(rec.spec.system)
+            and r["Dataset"] == DS_LABEL[rec.spec.train_dataset]
         ]
-        curve = rec["extra"]["valid_f1_by_epoch"]
+        curve = rec.extra["valid_f1_by_epoch"]
         assert [num(row[f"epoch {i + 1}"]) for i in range(len(curve))] == [[r2(x)] for x in curve]
-        assert row["best epoch"] == str(rec["extra"]["best_epoch"])
+        assert row["best epoch"] == str(rec.extra["best_epoch"])
 
 
 def test_table3_report(bench: dict) -> None:
@@ -281,7 +269,7 @@ def test_table3_report(bench: dict) -> None:
     (rows,) = tables(section(md, "### Encoder: tiny"))
     recs = records(bench, "table3")
     assert len(rows) == 6
-    ours = {(r["spec"]["system"], r["spec"]["train_dataset"]): f_of(r, "f1") for r in recs}
+    ours = {(r.spec.system, r.spec.train_dataset): f_of(r, "f1") for r in recs}
     for row in rows:
         system = next(s for s in TABLE3_SYSTEM_TO_ROW if system_label(s) == row["Our system"])
         label, p15, p17 = paper.TABLE3[TABLE3_SYSTEM_TO_ROW[system]]
@@ -309,23 +297,19 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
             runs = [
                 r
                 for r in recs
-                if r["spec"]["train_dataset"] == ds
-                and r["spec"]["sample"]["alpha"] == int(row["alpha"])
-                and system_label(r["spec"]["system"]) == row["System"]
+                if r.spec.train_dataset == ds
+                and r.spec.sample["alpha"] == int(row["alpha"])
+                and system_label(r.spec.system) == row["System"]
             ]
             assert len(runs) == 2 == int(row["samplings"])
             # two samplings really differ in their training tweets
-            assert (
-                runs[0]["data"]["train"]["selection_sha256"] != runs[1]["data"]["train"]["selection_sha256"]
-            )
+            assert runs[0].data["train"]["selection_sha256"] != runs[1].data["train"]["selection_sha256"]
             f1s = [f_of(r, "f1") for r in runs]
             assert num(row["F1"]) == [r2(statistics.fmean(f1s)), r2(statistics.stdev(f1s))]
             per = [f_of(r, "ORG") for r in runs]
             assert num(row["ORG"]) == [r2(statistics.fmean(per)), r2(statistics.stdev(per))]
-            kept = sorted(r["extra"]["best_epoch"] for r in runs)
-            assert (
-                row["best epoch"] == ", ".join(map(str, kept)) + f" of {runs[0]['spec']['config']['epochs']}"
-            )
+            kept = sorted(r.extra["best_epoch"] for r in runs)
+            assert row["best epoch"] == ", ".join(map(str, kept)) + f" of {runs[0].spec.config['epochs']}"
             if row["System"] != system_label("cat-textual"):
                 assert row["Δ F1 vs MM (paired)"] == ""  # only a refined model is compared with MM
             for base, col in (("lm-span", "Δ F1 vs TEXT (paired)"), ("mm", "Δ F1 vs MM (paired)")):
@@ -335,20 +319,20 @@ def test_fig3_report_mean_and_spread(bench: dict) -> None:
                     continue
                 # paired with the baseline's run of the same sampling: mean and SE of the per-sampling differences
                 other = {
-                    r["spec"]["sample"]["index"]: f_of(r, "f1")
+                    r.spec.sample["index"]: f_of(r, "f1")
                     for r in recs
-                    if r["spec"]["train_dataset"] == ds
-                    and r["spec"]["sample"]["alpha"] == int(row["alpha"])
-                    and r["spec"]["system"] == base
+                    if r.spec.train_dataset == ds
+                    and r.spec.sample["alpha"] == int(row["alpha"])
+                    and r.spec.system == base
                 }
-                d = [f_of(r, "f1") - other[r["spec"]["sample"]["index"]] for r in runs]
+                d = [f_of(r, "f1") - other[r.spec.sample["index"]] for r in runs]
                 se = statistics.stdev(d) / len(d) ** 0.5
                 assert num(row[col].split(" (")[0]) == [r2(statistics.fmean(d)), r2(se)]
     # the same sampling is shared by every system (fair comparison)
     sel = {}
     for r in recs:
-        key = (r["spec"]["train_dataset"], r["spec"]["sample"]["alpha"], r["spec"]["sample"]["index"])
-        sel.setdefault(key, set()).add(r["data"]["train"]["selection_sha256"])
+        key = (r.spec.train_dataset, r.spec.sample["alpha"], r.spec.sample["index"])
+        sel.setdefault(key, set()).add(r.data["train"]["selection_sha256"])
     assert all(len(v) == 1 for v in sel.values())
 
 
@@ -358,17 +342,17 @@ def _fig3_block(md: str, ds: str) -> str:
 
 
 def test_fig4_records_and_report(bench: dict) -> None:
-    recs = [r for r in records(bench, "fig4") if r["spec"]["config"]["visual"] == "grid"]
+    recs = [r for r in records(bench, "fig4") if r.spec.config["visual"] == "grid"]
     assert len(recs) == 4
     md = Path(bench["report"]["markdown"]).read_text(encoding="utf-8")
     for rec in recs:
-        cases = rec["extra"]["attention"]["cases"]
+        cases = rec.extra["attention"]["cases"]
         assert cases
         for c in cases:
             assert len(c["grid"]) == 16 and math.isclose(sum(c["grid"]), 1.0, abs_tol=1e-4)
             img = Path(c["image"])
             assert img.is_file() and hashlib.sha256(img.read_bytes()).hexdigest() == c["image_sha256"]
-            assert img.parent.name == f"{rec['spec']['train_dataset']}_images"
+            assert img.parent.name == f"{rec.spec.train_dataset}_images"
     for ds in paper.DATASETS:
         (rows,) = tables(section(section(md, "## Figure 4"), f"### {DS_LABEL[ds]}"))
         cat = {
@@ -379,8 +363,8 @@ def test_fig4_records_and_report(bench: dict) -> None:
                 c["entity"]["type"],
             ): c
             for r in recs
-            if r["spec"]["system"] == "cat-textual" and r["spec"]["train_dataset"] == ds
-            for c in r["extra"]["attention"]["cases"]
+            if r.spec.system == "cat-textual" and r.spec.train_dataset == ds
+            for c in r.extra["attention"]["cases"]
         }
         assert len(rows) == len(cat) > 0
         for row in rows:
@@ -392,15 +376,15 @@ def test_fig4_records_and_report(bench: dict) -> None:
 def test_fig4_caption_maps_reuse_table1_models(bench: dict) -> None:
     """Figure 4 over caption words: the Table 1 caption models' attention of test entity spans over the caption
     pieces, a distribution per span, refined beside unrefined in the report."""
-    t1 = {r["run_id"]: r for r in records(bench, "table1")}
-    recs = [r for r in records(bench, "fig4") if "caption" in r["spec"]["config"]["visual"]]
-    assert {(r["spec"]["system"], r["spec"]["train_dataset"]) for r in recs} == {
+    t1 = {r.run_id: r for r in records(bench, "table1")}
+    recs = [r for r in records(bench, "fig4") if "caption" in r.spec.config["visual"]]
+    assert {(r.spec.system, r.spec.train_dataset) for r in recs} == {
         (s, d) for s in ("cat-textual", "mm") for d in paper.DATASETS
     }
     for r in recs:
-        src = t1[r["extra"]["reused_model"]["run_id"]]
-        assert src["spec"]["config"] == r["spec"]["config"] and src["metrics"] == r["metrics"]
-        att = r["extra"]["caption_attention"]
+        src = t1[r.extra["reused_model"]["run_id"]]
+        assert src.spec.config == r.spec.config and src.metrics == r.metrics
+        att = r.extra["caption_attention"]
         assert att["tweets"] > 0 and att["cases"]
         for c in att["cases"]:
             assert c["split"] == "test" and c["caption"]
@@ -417,15 +401,15 @@ def test_fig4_caption_maps_reuse_table1_models(bench: dict) -> None:
 
 
 def test_table3_rows_shared_with_table1_reuse_its_runs(bench: dict) -> None:
-    t1 = {r["run_id"]: r for r in records(bench, "table1")}
+    t1 = {r.run_id: r for r in records(bench, "table1")}
     t3 = records(bench, "table3")
-    shared = [r for r in t3 if r["spec"]["system"] in {"cat-textual", "mm", "lm-span", "cat-visualgenome"}]
+    shared = [r for r in t3 if r.spec.system in {"cat-textual", "mm", "lm-span", "cat-visualgenome"}]
     assert len(shared) == 2 * 4
     for r in shared:
-        src = t1[r["extra"]["reused_model"]["run_id"]]
-        assert src["spec"]["system"] == r["spec"]["system"] and src["metrics"] == r["metrics"]
+        src = t1[r.extra["reused_model"]["run_id"]]
+        assert src.spec.system == r.spec.system and src.metrics == r.metrics
     # the ablations without a Table 1 twin are trained
-    assert all("reused_model" not in r["extra"] for r in t3 if r["spec"]["system"] in {"t2i", "i2t"})
+    assert all("reused_model" not in r.extra for r in t3 if r.spec.system in {"t2i", "i2t"})
 
 
 def test_rerun_skips_finished_runs(bench: dict) -> None:

@@ -10,8 +10,9 @@ import math
 import pytest
 import torch
 from catmner_bench import paper
-from catmner_bench.records import RecordError, RunSpec, atomic_write_json, finished, read_record
+from catmner_bench.records import BenchRecord, RecordError, RunSpec, finished, read_record
 from catmner_model import CRF
+from recordkit import make_record
 
 
 def _brute_force(crf: CRF, em: torch.Tensor, n: int) -> tuple[float, list[int]]:
@@ -110,9 +111,9 @@ def test_run_key_and_atomic_record(tmp_path) -> None:
     c = RunSpec("table1", "lm-span", "twitter2015", "twitter2015", 2, {"lr": 5e-4, "epochs": 3})
     assert a.key == b.key != c.key
     assert finished(tmp_path, a) is None
-    path = tmp_path / "records" / "table1" / f"{a.run_id}.json"
-    atomic_write_json(path, {"schema_version": 1, "run_key": a.key, "spec": a.to_json(), "metrics": {}})
-    assert finished(tmp_path, a)["run_key"] == a.key
+    path = make_record("lm-span", config=a.config).write(tmp_path)
+    assert path == tmp_path / "records" / "table1" / f"{a.run_id}.json"
+    assert finished(tmp_path, a).run_key == a.key
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left behind
     path.write_text("{broken")
     assert finished(tmp_path, a) is None  # a damaged record is redone, not trusted
@@ -124,12 +125,14 @@ def test_run_key_and_atomic_record(tmp_path) -> None:
 
 
 class _G:
-    """A stand-in for a report Group: one system on one dataset, test F1 per seed."""
+    """A stand-in for a report Group: one system on one dataset, test F1 per seed, of the current recipe
+    (``currency`` 2) unless told otherwise; no records (runs in sampling order)."""
 
-    def __init__(self, system, ds, f1, per_type=None, test=None, alpha=None):
+    def __init__(self, system, ds, f1, per_type=None, test=None, alpha=None, currency=2):
         self.system, self.train_dataset, self.test_dataset, self.alpha = system, ds, test or ds, alpha
         self.f1, self.per_type = f1, per_type or {}
         self.n = len(f1)
+        self.currency, self.saliency, self.records = currency, None, None
 
     def values(self, key="f1", mode="conlleval", split="test"):
         return self.f1 if key == "f1" else self.per_type.get(key, self.f1)
@@ -181,23 +184,23 @@ def test_verdicts_judge_the_model_the_current_code_trains() -> None:
     from catmner_bench.claims import CLAIMS
     from catmner_bench.outcomes import CONTRADICTS
     from catmner_bench.profiles import PROFILES
+    from catmner_bench.recipes import is_current
+    from catmner_bench.report import groups_of
     from catmner_bench.systems import system_config
-    from catmner_bench.verdicts import is_current
 
     now = system_config("cat-textual", PROFILES["quick"])
     before = {k: v for k, v in now.items() if k != "saliency_scale"}  # a record of the older code
+    mm = system_config("mm", PROFILES["quick"])
+    assert is_current("cat-textual", now) and not is_current("cat-textual", before) and is_current("mm", mm)
+    assert not is_current("cat-textual", {})  # no config: not current
     refine = next(c for c in CLAIMS if "without refinement (MM)" in c.text)
-    groups = []
+    recs = []
     for d in ("twitter2015", "twitter2017"):
-        old, new = _G("cat-textual", d, [90.0, 90.1, 90.2, 90.3]), _G("cat-textual", d, [70.0, 70.1, 70.2])
-        old.config, new.config = before, now
-        mm = _G("mm", d, [80.0, 80.1, 80.2])
-        mm.config = system_config("mm", PROFILES["quick"])
-        groups += [old, new, mm]
-    assert is_current(groups[1]) and not is_current(groups[0]) and is_current(groups[2])
-    j = refine.check(groups)
+        recs += [make_record("cat-textual", d, s, 90.0 + s / 10, before) for s in (1, 2, 3, 4)]
+        recs += [make_record("cat-textual", d, s, 70.0 + s / 10, now) for s in (1, 2, 3)]
+        recs += [make_record("mm", d, s, 80.0 + s / 10, mm) for s in (1, 2, 3)]
+    j = refine.check(groups_of(recs))
     assert j.outcome == CONTRADICTS and "-10.00 [" in _text(j)  # the current model, though it has fewer runs
-    assert not is_current(_G("cat-textual", "twitter2015", [1.0]))  # no config: not current
 
 
 def test_bench_cli_one_error_handler_and_debug(tmp_path, monkeypatch) -> None:
@@ -340,16 +343,9 @@ def test_fig4_plans_grid_maps_only_where_the_dataset_has_images(tmp_path, shared
     }
 
 
-def _record(system: str, ds: str, seed: int, f1: float, config: dict) -> dict:
-    """A minimal run record for the report's table code (scores of the test split only)."""
-    m = {"precision": f1, "recall": f1, "f1": f1, "per_type": {t: {"f1": f1} for t in paper.ENTITY_TYPES}}
-    spec = {"experiment": "table1", "system": system, "train_dataset": ds, "test_dataset": ds, "seed": seed}
-    return {
-        "spec": {**spec, "config": config, "sample": None},
-        "metrics": {"test": {"conlleval": m, "strict": m}, "valid": {"conlleval": m, "strict": m}},
-        "wall_time_s": 60.0,
-        "created": f"2026-12-01T00:00:0{seed}",
-    }
+def _record(system: str, ds: str, seed: int, f1: float, config: dict) -> BenchRecord:
+    """A minimal run record for the report's table code (its recipe facts as the planner computes them)."""
+    return make_record(system, ds, seed, f1, config)
 
 
 def test_table3_has_our_saliency_rows_and_the_current_cat_row() -> None:
@@ -391,7 +387,6 @@ def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> 
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
     from catmner_bench.systems import system_config
-    from catmner_bench.verdicts import is_current
 
     now = system_config("lm-span", PROFILES["quick"])
     old = dict(now, encoder_lr=now["encoder_lr"] / 2)
@@ -400,7 +395,7 @@ def test_report_lists_the_current_config_of_a_system_before_its_older_ones() -> 
     for order in (recs, recs[::-1]):
         groups = [g for g in groups_of(order) if g.train_dataset == "twitter2017"]
         assert [g.system for g in groups] == ["lm-span", "lm-span", "mm"]
-        assert is_current(groups[0]) and not is_current(groups[1])
+        assert groups[0].currency == 2 and groups[1].currency == 0
 
 
 def test_verdicts_compare_like_with_like() -> None:
@@ -455,11 +450,11 @@ def test_verdicts_say_when_the_compared_runs_were_not_trained_alike() -> None:
             ]
     j = close.check(groups_of(alike))
     assert j.outcome == CONSISTENT and "not trained alike" not in _text(j) and "within ±1" in _text(j)
-    one = [r for r in alike if r["spec"]["seed"] == 1]
+    one = [r for r in alike if r.spec.seed == 1]
     assert close.check(groups_of(one)).outcome == INCONCLUSIVE  # one run a side: no interval, no verdict
     # an LM-CRF record of another recipe (the 10 epochs at encoder lr 5e-5 it once had) is named as such
     old = dict(crf, epochs=10, encoder_lr=5e-5)
-    unlike = [r for r in alike if r["spec"]["system"] == "lm-span"]
+    unlike = [r for r in alike if r.spec.system == "lm-span"]
     unlike += [_record("lm-crf", ds, 1, 70.0, old) for ds in ("twitter2015", "twitter2017")]
     j = close.check(groups_of(unlike))
     why = _text(j)
@@ -515,7 +510,7 @@ def test_search_section_marks_the_best_validation_setting() -> None:
     recs = []
     for i, (name, config) in enumerate(first.configs("lm-span", PROFILES["quick"])):
         f1 = 80.0 if name == "batch 10 (the paper's)" else 70.0 + i / 10
-        recs.append(_record("lm-span", "twitter2017", 1, f1, config))
+        recs.append(make_record("lm-span", "twitter2017", 1, f1, config, experiment="search"))
     md = search_section(groups_of(recs))
     md = md[md.index("round 1\n") :]
     md = md[: md.index("\n### ")] if "\n### " in md else md
@@ -549,7 +544,7 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
         recs = []
         for name, config in first.configs("lm-span", PROFILES["quick"]):
             f1 = 70.0 + (gain if name == "no warm-up" else 0.0 if name == "profile default" else -1.0)
-            recs.append(_record("lm-span", "twitter2017", 1, f1, config))
+            recs.append(make_record("lm-span", "twitter2017", 1, f1, config, experiment="search"))
         md = search_section(groups_of(recs), table1)
         md = md[md.index("round 1\n") :]
         md = md[: md.index("\n### ")] if "\n### " in md else md
@@ -695,20 +690,7 @@ def test_table3_compares_an_older_recipes_ablation_with_the_cat_mner_of_that_rec
         cfg = system_config(system, profile)
         recs = []
         for seed, f1 in enumerate(f1s, 1):
-            m = {"f1": f1, "per_type": {t: {"f1": f1} for t in ("PER", "LOC", "ORG", "MISC")}}
-            recs.append(
-                {
-                    "spec": {
-                        "system": system,
-                        "train_dataset": "twitter2017",
-                        "test_dataset": "twitter2017",
-                        "seed": seed,
-                        "config": cfg,
-                        "sample": None,
-                    },
-                    "metrics": {"test": {"conlleval": m}},
-                }
-            )
+            recs.append(make_record(system, "twitter2017", seed, f1, cfg))
         return Group(recs)
 
     groups = [
@@ -761,18 +743,8 @@ def test_figure3_pairs_real_records_by_sampling_and_seed():
     from catmner_bench.verdicts import paired
 
     def rec(system, index, seed, f1):
-        m = {"f1": f1, "per_type": {t: {"f1": f1} for t in ("PER", "LOC", "ORG", "MISC")}}
-        return {
-            "spec": {
-                "system": system,
-                "train_dataset": "twitter2017",
-                "test_dataset": "twitter2017",
-                "seed": seed,
-                "config": {"kind": "span", "epochs": 38},
-                "sample": {"alpha": 50, "index": index},
-            },
-            "metrics": {"test": {"conlleval": m}},
-        }
+        sample = {"alpha": 50, "index": index}
+        return make_record(system, "twitter2017", seed, f1, {"kind": "span", "epochs": 38}, sample=sample)
 
     text = Group([rec("lm-span", 0, 1, 40.0), rec("lm-span", 1, 2, 50.0), rec("lm-span", 2, 3, 60.0)])
     cat = Group(
@@ -811,8 +783,8 @@ def test_fig4_caption_table_shows_weight_parked_on_the_first_piece(tmp_path) -> 
             for i, w in enumerate(weights)
         ]
         config = {"text_encoder": "minilm", "encoder_lr": 1e-4, "visual": "caption"}
-        spec = {"system": system, "train_dataset": "twitter2017", "config": config}
-        return {"spec": spec, "extra": {"caption_attention": {"layer": "last", "cases": cases}}}
+        extra = {"caption_attention": {"layer": "last", "cases": cases}}
+        return make_record(system, "twitter2017", config=config, experiment="fig4", extra=extra)
 
     sink = [[0.9, 0.025, 0.025, 0.025, 0.025], [0.8, 0.05, 0.05, 0.05, 0.05]]  # uniform over the rest
     content = [[0.1, 0.6, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1, 0.6]]
@@ -835,10 +807,9 @@ def test_fig3_table_says_where_systems_have_different_samplings(tmp_path) -> Non
     from catmner_bench.report import groups_of
     from catmner_bench.report.figures import fig3_section
 
-    def rec(system: str, index: int, f1: float) -> dict:
-        r = _record(system, "twitter2015", 1 + index, f1, {"epochs": 38})
-        r["spec"]["sample"] = {"alpha": 50, "index": index}
-        return r
+    def rec(system: str, index: int, f1: float) -> BenchRecord:
+        sample = {"alpha": 50, "index": index}
+        return make_record(system, "twitter2015", 1 + index, f1, {"epochs": 38}, sample=sample)
 
     full = [rec(s, i, 30.0 + i) for s in ("lm-span", "mm", "cat-textual") for i in range(3)]
     md, _ = fig3_section(groups_of(full), tmp_path, "figures")
@@ -891,15 +862,15 @@ def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     (path,) = (out / "records" / "table1").glob("*.json")
-    rec = json.loads(path.read_text())
-    assert rec["spec"]["config"]["patience"] == 1 and rec["extra"]["profile"]["patience"] == 1
-    assert "--patience 1" in rec["extra"]["command"]
-    f1 = rec["extra"]["valid_f1_by_epoch"]
+    rec = read_record(path)
+    assert rec.spec.config["patience"] == 1 and rec.extra["profile"]["patience"] == 1
+    assert "--patience 1" in rec.extra["command"]
+    f1 = rec.extra["valid_f1_by_epoch"]
     stop = next((i + 1 for i in range(1, len(f1)) if f1[i] <= max(f1[:i])), None)
-    assert rec["extra"].get("stopped_epoch") == (stop if stop and stop < 4 else None), f1
+    assert rec.extra.get("stopped_epoch") == (stop if stop and stop < 4 else None), f1
     assert len(f1) == (stop or 4)
     if stop and stop < 4:
-        assert rec["extra"]["stop_reason"] == "stopped early: no validation gain in 1 validation"
+        assert rec.extra["stop_reason"] == "stopped early: no validation gain in 1 validation"
 
 
 def test_epochs_section_marks_runs_that_stopped_early() -> None:
@@ -909,14 +880,13 @@ def test_epochs_section_marks_runs_that_stopped_early() -> None:
     from catmner_bench.report.tables import Group
 
     def rec(system, seed, curve, best, stopped=None):
-        spec = {"system": system, "train_dataset": "twitter2017", "test_dataset": "twitter2017", "seed": seed}
-        spec["config"] = {"kind": "span", "profile": "quick", "text_encoder": "minilm", "epochs": 6}
+        config = {"kind": "span", "profile": "quick", "text_encoder": "minilm", "epochs": 6}
         extra = {"valid_f1_by_epoch": curve, "best_epoch": best}
         if stopped:
             extra.update(
                 stopped_epoch=stopped, stop_reason="stopped early: no validation gain in 2 validations"
             )
-        return {"spec": spec, "extra": extra}
+        return make_record(system, "twitter2017", seed, config=config, extra=extra)
 
     stopping = Group(
         [

@@ -16,8 +16,10 @@ from catmner_bench.decisive import decisive_section, paired_t, paired_tests, ver
 from catmner_bench.experiments import plan
 from catmner_bench.profiles import PROFILES, bundled_label_words, resolve_profile
 from catmner_bench.random_words import random_label_words
+from catmner_bench.records import BenchRecord
 from catmner_bench.runner import RunContext
 from kb_expand import load_label_words
+from recordkit import make_record
 
 
 def test_the_plan_pairs_five_arms_by_sampling_and_seed(tmp_path):
@@ -81,25 +83,23 @@ def test_paired_t_matches_students_t():
     assert paired_t([1.0])["p"] is None
 
 
-def fake_records(f1: dict[str, list[float]]) -> list[dict]:
+def fake_records(f1: dict[str, list[float]]) -> list[BenchRecord]:
     out = []
     for system, scores in f1.items():
         for i, s in enumerate(scores):
             alpha, index = (100, i) if i < 8 else (200, i - 8)
+            vitals = {"mean": {"qk_i2t": 8.0, "gs_i2t": 0.1, "caption_first_share": 0.4}}
+            sample = {"alpha": alpha, "index": index}
             out.append(
-                {
-                    "spec": {
-                        "experiment": "decisive",
-                        "system": system,
-                        "train_dataset": "twitter2017",
-                        "test_dataset": "twitter2017",
-                        "seed": 1 + index,
-                        "sample": {"alpha": alpha, "index": index},
-                        "config": {},
-                    },
-                    "metrics": {"test": {"conlleval": {"f1": s}}},
-                    "extra": {"vitals": {"mean": {"qk_i2t": 8.0, "gs_i2t": 0.1, "caption_first_share": 0.4}}},
-                }
+                make_record(
+                    system,
+                    "twitter2017",
+                    1 + index,
+                    experiment="decisive",
+                    sample=sample,
+                    metrics={"test": {"conlleval": {"f1": s}}},
+                    extra={"vitals": vitals},
+                )
             )
     return out
 
@@ -129,13 +129,9 @@ def test_verdicts_read_the_paired_contrasts():
         }
     )
     assert verdict(paired_tests(muted)).startswith("real = random words (no difference detected) > MM")
-    one_pair = [
-        r for r in real_helps if r["spec"]["sample"]["index"] == 0 and r["spec"]["sample"]["alpha"] == 100
-    ]
+    one_pair = [r for r in real_helps if r.spec.sample["index"] == 0 and r.spec.sample["alpha"] == 100]
     assert verdict(paired_tests(one_pair)).startswith("not tested yet: 1 pair(s)")  # no reading from one pair
-    three = [
-        r for r in real_helps if r["spec"]["sample"]["index"] < 3 and r["spec"]["sample"]["alpha"] == 100
-    ]
+    three = [r for r in real_helps if r.spec.sample["index"] < 3 and r.spec.sample["alpha"] == 100]
     assert verdict(paired_tests(three)).startswith("interim, 3 of the design's 16 pairs")
     section = decisive_section(real_helps)
     assert "| CAT-MNER, random words (frequency-matched) |" in section and "α = 200" in section
@@ -200,21 +196,18 @@ def test_configs_from_before_the_placement_retrain_as_restart(tmp_path):
 def test_records_older_only_by_the_placement_keep_their_rank():
     """Until reruns on the pair placement exist, the report chooses among the older caption records as before
     (currency 1), and a current record (2) wins over them."""
-    import types
-
+    from catmner_bench.recipes import is_current, status
+    from catmner_bench.report import groups_of
     from catmner_bench.systems import system_config
-    from catmner_bench.verdicts import currency, is_current
 
     now = system_config("cat-textual", PROFILES["quick"])
     before = {k: v for k, v in now.items() if k != "caption_positions"}
     older_saliency = {**before, "saliency_scale": "paper"}
-
-    def group(cfg):
-        return types.SimpleNamespace(system="cat-textual", alpha=None, config=cfg, profile="quick")
-
-    assert is_current(group(now)) and currency(group(now)) == 2
-    assert not is_current(group(before)) and currency(group(before)) == 1
-    assert currency(group(older_saliency)) == 0
+    assert is_current("cat-textual", now) and status("cat-textual", now) == "current"
+    assert not is_current("cat-textual", before) and status("cat-textual", before) == "placement"
+    assert status("cat-textual", older_saliency) == "older"
+    groups = groups_of([make_record("cat-textual", config=c) for c in (older_saliency, before, now)])
+    assert [g.currency for g in groups] == [2, 1, 0]  # the stored facts, most current first
 
 
 def test_refinement_option_rows_reach_the_trainer(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from catmner_bench.cli import app, run
-from catmner_bench.records import iter_records
+from catmner_bench.records import BenchRecord, iter_records
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.ray
@@ -42,20 +42,20 @@ def ray_local():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def by_run(output: Path) -> dict[str, dict]:
+def by_run(output: Path) -> dict[str, BenchRecord]:
     return {p.stem: r for p, r in iter_records(output)}
 
 
-def losses(output: Path, rec: dict) -> list[float]:
+def losses(output: Path, rec: BenchRecord) -> list[float]:
     """The training loss of every epoch, from the run's trainer log (the model it reused, for a reuse)."""
-    src = rec["extra"].get("reused_model")
-    exp, run_id = ("table1", src["run_id"]) if src else (rec["spec"]["experiment"], rec["run_id"])
+    src = rec.extra.get("reused_model")
+    exp, run_id = ("table1", src["run_id"]) if src else (rec.spec.experiment, rec.run_id)
     log = json.loads((output / "runs" / exp / run_id / "log.json").read_text())
     return [e["loss"] for e in log["epochs"]]
 
 
-def interval(rec: dict) -> tuple[datetime.datetime, datetime.datetime]:
-    c = rec["extra"]["compute"]
+def interval(rec: BenchRecord) -> tuple[datetime.datetime, datetime.datetime]:
+    c = rec.extra["compute"]
     return datetime.datetime.fromisoformat(c["started"]), datetime.datetime.fromisoformat(c["ended"])
 
 
@@ -84,13 +84,13 @@ def test_ray_sweep_writes_the_records_of_the_local_loop(sweeps: dict) -> None:
     assert sweeps["ray_result"]["failed"] == [] and sweeps["ray_result"]["executor"] == "ray"
     assert set(local) == set(ray) and len(ray) == 4
     for run_id, rec in ray.items():
-        assert rec["run_key"] == local[run_id]["run_key"]
-        assert rec["metrics"] == local[run_id]["metrics"], run_id  # same scores for the same seeds
+        assert rec.run_key == local[run_id].run_key
+        assert rec.metrics == local[run_id].metrics, run_id  # same scores for the same seeds
         assert losses(sweeps["ray"], rec) == losses(sweeps["local"], local[run_id])  # the same training
-        assert rec["data"]["train"]["selection_sha256"] == local[run_id]["data"]["train"]["selection_sha256"]
-        command = local[run_id]["extra"]["command"].replace(str(sweeps["local"]), str(sweeps["ray"]))
-        assert rec["extra"]["command"] == command  # the same command (the output folder aside)
-        c, lc = rec["extra"]["compute"], local[run_id]["extra"]["compute"]
+        assert rec.data["train"]["selection_sha256"] == local[run_id].data["train"]["selection_sha256"]
+        command = local[run_id].extra["command"].replace(str(sweeps["local"]), str(sweeps["ray"]))
+        assert rec.extra["command"] == command  # the same command (the output folder aside)
+        c, lc = rec.extra["compute"], local[run_id].extra["compute"]
         assert c["executor"] == "ray" and lc["executor"] == "local"
         assert c["resources"] == {"CPU": 1, "GPU": 0} and c["node"] and c["node_ip"] == "127.0.0.1"
         assert c["pid"] != os.getpid() and lc["pid"] == os.getpid()  # a worker process ran it, not this one
@@ -103,16 +103,16 @@ def test_ray_sweep_runs_two_at_a_time(sweeps: dict) -> None:
     assert overlapping, "no two runs ran side by side"
     for _, end in spans:  # never more than the 2 workers at once
         assert sum(s < end <= e for s, e in spans) <= 2
-    assert len({r["extra"]["compute"]["pid"] for r in recs}) == 2  # two worker processes
+    assert len({r.extra["compute"]["pid"] for r in recs}) == 2  # two worker processes
 
 
 def test_table2_waits_for_the_table1_models_it_reuses(sweeps: dict) -> None:
     recs = by_run(sweeps["ray"])
-    t2 = [r for r in recs.values() if r["spec"]["experiment"] == "table2"]
+    t2 = [r for r in recs.values() if r.spec.experiment == "table2"]
     assert len(t2) == 2
     for r in t2:
-        twin = recs[r["extra"]["reused_model"]["run_id"]]  # reused, not trained again
-        assert twin["spec"]["experiment"] == "table1" and twin["spec"]["system"] == r["spec"]["system"]
+        twin = recs[r.extra["reused_model"]["run_id"]]  # reused, not trained again
+        assert twin.spec.experiment == "table1" and twin.spec.system == r.spec.system
         assert interval(twin)[1] <= interval(r)[0]  # started after its Table 1 run ended
 
 
@@ -169,7 +169,7 @@ def test_a_killed_worker_is_retried_and_the_run_resumes(ray_local, tmp_path: Pat
     assert killed, "the worker was never seen running with a checkpoint"
     assert result["ran"] == 1 and result["failed"] == []
     (rec,) = by_run(out).values()
-    compute = rec["extra"]["compute"]
+    compute = rec.extra["compute"]
     assert compute["pid"] != killed["pid"]  # a new worker finished it
     assert 1 <= compute["resumed_after_epoch"] < epochs  # from the killed run's checkpoint, not afresh
     log = json.loads((run_dir / "log.json").read_text())
@@ -187,7 +187,7 @@ def test_a_failing_run_fails_alone(ray_local, tmp_path: Path, shared_data: Path)
     assert "1 run(s) done, 0 skipped (finished before), 1 failed" in res.output
     assert "failed table1/cat-textual__twitter2017" in res.output and "Traceback" not in res.output
     (rec,) = by_run(out).values()
-    assert rec["spec"]["system"] == "lm-span"  # the other run finished
+    assert rec.spec.system == "lm-span"  # the other run finished
     (failure,) = (out / "failed" / "table1").glob("cat-textual__*.json")
     data = json.loads(failure.read_text())
     assert str(bad) in data["error"] and data["compute"]["executor"] == "ray"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from catmner_bench import speed
 from catmner_bench.records import RecordError, iter_records
+from catmner_bench.report import speed as speed_md
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,8 @@ def run_speed(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> di
 def test_speed_record_has_every_figure(run_speed: dict) -> None:
     assert run_speed["result"]["ran"] == 1
     [(path, rec)] = list(iter_records(run_speed["out"]))
-    assert path.parent.name == "speed" and rec["spec"]["experiment"] == "speed"
-    s = rec["extra"]["speed"]
+    assert path.parent.name == "speed" and rec.spec.experiment == "speed"
+    s = rec.extra["speed"]
     size = speed.SIZES["smoke"]
     assert s["schema"] == speed.SPEED_SCHEMA and s["epoch"]["train_tweets"] == 4000
     assert s["epoch"]["steps"] == 4000 // 8  # smoke batches hold 8 tweets
@@ -68,7 +69,7 @@ def test_speed_record_has_every_figure(run_speed: dict) -> None:
         (ms["hidden"], ms["inner"]),
         (ms["inner"], ms["hidden"]),
     ]
-    assert "Matmul rate at the encoder's own shapes" in speed.speed_tables(rec)
+    assert "Matmul rate at the encoder's own shapes" in speed_md.speed_tables(rec)
     g = s["growth"]
     assert [x["words"] for x in g["tweet_words"]] == list(size.tweet_words)
     assert g["tweet_words"][0]["text_tokens"] < g["tweet_words"][-1]["text_tokens"]
@@ -112,15 +113,17 @@ def test_speed_report_section(run_speed: dict) -> None:
 
 def test_update_doc_rewrites_only_the_generated_block(run_speed: dict, tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text(f"# Title\n\nbefore\n{speed.DOC_BEGIN}\nold\n{speed.DOC_END}\nafter\n", encoding="utf-8")
-    speed.update_doc(run_speed["out"], doc)
+    doc.write_text(
+        f"# Title\n\nbefore\n{speed_md.DOC_BEGIN}\nold\n{speed_md.DOC_END}\nafter\n", encoding="utf-8"
+    )
+    speed_md.update_doc(run_speed["out"], doc)
     text = doc.read_text(encoding="utf-8")
     [(_, rec)] = list(iter_records(run_speed["out"]))
-    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{speed.DOC_END}\nafter\n")
-    assert speed.speed_tables(rec) in text and speed.doc_block([rec]) in text and "old" not in text
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{speed_md.DOC_END}\nafter\n")
+    assert speed_md.speed_tables(rec) in text and speed_md.doc_block([rec]) in text and "old" not in text
     (tmp_path / "plain.md").write_text("no block\n", encoding="utf-8")
     with pytest.raises(RecordError, match="no generated speed block"):
-        speed.update_doc(run_speed["out"], tmp_path / "plain.md")
+        speed_md.update_doc(run_speed["out"], tmp_path / "plain.md")
 
 
 def test_quantile_batches_and_label_word_sets() -> None:
@@ -141,8 +144,8 @@ def test_docs_speed_table_is_the_committed_record() -> None:
     recs = [r for _, r in iter_records(records)] if records.is_dir() else []
     if not recs:
         pytest.skip("no committed speed record")
-    latest = max(recs, key=lambda r: r["created"])
-    assert latest["spec"]["config"]["profile"] == "quick"
+    latest = max(recs, key=lambda r: r.created)
+    assert latest.spec.config["profile"] == "quick"
     doc = (REPO / "docs" / "model.md").read_text(encoding="utf-8")
-    block = doc.split(speed.DOC_BEGIN, 1)[1].split(speed.DOC_END, 1)[0]
-    assert block.strip() == speed.doc_block(recs).strip()
+    block = doc.split(speed_md.DOC_BEGIN, 1)[1].split(speed_md.DOC_END, 1)[0]
+    assert block.strip() == speed_md.doc_block(recs).strip()

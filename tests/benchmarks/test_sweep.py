@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from catmner_bench.cli import app
-from catmner_bench.records import iter_records
+from catmner_bench.records import BenchRecord, iter_records
+from recordkit import make_record
 from typer.testing import CliRunner
 
 
@@ -73,13 +74,11 @@ def test_local_sweep_runs_table1_first_and_a_failing_run_fails_alone(
     # table2 was named first), 2015->2017 trains its own (no Table 1 run on 2015 here); CAT-MNER fails in each
     assert "table2,table1: 3 run(s) done, 0 skipped (finished before), 3 failed" in res.output
     assert "failed table1/cat-textual__twitter2017__s1__" in res.output and "Traceback" not in res.output
-    recs = {r["run_id"]: r for _, r in iter_records(out)}
-    assert {r["spec"]["system"] for r in recs.values()} == {"lm-span"}
-    (t1,) = [r for r in recs.values() if r["spec"]["experiment"] == "table1"]
-    reused = {
-        r["spec"]["train_dataset"]: r["extra"].get("reused_model") for r in recs.values() if r is not t1
-    }
-    assert reused["twitter2017"]["run_id"] == t1["run_id"] and reused["twitter2015"] is None
+    recs = {r.run_id: r for _, r in iter_records(out)}
+    assert {r.spec.system for r in recs.values()} == {"lm-span"}
+    (t1,) = [r for r in recs.values() if r.spec.experiment == "table1"]
+    reused = {r.spec.train_dataset: r.extra.get("reused_model") for r in recs.values() if r is not t1}
+    assert reused["twitter2017"]["run_id"] == t1.run_id and reused["twitter2015"] is None
     failures = sorted((out / "failed").rglob("*.json"))
     assert [f.parent.name for f in failures] == ["table1", "table2", "table2"]
     data = json.loads(failures[0].read_text())
@@ -88,7 +87,7 @@ def test_local_sweep_runs_table1_first_and_a_failing_run_fails_alone(
         and "Traceback" in data["detail"]
         and data["spec"]["system"] == "cat-textual"
     )
-    compute = t1["extra"]["compute"]
+    compute = t1.extra["compute"]
     assert compute["executor"] == "local" and compute["resources"] == {"CPU": 1, "GPU": 0}
     assert compute["started"] < compute["ended"] and compute["resumed_after_epoch"] is None
     # the same command again: the finished runs are skipped, the failing ones tried (and failing) again
@@ -99,8 +98,8 @@ def test_local_sweep_runs_table1_first_and_a_failing_run_fails_alone(
 def test_the_report_sums_the_compute_the_records_name() -> None:
     from catmner_bench.report.sections import compute_total
 
-    def rec(wall: float, compute: dict | None) -> dict:
-        return {"wall_time_s": wall, "extra": {"compute": compute} if compute else {}}
+    def rec(wall: float, compute: dict | None) -> BenchRecord:
+        return make_record("lm-span", wall_time_s=wall, extra={"compute": compute} if compute else {})
 
     recs = [
         rec(3600, {"executor": "ray", "node": "n1", "resources": {"CPU": 4, "GPU": 1}}),

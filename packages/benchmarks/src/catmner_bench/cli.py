@@ -1,4 +1,4 @@
-"""The `catmner-bench` command line: `run EXPERIMENT`, `report DIR` and `speed-executors`.
+"""The `catmner-bench` command line: `run EXPERIMENT`, `report DIR`, `records refresh DIR` and `speed-executors`.
 
 Commands only parse options and call plain functions (`sweep.run_experiment`, `write_report`). Known failures
 (`BenchError`, `CatmnerError`, `KbxError`, unusable files) are ``catmner-bench: error: ...`` on stderr and exit
@@ -323,6 +323,25 @@ def report_cli(
     typer.echo(
         f"wrote {result['markdown']} ({result['n_records']} records, {len(result['figures'])} figure(s))"
     )
+
+
+records_app = typer.Typer(help="Maintain run records.", no_args_is_help=True)
+app.add_typer(records_app, name="records")
+
+
+@records_app.command("refresh")
+@_handled
+def records_refresh_cli(
+    directory: Annotated[Path, typer.Argument(help="A benchmark output folder (or its records/ folder).")],
+    debug: DebugOpt = False,
+) -> None:
+    """Rewrite each record's recipe block (whether its config is current, whether it enters the verdicts, its
+    saliency scale, its recipe-search settings) as the planner computes it now, after a recipe changed;
+    records of schema 1 get theirs. Nothing else in a record changes."""
+    from catmner_bench.recipes import refresh
+
+    changed, total = refresh(directory)
+    typer.echo(f"{directory}: {changed} of {total} record(s) rewritten")
 
 
 @app.command("speed-executors")

@@ -15,6 +15,9 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from catmner_bench.catalog import system_label
+from catmner_bench.records import BenchRecord
+
 ARMS: tuple[str, ...] = ("lm-span", "mm", "cat-textual", "cat-random", "mm-empty")
 # (a, b, what a > b would mean): the paired differences the verdict reads, over the 16 (alpha, sampling) pairs
 CONTRASTS: tuple[tuple[str, str, str], ...] = (
@@ -78,23 +81,23 @@ def _betainc(a: float, b: float, x: float) -> float:
     return front * f / a
 
 
-def _score(rec: dict[str, Any], split: str) -> float | None:
-    f1 = (((rec.get("metrics") or {}).get(split) or {}).get("conlleval") or {}).get("f1")
+def _score(rec: BenchRecord, split: str) -> float | None:
+    f1 = ((rec.metrics.get(split) or {}).get("conlleval") or {}).get("f1")
     return None if f1 is None else float(f1)
 
 
-def paired_tests(records: Sequence[dict[str, Any]], split: str = "test") -> dict[str, Any]:
+def paired_tests(records: Sequence[BenchRecord], split: str = "test") -> dict[str, Any]:
     """The contrasts of `CONTRASTS` over decisive records: per pair of arms, the F1 differences paired by
     (dataset, alpha, sampling, seed), and their paired t. Pairs where either arm has no record are left out
     (and counted)."""
     scores: dict[tuple[str, tuple], float] = {}
     for rec in records:
-        spec = rec["spec"]
-        sample = spec.get("sample") or {}
+        spec = rec.spec
+        sample = spec.sample or {}
         f1 = _score(rec, split)
         if f1 is not None:
-            key = (spec["train_dataset"], sample.get("alpha"), sample.get("index"), spec["seed"])
-            scores[(spec["system"], key)] = f1
+            key = (spec.train_dataset, sample.get("alpha"), sample.get("index"), spec.seed)
+            scores[(spec.system, key)] = f1
     keys = sorted({k for _, k in scores}, key=str)
     out = {}
     for a, b, meaning in CONTRASTS:
@@ -167,14 +170,12 @@ VITALS_SHOWN = (
 )
 
 
-def decisive_section(records: Sequence[dict[str, Any]]) -> str:
+def decisive_section(records: Sequence[BenchRecord]) -> str:
     """The report section: each arm's mean test F1 per alpha, the paired contrasts over all (alpha, sampling)
     pairs, the verdict, and the arms' mean vital signs (layers averaged, runs averaged)."""
-    from catmner_bench.systems import SYSTEMS
-
-    arms = [a for a in ARMS if any(r["spec"]["system"] == a for r in records)]
-    arms += sorted({r["spec"]["system"] for r in records} - set(arms))
-    alphas = sorted({(r["spec"].get("sample") or {}).get("alpha") for r in records} - {None})
+    arms = [a for a in ARMS if any(r.spec.system == a for r in records)]
+    arms += sorted({r.spec.system for r in records} - set(arms))
+    alphas = sorted({r.alpha for r in records} - {None})
     lines = [
         "## The decisive experiment",
         "",
@@ -190,13 +191,12 @@ def decisive_section(records: Sequence[dict[str, Any]]) -> str:
             f1 = [
                 s
                 for r in records
-                if r["spec"]["system"] == arm and (r["spec"].get("sample") or {}).get("alpha") == a
+                if r.spec.system == arm and r.alpha == a
                 if (s := _score(r, "test")) is not None
             ]
             sd = f" ± {statistics.stdev(f1):.2f}" if len(f1) > 1 else ""
             cells.append(f"{statistics.fmean(f1):.2f}{sd} (n={len(f1)})" if f1 else "–")
-        label = SYSTEMS[arm].label if arm in SYSTEMS else arm
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {system_label(arm)} | " + " | ".join(cells) + " |")
     tests = paired_tests(records)
     lines += ["", "| contrast | mean Δ F1 | pairs | t | p | a > b would mean |", "|---|---|---|---|---|---|"]
     for name, t in tests.items():
@@ -207,7 +207,7 @@ def decisive_section(records: Sequence[dict[str, Any]]) -> str:
         p = f"{t['p']:.3g}" if t["p"] is not None else "–"
         lines.append(f"| {name} | {mean} | {t['n']} | {tt} | {p} | {t['meaning']} |")
     lines += ["", f"**Verdict** (paired t, p < 0.05): {verdict(tests)}.", ""]
-    vit = [(r["spec"]["system"], (r.get("extra") or {}).get("vitals")) for r in records]
+    vit = [(r.spec.system, r.extra.get("vitals")) for r in records]
     vit = [(s, v["mean"]) for s, v in vit if v and v.get("mean")]
     if vit:
         lines += [
@@ -224,6 +224,5 @@ def decisive_section(records: Sequence[dict[str, Any]]) -> str:
             for name in VITALS_SHOWN:
                 got = [m[name] for m in rows if m.get(name) is not None]
                 cells.append(f"{statistics.fmean(got):.3g}" if got else "–")
-            label = SYSTEMS[arm].label if arm in SYSTEMS else arm
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {system_label(arm)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

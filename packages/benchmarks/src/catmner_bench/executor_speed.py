@@ -37,7 +37,7 @@ def _sweep(output: Path, data_dir: Path | None, runs: int, executor: Any) -> dic
     recs = [r for _, r in iter_records(output)]
     if result["failed"] or len(recs) != 2 * len(seeds):
         raise RuntimeError(f"the measured sweep did not finish: {result['failed']}")
-    own = sum(float(r["wall_time_s"]) for r in recs)
+    own = sum(float(r.wall_time_s) for r in recs)
     return {
         "runs": len(recs),
         "sweep_s": round(wall, 2),

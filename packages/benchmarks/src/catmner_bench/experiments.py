@@ -77,7 +77,7 @@ class Experiment:
         """A hook ``(model_dir, data) -> extra record fields`` run after a span model is trained (None: none)."""
         return None
 
-    def measure(self, ctx: RunContext) -> dict[str, Any] | None:
+    def measure(self, ctx: RunContext, recipe_of: Callable[[RunSpec], Any]) -> dict[str, Any] | None:
         """An experiment that measures instead of training planned runs returns its result here (None: it
         plans runs, which `catmner_bench.sweep.run_experiment` runs through an executor)."""
         return None
@@ -196,8 +196,7 @@ class SearchRound:
     recipe with ``pins[profile name]`` (the values that profile had when the round ran, so a round's runs
     keep their meaning after its choice became the profile's default)."""
 
-    name: str
-    about: str
+    name: str  # what it tried: catalog.SEARCH_ROUNDS[name] (where the report reads it)
     settings: tuple[tuple[str, dict[str, Any]], ...]
     # (profile name, ((field, value), ...)); value None: the field was not in the configs then (e.g.
     # caption_positions before issue 28: those runs placed captions as "restart", and retrain so)
@@ -224,19 +223,14 @@ class SearchRound:
         return [(name, search_config(base, change)) for name, change in self.settings]
 
 
-SEARCH_ROUNDS: tuple[SearchRound, ...] = (
+SEARCH_ROUNDS: tuple[SearchRound, ...] = (  # in catalog.SEARCH_ROUNDS' order, which describes them
     SearchRound(
         "1",
-        "one factor at a time around the first quick recipe (encoder lr 5e-5, batch 16, 3 epochs)",
         SEARCH_SETTINGS,
         pins=(("quick", (("encoder_lr", 5e-5), ("caption_positions", None))),),
     ),
     SearchRound(
         "2",
-        "around encoder lr 1e-4, round 1's lead when round 2 was planned (+2.4 validation F1 for TEXT; 2e-4, "
-        "added to round 1 past the grid's edge afterwards, is compared with it here), within the quick "
-        "profile's 3-epoch budget: the factors that gained in round 1 tried again on it (6 epochs, which "
-        "doubles every run, is left to the profiles without that budget)",
         (
             ("profile default", {}),
             ("encoder lr 2e-4", {"encoder_lr": 2e-4}),
@@ -286,10 +280,10 @@ class Speed(Experiment):
     ) -> list[RunSpec]:
         raise BenchError("speed plans no trained runs: `catmner-bench run speed` measures them itself")
 
-    def measure(self, ctx: RunContext) -> dict[str, Any] | None:
+    def measure(self, ctx: RunContext, recipe_of: Callable[[RunSpec], Any]) -> dict[str, Any] | None:
         from catmner_bench.speed import run_speed_experiment
 
-        return run_speed_experiment(ctx)
+        return run_speed_experiment(ctx, recipe_of)
 
 
 EXPERIMENT_SPECS: dict[str, Experiment] = {

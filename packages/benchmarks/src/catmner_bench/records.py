@@ -1,10 +1,16 @@
 """JSON run records: one file per finished benchmark run, written atomically.
 
-This module owns the record schema (`BenchRecord`, version `SCHEMA_VERSION`), the run key (what makes two runs "the same run", so a killed benchmark
-rerun skips what it already finished), environment capture (git commit and dirty flag, package versions,
-hardware) and file checksums. Reports are rendered from these files only; they read records as dicts
-(`read_record`, `iter_records`), and `BenchRecord` is the typed view of the same JSON (`BenchRecord.read`
-loads a file, `to_text` is its exact content).
+This module owns the record schema (`BenchRecord`, version `SCHEMA_VERSION`), the run key (what makes two runs
+"the same run", so a killed benchmark rerun skips what it already finished), environment capture (git commit
+and dirty flag, package versions, hardware) and file checksums. `BenchRecord` is the one typed record: the
+runner builds and writes it, and every reader (`read_record`, `iter_records`, the report) gets it; its
+`to_text` is the file's exact content.
+
+A record carries its `Recipe`: what the report needs to judge the run beside its metrics (whether its config
+is the one the planner trains today, whether it enters the verdicts, its saliency scale, the recipe-search
+settings it is). The runner writes it when the run is made; as a recipe change makes it stale,
+`catmner-bench records refresh DIR` (`catmner_bench.recipes`) rewrites that block alone. The report reads
+these facts and never the planner.
 
 Layout: ``<output>/records/<experiment>/<run_id>.json`` where ``run_id`` ends with the run key.
 """
@@ -20,13 +26,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from catmner_model.atomic import atomic_write_json
+from catmner_model.atomic import atomic_write_text
 from catmner_model.provenance import PACKAGES as PROVENANCE_PACKAGES
 from catmner_model.provenance import git_info, hardware, package_versions
 
 from catmner_bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the recipe block (records of 1 are migrated by `catmner-bench records refresh DIR`)
+REFRESH = "catmner-bench records refresh DIR"  # the command that writes records' recipe blocks
 # written verbatim into every record and report: the text stays as the committed records have it
 METRIC_DEFINITION = (
     "Entity-level micro precision/recall/F1 (0-100) over PER/LOC/ORG/MISC, entities compared by (start, end, "
@@ -83,12 +90,75 @@ class RunSpec:
         return f"{self.system}__{data}{sample}__s{self.seed}__{self.key}"
 
 
-@dataclass
+STATUSES = ("older", "placement", "current")  # a record's `Recipe.status`, least current first
+
+
+@dataclass(frozen=True)
+class SearchSetting:
+    """A recipe-search setting a run's config is: its round (a key of `catmner_bench.catalog.SEARCH_ROUNDS`),
+    its name, and its place among the round's settings."""
+
+    round: str
+    setting: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the report needs to judge a run besides its scores, computed from the planner
+    (`catmner_bench.recipes.recipe_of`) when the run is made and again by `catmner-bench records refresh`."""
+
+    # "current": the config the planner trains today for this system, profile, data size, epochs and visual
+    # source; "placement": current but for the caption placement (a caption config from before issue 28, when
+    # captions were placed as "restart"); "older": an older recipe
+    status: str
+    in_verdicts: bool  # its experiment scores test and judges the paper's claims (the search does neither)
+    saliency: str | None  # the saliency scale a refined model trained with (None: no label words)
+    search: tuple[SearchSetting, ...] = ()  # the recipe-search settings its config is, rounds in order
+
+    @property
+    def rank(self) -> int:
+        """2 current, 1 current but for the caption placement, 0 older: for choosing among configs."""
+        return STATUSES.index(self.status)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "in_verdicts": self.in_verdicts,
+            "saliency": self.saliency,
+            "search": [{"round": s.round, "setting": s.setting, "index": s.index} for s in self.search],
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str) -> Recipe:
+        """The block as stored; RecordError (naming ``where``) where it is not one."""
+        bad = f"{where}: the run record's recipe is not a recipe block (rewrite it: {REFRESH})"
+        if not isinstance(obj, dict) or list(obj) != ["status", "in_verdicts", "saliency", "search"]:
+            raise RecordError(bad)
+        search = obj["search"]
+        if (
+            obj["status"] not in STATUSES
+            or not isinstance(obj["in_verdicts"], bool)
+            or not isinstance(obj["saliency"], str | None)
+            or not isinstance(search, list)
+            or not all(isinstance(s, dict) and list(s) == ["round", "setting", "index"] for s in search)
+            or not all(
+                isinstance(s["round"], str) and isinstance(s["setting"], str) and type(s["index"]) is int
+                for s in search
+            )
+        ):
+            raise RecordError(bad)
+        return cls(
+            obj["status"], obj["in_verdicts"], obj["saliency"], tuple(SearchSetting(**s) for s in search)
+        )
+
+
+@dataclass(frozen=True)
 class BenchRecord:
     """One benchmark run record, typed: the fields of ``<output>/records/<experiment>/<run_id>.json`` in file
-    order. `to_json` is the dict `build_record` returns and the reports read; `to_text` the file's bytes as
-    `write_record` writes them; `from_json` / `read` check the schema version and that every field is there
-    and no other (RecordError names the file)."""
+    order. `to_text` is the file's bytes as `write_record` writes them; `from_json` / `read` check the schema
+    version, that every field is there and no other, and the types of the fields the report counts on
+    (RecordError names the file)."""
 
     run_key: str  # the spec's key (16 hex digits)
     run_id: str  # the file stem: system, datasets, sample, seed, key
@@ -102,6 +172,7 @@ class BenchRecord:
     metric: dict[str, Any]  # {"definition": METRIC_DEFINITION, "modes": [...]}
     metrics: dict[str, Any]  # {"valid"|"test": {"conlleval"|"strict": P/R/F1, per type}}
     wall_time_s: float
+    recipe: Recipe  # what the report judges the run by (see `Recipe`)
     extra: dict[str, Any] = field(default_factory=dict)  # command, profile, per-experiment fields
     schema_version: int = SCHEMA_VERSION
 
@@ -120,11 +191,21 @@ class BenchRecord:
         "metrics",
         "wall_time_s",
         "extra",
+        "recipe",
     )
 
+    @property
+    def alpha(self) -> int | None:
+        """Figure 3 / the decisive experiment: the training-set size sampled (None: the full split)."""
+        return self.spec.sample.get("alpha") if isinstance(self.spec.sample, dict) else None
+
     def to_json(self) -> dict[str, Any]:
-        """The record as a dict, keys in file order (``spec`` as `RunSpec.to_json`)."""
-        return {name: self.spec.to_json() if name == "spec" else getattr(self, name) for name in self.FIELDS}
+        """The record as a dict, keys in file order (``spec`` as `RunSpec.to_json`, ``recipe`` as
+        `Recipe.to_json`)."""
+        return {name: getattr(self, name) for name in self.FIELDS} | {
+            "spec": self.spec.to_json(),
+            "recipe": self.recipe.to_json(),
+        }
 
     def to_text(self) -> str:
         """The record file's content, exactly as `write_record` writes it."""
@@ -133,12 +214,21 @@ class BenchRecord:
     @classmethod
     def from_json(cls, obj: Any, where: str = "run record") -> BenchRecord:
         """A record read from its JSON; RecordError (naming ``where``) for another schema or other fields."""
+        if isinstance(obj, dict) and obj.get("schema_version") == 1:
+            raise RecordError(
+                f"{where}: a run record of schema version 1, without its recipe block: {REFRESH}"
+            )
         if not isinstance(obj, dict) or obj.get("schema_version") != SCHEMA_VERSION:
             raise RecordError(f"{where}: not a catmner-bench run record of schema version {SCHEMA_VERSION}")
         missing = [k for k in cls.FIELDS if k not in obj]
         unknown = [k for k in obj if k not in cls.FIELDS]
         if missing or unknown:
             raise RecordError(f"{where}: run record fields missing {missing}, unknown {unknown}")
+        for k, kind in (("run_key", str), ("metrics", dict), ("extra", dict)):
+            if not isinstance(obj[k], kind):
+                raise RecordError(
+                    f"{where}: run record field {k!r} is not a JSON {'string' if kind is str else 'object'}"
+                )
         spec = obj["spec"]
         if not isinstance(spec, dict) or list(spec) != [f.name for f in fields(RunSpec)]:
             raise RecordError(f"{where}: the run record's spec is not a RunSpec")
@@ -146,16 +236,17 @@ class BenchRecord:
             typed = RunSpec(**spec)
         except (TypeError, ValueError) as e:
             raise RecordError(f"{where}: the run record's spec is not a RunSpec ({e})"[:300]) from None
-        return cls(**{k: typed if k == "spec" else obj[k] for k in cls.FIELDS})
+        recipe = Recipe.from_json(obj["recipe"], where)
+        return cls(**{k: obj[k] for k in cls.FIELDS} | {"spec": typed, "recipe": recipe})
 
     @classmethod
     def read(cls, path: str | Path) -> BenchRecord:
-        """The record in ``path`` (read and checked as `read_record` does, then typed)."""
-        return cls.from_json(read_record(path), str(path))
+        """The record in ``path``; RecordError names the file on any problem."""
+        return cls.from_json(read_json(path), str(path))
 
     def write(self, output: str | Path) -> Path:
         """Write the record under ``output`` (`write_record`)."""
-        return write_record(output, self.to_json())
+        return write_record(output, self)
 
 
 def canonical_json(obj: Any) -> str:
@@ -171,8 +262,8 @@ def record_path(output: str | Path, spec: RunSpec) -> Path:
     return Path(output) / "records" / spec.experiment / f"{spec.run_id}.json"
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    """Load and minimally validate one record; RecordError names the file on any problem."""
+def read_json(path: str | Path) -> Any:
+    """A record file's JSON, unchecked; RecordError names the file when it is not readable JSON."""
     path = Path(path)
     try:
         rec = json.loads(path.read_bytes().decode("utf-8"))
@@ -181,19 +272,15 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise RecordError(f"{path}: not a readable run record ({why})") from None
     except RecursionError:
         raise RecordError(f"{path}: not a readable run record (JSON nested too deeply)") from None
-    if not isinstance(rec, dict) or rec.get("schema_version") != SCHEMA_VERSION:
-        raise RecordError(f"{path}: not a catmner-bench run record of schema version {SCHEMA_VERSION}")
-    for k, kind in (("run_key", str), ("spec", dict), ("metrics", dict)):
-        if k not in rec:
-            raise RecordError(f"{path}: run record lacks the field {k!r}")
-        if not isinstance(rec[k], kind):
-            raise RecordError(
-                f"{path}: run record field {k!r} is not a JSON {'string' if kind is str else 'object'}"
-            )
     return rec
 
 
-def finished(output: str | Path, spec: RunSpec) -> dict[str, Any] | None:
+def read_record(path: str | Path) -> BenchRecord:
+    """One record, checked (`BenchRecord.read`); RecordError names the file on any problem."""
+    return BenchRecord.read(path)
+
+
+def finished(output: str | Path, spec: RunSpec) -> BenchRecord | None:
     """The record of this run if it already finished (same run key), else None."""
     path = record_path(output, spec)
     if not path.exists():
@@ -202,16 +289,22 @@ def finished(output: str | Path, spec: RunSpec) -> dict[str, Any] | None:
         rec = read_record(path)
     except RecordError:
         return None  # a damaged record is redone
-    return rec if rec.get("run_key") == spec.key else None
+    return rec if rec.run_key == spec.key else None
 
 
-def iter_records(output: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """All records under ``<output>/records`` (or under ``output`` itself), sorted by path."""
+def record_files(output: str | Path) -> list[Path]:
+    """The record files under ``<output>/records`` (or under ``output`` itself), sorted by path."""
     root = Path(output)
     base = root / "records" if (root / "records").is_dir() else root
-    for p in sorted(base.rglob("*.json")):
-        if base == root and p.relative_to(root).parts[0] == "failed":
-            continue  # failure records of runs that did not finish (catmner_bench.sweep), not run records
+    # failure records of runs that did not finish (catmner_bench.sweep) are not run records
+    return [
+        p for p in sorted(base.rglob("*.json")) if base != root or p.relative_to(root).parts[0] != "failed"
+    ]
+
+
+def iter_records(output: str | Path) -> Iterator[tuple[Path, BenchRecord]]:
+    """All records under ``<output>/records`` (or under ``output`` itself), sorted by path."""
+    for p in record_files(output):
         yield p, read_record(p)
 
 
@@ -228,8 +321,9 @@ def build_record(
     data: dict[str, Any],
     label_words: dict[str, Any] | None,
     wall_time_s: float,
+    recipe: Recipe,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> BenchRecord:
     """Assemble a complete record (see module docstring) from a finished run's results."""
     env = environment()
     return BenchRecord(
@@ -245,12 +339,13 @@ def build_record(
         metric={"definition": METRIC_DEFINITION, "modes": ["conlleval", "strict"]},
         metrics=metrics,
         wall_time_s=round(float(wall_time_s), 3),
+        recipe=recipe,
         extra=extra or {},
-    ).to_json()
+    )
 
 
-def write_record(output: str | Path, record: dict[str, Any]) -> Path:
-    spec = record["spec"]
-    path = Path(output) / "records" / spec["experiment"] / f"{record['run_id']}.json"
-    atomic_write_json(path, record)
+def write_record(output: str | Path, record: BenchRecord) -> Path:
+    """Write ``record`` to ``<output>/records/<experiment>/<run_id>.json`` atomically (`BenchRecord.to_text`)."""
+    path = Path(output) / "records" / record.spec.experiment / f"{record.run_id}.json"
+    atomic_write_text(path, record.to_text())
     return path

@@ -23,7 +23,7 @@ from catmner_model import Tweet, resolve_data_dir, resolve_image_dir
 
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
-from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.records import BenchRecord, Recipe, RunSpec, build_record, finished, write_record
 from catmner_bench.systems import SYSTEMS
 from catmner_bench.tweets import check_data, describe, fig3_sample, read_split, select
 
@@ -165,8 +165,8 @@ def log(ctx: RunContext, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _commit(record: dict[str, Any]) -> str:
-    git = record.get("git") or {}
+def _commit(record: BenchRecord) -> str:
+    git = record.git or {}
     commit = (git.get("commit") or "unknown")[:10]
     return commit + (" (dirty)" if git.get("dirty") else "")
 
@@ -182,7 +182,7 @@ def table1_twin(spec: RunSpec) -> RunSpec | None:
 
 def reusable_model(
     ctx: RunContext, spec: RunSpec, need_model: bool = True
-) -> tuple[dict[str, Any], Path | None] | None:
+) -> tuple[BenchRecord, Path | None] | None:
     """The finished table1 run of the same system, config and seed on ``spec.train_dataset``, as (record,
     saved model dir), for a table2 / table3 / fig4 span run that would otherwise train the same model again.
 
@@ -197,8 +197,8 @@ def reusable_model(
     source = finished(ctx.output, twin)
     if source is None:
         return None
-    run_dir = (source.get("extra") or {}).get("trainer_run_dir")
-    candidates = [ctx.output / "runs" / "table1" / source["run_id"] / "model"]
+    run_dir = source.extra.get("trainer_run_dir")
+    candidates = [ctx.output / "runs" / "table1" / source.run_id / "model"]
     if run_dir:
         candidates.append(Path(run_dir) / "model")
     for model_dir in candidates:
@@ -211,11 +211,13 @@ def run_spec(
     ctx: RunContext,
     spec: RunSpec,
     *,
+    recipe: Recipe,
     after_train: Any = None,
     score_test: bool = True,
     compute: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """Run one spec unless its record exists. Returns (record, ran_now).
+) -> tuple[BenchRecord, bool]:
+    """Run one spec unless its record exists. Returns (record, ran_now). ``recipe``: the run's recipe facts
+    (`catmner_bench.recipes.recipe_of`), written into its record.
 
     ``after_train(model_dir, data)`` (span models only) may return extra record fields, e.g. attention maps.
     ``compute`` (where and on what the run ran: executor, node, resources; see `sweep.execute_run`) goes into
@@ -250,6 +252,7 @@ def run_spec(
         data=data_info,
         label_words=label_words,
         wall_time_s=time.perf_counter() - t0,
+        recipe=recipe,
         extra={
             "command": ctx.command,
             "profile": ctx.profile.to_json(),
@@ -260,7 +263,7 @@ def run_spec(
     write_record(ctx.output, record)
     split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only
     f1 = metrics[split]["conlleval"]["f1"]
-    log(ctx, f"done {spec.experiment}/{spec.run_id}: {split} F1 {f1:.2f} ({record['wall_time_s']:.1f}s)")
+    log(ctx, f"done {spec.experiment}/{spec.run_id}: {split} F1 {f1:.2f} ({record.wall_time_s:.1f}s)")
     return record, True
 
 
@@ -291,7 +294,7 @@ def _run_reused(
     ctx: RunContext,
     spec: RunSpec,
     data: dict[str, list[Tweet]],
-    reused: tuple[dict[str, Any], Path | None],
+    reused: tuple[BenchRecord, Path | None],
     after_train: Any,
     score_test: bool = True,
 ) -> RunResult:
@@ -299,8 +302,8 @@ def _run_reused(
     dataset's test split for table2; ``after_train`` run on it)."""
     source, model_dir = reused
     extra: dict[str, Any] = {}
-    log(ctx, f"     reusing table1/{source['run_id']} (trained at {_commit(source)})")
-    metrics = {"valid": source["metrics"]["valid"], "test": source["metrics"]["test"]}
+    log(ctx, f"     reusing table1/{source.run_id} (trained at {_commit(source)})")
+    metrics = {"valid": source.metrics["valid"], "test": source.metrics["test"]}
     if not score_test:
         metrics["test"] = None
     elif spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
@@ -309,8 +312,8 @@ def _run_reused(
         )
     if after_train is not None:
         extra.update(after_train(model_dir, data) or {})
-    label_words = source.get("label_words")
-    src_extra = source.get("extra", {})
+    label_words = source.label_words
+    src_extra = source.extra
     extra.update(
         {
             k: src_extra.get(k)
@@ -319,9 +322,9 @@ def _run_reused(
         **{k: src_extra[k] for k in ("stopped_epoch", "stop_reason") if k in src_extra},
         trainer_run_dir=src_extra.get("trainer_run_dir"),
         reused_model={
-            "run_id": source["run_id"],
-            "git": source.get("git"),
-            "wall_time_s": source.get("wall_time_s"),
+            "run_id": source.run_id,
+            "git": source.git,
+            "wall_time_s": source.wall_time_s,
             "model_dir": str(model_dir) if model_dir else None,
         },
     )

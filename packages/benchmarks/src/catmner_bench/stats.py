@@ -121,7 +121,7 @@ def by_sampling(group: Any, key: str = "f1") -> dict[tuple[int, Any], float]:
         return {(i, None): v for i, v in enumerate(values)}
     out: dict[tuple[int, Any], float] = {}
     for r, v in zip(records, values, strict=True):
-        k = (int(r["spec"]["sample"]["index"]), r["spec"].get("seed"))
+        k = (int(r.spec.sample["index"]), r.spec.seed)
         if k in out:
             from catmner_bench.errors import BenchError
 

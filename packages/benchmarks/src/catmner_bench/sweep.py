@@ -24,7 +24,8 @@ from catmner_model.atomic import atomic_write_json
 
 from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
-from catmner_bench.records import RunSpec, finished
+from catmner_bench.recipes import recipe_of, refresh
+from catmner_bench.records import BenchRecord, RunSpec, finished
 from catmner_bench.runner import RunContext, now_iso, run_spec, table1_twin
 from catmner_bench.tweets import check_data
 
@@ -44,7 +45,7 @@ class Outcome:
     """What became of one planned run: its record (finished now or before) or its error."""
 
     spec: RunSpec
-    record: dict[str, Any] | None = None
+    record: BenchRecord | None = None
     ran: bool = False  # trained / scored now (False: skipped, finished before; or failed)
     error: str | None = None  # one line: the run failed
     failure: str | None = None  # path of its failure record
@@ -102,7 +103,12 @@ def execute_run(ctx: RunContext, spec: RunSpec, compute: dict[str, Any]) -> Outc
     try:
         e = experiment(spec.experiment)
         record, ran = run_spec(
-            ctx, spec, after_train=e.after_train(ctx, spec), score_test=e.scores_test, compute=compute
+            ctx,
+            spec,
+            recipe=recipe_of(spec),
+            after_train=e.after_train(ctx, spec),
+            score_test=e.scores_test,
+            compute=compute,
         )
     except Exception as exc:  # noqa: BLE001 - a run fails alone: any error of it is recorded, the sweep goes on
         error = first_line(exc)
@@ -310,11 +316,13 @@ def run_experiment(
     if not names:
         raise BenchError("no experiment named")
     exps = [experiment(n) for n in names]  # unknown names fail here, before anything runs
+    if (ctx.output / "records").is_dir():  # finished runs' recipe facts as the planner has them now (their
+        refresh(ctx.output, strict=False)  # schema-1 records migrated, so they are skipped, not redone)
     measuring = [e for e in exps if type(e).measure is not Experiment.measure]  # speed: no planned runs
     if measuring:
         if len(exps) > 1:
             raise BenchError(f"{measuring[0].name} measures on its own: run it without other experiments")
-        result = measuring[0].measure(ctx)
+        result = measuring[0].measure(ctx, recipe_of)
         return {**(result or {}), "failed": []}
     executor = executor or LocalExecutor()
     specs = plan_sweep(names, ctx, systems, datasets)

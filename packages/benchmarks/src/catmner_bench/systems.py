@@ -12,6 +12,7 @@ from typing import Any
 
 from catmner_model.visual_sources import parse_visual
 
+from catmner_bench.catalog import SYSTEM_LABELS
 from catmner_bench.errors import BenchError
 from catmner_bench.profiles import Profile
 
@@ -20,8 +21,7 @@ from catmner_bench.profiles import Profile
 class System:
     """A runnable system: how it is trained and what the reports call it."""
 
-    key: str  # identifier used on the command line and in records
-    label: str  # row label in reports
+    key: str  # identifier used on the command line and in records (its report label: `label`)
     kind: str  # "span" (catmner_model.train_model) or "crf" (baselines.py)
     variant: str | None = None  # span models: CatMnerConfig variant
     labels: str | None = None  # span models: "textual" / "multimodal" label words, or None
@@ -35,44 +35,43 @@ class System:
     train: tuple[tuple[str, Any], ...] = ()  # span models: TrainConfig fields of this system (TRAIN_FIELDS)
     model: str = "catmner"  # span models: the catmner_model family ("umt": UMT, Yu et al. 2020)
 
+    @property
+    def label(self) -> str:
+        """Its row label in reports (`catmner_bench.catalog`, where the report reads it)."""
+        return SYSTEM_LABELS[self.key]
+
 
 SYSTEMS: dict[str, System] = {
     s.key: s
     for s in (
-        System("bilstm-crf", "BiLSTM-CRF", "crf"),
-        System("cnn-bilstm-crf", "CNN-BiLSTM-CRF", "crf"),
-        System("lm-crf", "LM-CRF", "crf"),
-        System("lm-span", "LM-SPAN (TEXT)", "span", "text", None),
-        System("mm", "MM (CAT-MNER w/o Refine)", "span", "mm", None),
-        System("t2i", "CAT-MNER w/o I2T Refine", "span", "t2i", "textual"),
-        System("i2t", "CAT-MNER w/o T2I Refine", "span", "i2t", "textual"),
-        System("cat-textual", "CAT-MNER (textual KB)", "span", "cat", "textual"),
-        System("cat-visualgenome", "CAT-MNER (multimodal KB)", "span", "cat", "multimodal"),
-        System("cat-grid", "CAT-MNER (textual KB, 4x4 grid)", "span", "cat", "textual", visual="grid"),
-        System("pgim-span", "LM-SPAN + PGIM knowledge", "span", "text", None, knowledge="pgim"),
+        System("bilstm-crf", "crf"),
+        System("cnn-bilstm-crf", "crf"),
+        System("lm-crf", "crf"),
+        System("lm-span", "span", "text", None),
+        System("mm", "span", "mm", None),
+        System("t2i", "span", "t2i", "textual"),
+        System("i2t", "span", "i2t", "textual"),
+        System("cat-textual", "span", "cat", "textual"),
+        System("cat-visualgenome", "span", "cat", "multimodal"),
+        System("cat-grid", "span", "cat", "textual", visual="grid"),
+        System("pgim-span", "span", "text", None, knowledge="pgim"),
         # UMT on our encoder and visual inputs (catmner_model's family "umt"; variant "mm": no label words)
-        System("umt", "UMT (captions)", "span", "mm", None, visual="caption", model="umt"),
-        System("umt-grid", "UMT (4x4 grid)", "span", "mm", None, visual="grid", model="umt"),
-        System(
-            "lm-span-shape", "LM-SPAN + word shapes", "span", "text", overrides=(("case_features", "shape"),)
-        ),
-        System(
-            "lm-span-char", "LM-SPAN + char CNN", "span", "text", overrides=(("case_features", "shape+char"),)
-        ),
+        System("umt", "span", "mm", None, visual="caption", model="umt"),
+        System("umt-grid", "span", "mm", None, visual="grid", model="umt"),
+        System("lm-span-shape", "span", "text", overrides=(("case_features", "shape"),)),
+        System("lm-span-char", "span", "text", overrides=(("case_features", "shape+char"),)),
         System(
             "cat-random",
-            "CAT-MNER, random words (frequency-matched)",
             "span",
             "cat",
             "textual",
             random_words="zipf",
         ),
-        System("mm-empty", "MM, empty caption", "span", "mm", None, captions="none"),
+        System("mm-empty", "span", "mm", None, captions="none"),
         # the refinement's options of issue 28, as rows to choose on validation
-        System("mm-block", "MM, per-block softmax", "span", "mm", None, overrides=(("softmax", "block"),)),
+        System("mm-block", "span", "mm", None, overrides=(("softmax", "block"),)),
         System(
             "cat-block",
-            "CAT-MNER, per-block softmax",
             "span",
             "cat",
             "textual",
@@ -80,7 +79,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-qk",
-            "CAT-MNER, learned saliency from |QK^T|'s scale",
             "span",
             "cat",
             "textual",
@@ -89,7 +87,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-lr",
-            "CAT-MNER, learned saliency at its own lr",
             "span",
             "cat",
             "textual",
@@ -99,7 +96,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-fromqk",
-            "CAT-MNER, learned saliency started at |QK^T| / s",
             "span",
             "cat",
             "textual",
@@ -108,7 +104,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-paper",
-            "CAT-MNER, the paper's saliency",
             "span",
             "cat",
             "textual",
@@ -116,7 +111,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-keys",
-            "CAT-MNER, saliency x #keys",
             "span",
             "cat",
             "textual",
@@ -124,7 +118,6 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             "cat-sal-learned",
-            "CAT-MNER, learned saliency scale",
             "span",
             "cat",
             "textual",

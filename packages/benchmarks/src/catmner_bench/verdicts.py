@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from catmner_bench.catalog import DATASET_LABEL as LABEL
+from catmner_bench.paper import DATASETS
 from catmner_bench.stats import Comparison, PairedComparison, by_sampling
 
-DATASETS = ("twitter2015", "twitter2017")
-LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
 RARE_TYPES = {"twitter2015": ("ORG", "MISC"), "twitter2017": ("MISC",)}  # the paper's "less frequent" types
 FREQUENT_TYPES = ("PER", "LOC")
 
@@ -41,52 +41,6 @@ def _config(group: Any) -> dict[str, Any]:
     return getattr(group, "config", None) or {}
 
 
-def is_current(group: Any) -> bool:
-    """Whether a group's config is what its profile resolves the system to today (same data sizes, epochs and
-    visual source as the group's): the model the code on main trains, e.g. the current saliency default."""
-    import dataclasses
-
-    from catmner_bench.profiles import PROFILES
-    from catmner_bench.systems import SYSTEMS, system_config
-
-    cfg = _config(group)
-    if group.system not in SYSTEMS or cfg.get("profile") not in PROFILES:
-        return False
-    profile = dataclasses.replace(
-        PROFILES[cfg["profile"]], n_train=cfg.get("n_train"), n_eval=cfg.get("n_eval")
-    )
-    visual = cfg.get("visual") if cfg.get("visual") not in (None, "none") else None
-    alpha = getattr(group, "alpha", None)
-    if alpha is not None:  # Figure 3: the profile's per-alpha epochs and validation interval
-        from catmner_bench.experiments import fig3_config
-
-        return fig3_config(group.system, profile, alpha, visual=visual) == cfg
-    return system_config(group.system, profile, epochs=cfg.get("epochs"), visual=visual) == cfg
-
-
-def currency(group: Any) -> int:
-    """How current a group's config is, for choosing among groups: 2 `is_current`; 1 current but for the
-    caption placement (a caption config from before issue 28 resolved ``caption_positions`` into run configs:
-    those runs placed captions as "restart"), so such records keep their rank among the older ones until the
-    reruns on the current placement exist; 0 older."""
-    if is_current(group):
-        return 2
-    cfg = _config(group)
-    if "caption_positions" in cfg or "caption" not in str(cfg.get("visual") or "").split("+"):
-        return 0
-    import types
-
-    placed = {**cfg, "caption_positions": _default_placement(cfg)}  # the same config on today's placement
-    now = types.SimpleNamespace(system=group.system, alpha=getattr(group, "alpha", None), config=placed)
-    return 1 if is_current(now) else 0
-
-
-def _default_placement(cfg: dict[str, Any]) -> str:
-    from catmner_bench.systems import default_caption_positions
-
-    return default_caption_positions(str(cfg.get("text_encoder") or "minilm"))
-
-
 def candidates(
     groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None
 ) -> list[Any]:
@@ -99,15 +53,16 @@ def candidates(
     ]
 
 
-def _pick(groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None) -> Any:
+def pick(groups: Sequence[Any], system: str, train: str, test: str | None = None, alpha: Any = None) -> Any:
     """The group of ``system`` on train/test. Where several configs exist (e.g. records from before a default
-    changed), the one the current code trains (`is_current`), then the one with most runs, then the newest."""
+    changed), the most current (``Group.currency``: the config the planner trains today first), then the one
+    with most runs, then the newest."""
     cands = candidates(groups, system, train, test, alpha)
 
     def newest(g: Any) -> str:
-        return max((str(r.get("created", "")) for r in getattr(g, "records", [])), default="")
+        return max((r.created for r in g.records or ()), default="")
 
-    return max(cands, key=lambda g: (currency(g), g.n, newest(g))) if cands else None
+    return max(cands, key=lambda g: (g.currency, g.n, newest(g))) if cands else None
 
 
 # fields two systems may differ in by definition (what the system is); the rest must match to compare them
@@ -118,15 +73,13 @@ def differences(ga: Any, gb: Any, saliency: bool = True) -> list[str]:
     """How two groups were not trained alike (e.g. "epochs 10 vs 3"): the fields both configs have, other than
     what makes them different systems; the visual source where both see one; the saliency scale where both
     refine with label words (unless ``saliency`` is False). Empty: comparable."""
-    from catmner_bench.systems import saliency_of
-
     ca, cb = _config(ga), _config(gb)
     shared = sorted(set(ca) & set(cb) - _SYSTEM_FIELDS - {"visual", "saliency_scale"})
     out = [f"{k} {ca[k]} vs {cb[k]}" for k in shared if ca[k] != cb[k]]
     va, vb = ca.get("visual"), cb.get("visual")
     if va not in (None, "none") and vb not in (None, "none") and va != vb:
         out.append(f"visual {va} vs {vb}")
-    sa, sb = saliency_of(ca), saliency_of(cb)
+    sa, sb = ga.saliency, gb.saliency
     if saliency and sa and sb and sa != sb:
         out.append(f"saliency {sa} vs {sb}")
     if ca.get("labels") and ca.get("labels") == cb.get("labels"):  # the same words by name: by content too?
@@ -141,8 +94,8 @@ def _word_checksums(group: Any) -> set[str]:
     resolves to its latest build, so two runs of one config may have trained on different words)."""
     return {
         str(lw["checksum"])[:8]
-        for r in getattr(group, "records", None) or []
-        if isinstance(lw := r.get("label_words"), dict) and lw.get("checksum")
+        for r in group.records or ()
+        if isinstance(lw := r.label_words, dict) and lw.get("checksum")
     }
 
 
@@ -169,7 +122,7 @@ def comparable(ga: Any, gb: Any) -> bool:
 def _rank(ga: Any, gb: Any) -> tuple:
     """Which pair of groups to compare: trained alike first, then both current, then ``ga`` current, then
     most runs."""
-    return (comparable(ga, gb), min(currency(ga), currency(gb)), currency(ga), min(ga.n, gb.n))
+    return (comparable(ga, gb), min(ga.currency, gb.currency), ga.currency, min(ga.n, gb.n))
 
 
 def counterpart(group: Any, groups: Sequence[Any], system: str) -> Any:
@@ -187,17 +140,15 @@ def pair(groups, a: str, b: str, ds: str, test: str | None = None, alpha: Any = 
 
 
 def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None = None) -> Comparison | None:
-    from catmner_bench.systems import saliency_of
-
     ga, gb = pair(groups, a, b, ds, test)
     if ga is None or gb is None:
         return None
     notes = []
-    if not (is_current(ga) and is_current(gb)) and _config(ga):
-        if min(currency(ga), currency(gb)) == 1:  # older only by the caption placement (issue 28)
+    if min(ga.currency, gb.currency) < 2 and _config(ga):  # not both the config the planner trains today
+        if min(ga.currency, gb.currency) == 1:  # older only by the caption placement (issue 28)
             notes.append("older records: captions placed as restart")
         else:
-            sal = saliency_of(_config(ga)) or saliency_of(_config(gb))
+            sal = ga.saliency or gb.saliency
             notes.append("older records" + (f": saliency {sal}" if sal else ""))
     return between(ga, gb, key, notes)
 
@@ -206,7 +157,7 @@ def missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> 
     out = []
     for ds in datasets:
         for s in systems:
-            if _pick(groups, s, ds, test_of(ds) if test_of else None) is None:
+            if pick(groups, s, ds, test_of(ds) if test_of else None) is None:
                 out.append(f"{s} on {LABEL[ds]}")
     return out
 

@@ -15,17 +15,16 @@ from catmner_model.atomic import atomic_write
 from catmner_model.provenance import sha256_file_memo as sha256_file
 
 from catmner_bench import paper
+from catmner_bench.catalog import DATASET_LABEL, SYSTEM_ORDER, system_label
 from catmner_bench.markdown import md_table
+from catmner_bench.records import BenchRecord
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
-    SYSTEM_ORDER,
     TYPES,
     Group,
     encoder_of,
     fmt,
     fmt_mean,
     mean,
-    system_label,
 )
 
 FIG3_OURS = (
@@ -113,7 +112,7 @@ def _paired_vs(g: Group, gs: list[Group], baseline: str) -> str:
 
 def _best_epochs(g: Group) -> str:
     """The epoch each sampling's run kept (best validation F1), of the profile's epochs: ``7, 10, 10 of 10``."""
-    kept = [(r.get("extra") or {}).get("best_epoch") for r in g.records]
+    kept = [r.extra.get("best_epoch") for r in g.records]
     if any(k is None for k in kept):
         return "-"
     budget = g.config.get("epochs")
@@ -165,7 +164,7 @@ def entropy(p: Sequence[float]) -> float:
 
 
 def fig4_section(
-    records: list[dict[str, Any]], figdir: Path, rel: str, image_dir: Path | None = None
+    records: list[BenchRecord], figdir: Path, rel: str, image_dir: Path | None = None
 ) -> tuple[str, list[Path]]:
     parts = ["## Figure 4: attention of entity spans over the 4x4 image grid", "", paper.FIG4_NOTE]
     parts.append(
@@ -179,10 +178,10 @@ def fig4_section(
         lambda: defaultdict(dict)
     )
     for r in records:
-        cases = r.get("extra", {}).get("attention", {}).get("cases", [])
+        cases = r.extra.get("attention", {}).get("cases", [])
         for c in cases:
             key = (c["imgid"], c["entity"]["start"], c["entity"]["end"], c["entity"]["type"])
-            maps[(c["dataset"], encoder_of(r))][r["spec"]["system"]][key] = c
+            maps[(c["dataset"], encoder_of(r))][r.spec.system][key] = c
     figures = []
     for (ds, enc), by_system in sorted(maps.items()):
         refined = by_system.get("cat-textual") or by_system.get("cat-visualgenome") or {}
@@ -237,7 +236,7 @@ def _renormalised(weights: list[float]) -> list[float]:
     return [w / total for w in weights] if total > 0 else []
 
 
-def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) -> tuple[str, list[Path]]:
+def fig4_caption_section(records: list[BenchRecord], figdir: Path, rel: str) -> tuple[str, list[Path]]:
     """Figure 4 over caption words: entity spans' attention over their tweet's caption pieces, refined
     (CAT-MNER) against unrefined (MM), summarised per dataset and drawn as a text heat-map."""
     maps: dict[tuple[str, str], dict[str, dict[tuple, dict[str, Any]]]] = defaultdict(
@@ -245,12 +244,12 @@ def fig4_caption_section(records: list[dict[str, Any]], figdir: Path, rel: str) 
     )
     lrs_of: dict[tuple[str, str], set[float]] = defaultdict(set)  # encoder lrs of the records behind a table
     for r in records:
-        cases = r.get("extra", {}).get("caption_attention", {}).get("cases", [])
+        cases = r.extra.get("caption_attention", {}).get("cases", [])
         for c in cases:
             key = (c["imgid"], c["entity"]["start"], c["entity"]["end"], c["entity"]["type"])
-            maps[(c["dataset"], encoder_of(r))][r["spec"]["system"]].setdefault(key, c)
+            maps[(c["dataset"], encoder_of(r))][r.spec.system].setdefault(key, c)
         for table in {(c["dataset"], encoder_of(r)) for c in cases}:
-            lrs_of[table] |= {r["spec"]["config"].get("encoder_lr")} - {None}
+            lrs_of[table] |= {r.spec.config.get("encoder_lr")} - {None}
     if not maps:
         return "", []
     parts = [

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
 
 from catmner_bench import paper
+from catmner_bench.catalog import DATASET_LABEL, SEARCH_ROUNDS, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     Group,
     fmt,
     fmt_delta,
     fmt_mean,
     mean,
-    system_label,
 )
 
 
@@ -72,29 +70,19 @@ def search_choice(
     )
 
 
-def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, list[tuple[str, Group]]]]:
-    """Each `SEARCH_ROUNDS` round with its (setting name, group) rows of one system and dataset, in the round's
-    order; groups that are no setting of any round come last, as "other" rows of the last round."""
-    from catmner_bench.experiments import SEARCH_ROUNDS
-    from catmner_bench.profiles import PROFILES
-
+def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[str, list[tuple[str, Group]]]]:
+    """Each round of the search (`catalog.SEARCH_ROUNDS`, in order) with its (setting name, group) rows of one
+    system and dataset, in the round's order: the settings the groups' records are (`records.Recipe`); groups
+    that are no setting of any round come last, as "other" rows of the last round."""
     mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
-    out: list[tuple[Any, list[tuple[str, Group]]]] = []
-    placed: set[int] = set()
+    out: list[tuple[str, list[tuple[str, Group]]]] = []
     for rnd in SEARCH_ROUNDS:
-        found: dict[str, Group] = {}
-        for g in mine:  # the round's configs once per group (its profile, visual source and data size)
-            prof = PROFILES.get(g.profile)
-            if prof is None:
-                continue
-            visual = g.config.get("visual") if g.config.get("visual") != "none" else None
-            data = {"n_train": g.config.get("n_train"), "n_eval": g.config.get("n_eval")}
-            for name, cfg in rnd.configs(system, prof, visual):
-                if name not in found and {**cfg, **data} == g.config:
-                    found[name] = g
-                    placed.add(id(g))
-        out.append((rnd, [(name, found[name]) for name, _ in rnd.settings if name in found]))
-    others = [("other", g) for g in mine if id(g) not in placed]
+        found = sorted(
+            ((s.index, s.setting, g) for g in mine for s in g.search if s.round == rnd), key=lambda t: t[0]
+        )
+        named = dict((name, g) for _, name, g in reversed(found))  # the first group of a setting
+        out.append((rnd, [(name, named[name]) for name in dict.fromkeys(name for _, name, _ in found)]))
+    others = [("other", g) for g in mine if not g.search]
     if others and out:
         out[-1][1].extend(others)
     return [(rnd, rows) for rnd, rows in out if rows]
@@ -102,7 +90,7 @@ def search_rows(groups: list[Group], system: str, ds: str) -> list[tuple[Any, li
 
 def search_minutes(g: Group) -> str:
     """Minutes per run of a search row; a row that reused Table 1's run shows that run's training time."""
-    reused = [(r.get("extra") or {}).get("reused_model") or {} for r in g.records]
+    reused = [r.extra.get("reused_model") or {} for r in g.records]
     if all(reused):
         secs = [float(x["wall_time_s"]) for x in reused if x.get("wall_time_s") is not None]
         return f"{sum(secs) / len(secs) / 60:.1f} (Table 1's run)" if secs else "Table 1's run"
@@ -130,7 +118,7 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
         for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
             rounds = search_rows(groups, system, ds)
             for i, (rnd, named) in enumerate(rounds):
-                later = rounds[i + 1][0].name if i + 1 < len(rounds) else None  # the round that supersedes it
+                later = rounds[i + 1][0] if i + 1 < len(rounds) else None  # the round that supersedes it
                 best, chosen, why = search_choice(named, table1)
                 default = next((g for name, g in named if name == "profile default"), None)
                 d_valid = mean(default.values("f1", split="valid")) if default else None
@@ -156,7 +144,7 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                         )
                     label = name
                     if g is chosen and later is not None:
-                        label = f"{name} (chosen in round {rnd.name}; round {later} decides the recipe)"
+                        label = f"{name} (chosen in round {rnd}; round {later} decides the recipe)"
                     elif g is chosen:
                         label = f"**{name}** (chosen)"
                     elif g is best:
@@ -175,9 +163,9 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                 header = ["Setting", "seeds", "valid F1", "Δ vs default", "s/epoch", "min/run", "test F1"]
                 parts += [
                     "",
-                    f"### {DATASET_LABEL[ds]}: {system_label(system)}, round {rnd.name}",
+                    f"### {DATASET_LABEL[ds]}: {system_label(system)}, round {rnd}",
                     "",
-                    f"Round {rnd.name}: {rnd.about}.",
+                    f"Round {rnd}: {SEARCH_ROUNDS[rnd]}.",
                     "",
                     md_table(header, rows),
                 ]

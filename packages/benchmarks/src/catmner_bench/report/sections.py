@@ -3,20 +3,17 @@ Table 3 (ablations), and how the numbers were produced (`provenance_section`).""
 
 from __future__ import annotations
 
-from typing import Any
-
 from catmner_bench import paper
+from catmner_bench.catalog import DATASET_LABEL, system_label
 from catmner_bench.markdown import md_table
-from catmner_bench.records import METRIC_DEFINITION
+from catmner_bench.records import METRIC_DEFINITION, BenchRecord
 from catmner_bench.report.tables import (
-    DATASET_LABEL,
     TYPES,
     Group,
     fmt,
     fmt_delta,
     fmt_mean,
     mean,
-    system_label,
 )
 
 SIGNIFICANCE_NOTE = (
@@ -54,9 +51,9 @@ def epochs_section(groups: list[Group]) -> str | None:
         by_epoch = [mean([c[i] for c in curves]) for i in range(n_ep)]
         kept = sorted(
             (
-                (int(r["extra"]["best_epoch"]), r["extra"].get("stopped_epoch"))
+                (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
                 for r in g.records
-                if (r.get("extra") or {}).get("valid_f1_by_epoch")
+                if r.extra.get("valid_f1_by_epoch")
             ),
             key=lambda bs: (bs[0], bs[1] or 0),
         )
@@ -304,7 +301,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
     change is not compared with a model trained differently. A saliency row compares with CAT-MNER at the
     shown row's (default) scale."""
     from catmner_bench.stats import Comparison
-    from catmner_bench.verdicts import between, currency, differences
+    from catmner_bench.verdicts import between, differences
 
     def alike(b: Group) -> bool:
         if saliency_row:
@@ -320,7 +317,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
             base = min(same, key=lambda b: (len(differences(g, b, saliency=not saliency_row)), -b.n))
             cell = between(g, base, saliency=not saliency_row).short()
             return f"{cell} vs CAT-MNER {fmt_mean(base.values('f1'))}"
-        base = max(ok, key=lambda b: (currency(b), b.n))
+        base = max(ok, key=lambda b: (b.currency, b.n))
     cell = Comparison(g.values("f1"), base.values("f1")).short()
     if base is shown:
         return cell
@@ -331,7 +328,7 @@ def _delta_vs_cat(g: Group, shown: Group, cats: list[Group], saliency_row: bool 
 def table3_section(groups: list[Group], others: list[Group] | None = None) -> str:
     """Table 3 from its own records, plus our saliency-scale rows, which may come from any experiment's records
     (``others``, e.g. Table 1's CAT-MNER runs with the paper's scale)."""
-    from catmner_bench.verdicts import _pick
+    from catmner_bench.verdicts import pick
 
     parts = ["## Table 3: ablations (test F1)", ""]
     parts.append(
@@ -354,7 +351,7 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
         # a row without Table 3 records of its own shows the system's runs of another experiment (e.g. Table 1's
         # CAT-MNER with Visual Genome words: the same model)
         picked = {
-            (system, ds): _pick(mine, system, ds) or _pick(pool, system, ds)
+            (system, ds): pick(mine, system, ds) or pick(pool, system, ds)
             for system in TABLE3_SYSTEM_TO_ROW
             for ds in paper.DATASETS
         }
@@ -424,51 +421,49 @@ def table3_section(groups: list[Group], others: list[Group] | None = None) -> st
     return "\n".join(parts)
 
 
-def provenance_section(records: list[dict[str, Any]]) -> str:
+def provenance_section(records: list[BenchRecord]) -> str:
     parts = ["## How these numbers were produced", "", f"Metric: {METRIC_DEFINITION}", ""]
-    commands = sorted({(r["spec"]["experiment"], r.get("extra", {}).get("command") or "?") for r in records})
+    commands = sorted({(r.spec.experiment, r.extra.get("command") or "?") for r in records})
     parts.append("Commands (as recorded in the run records):")
     parts.append("")
     parts += [f"- {exp}: `{cmd}`" for exp, cmd in commands]
-    gits = sorted({(str(r["git"].get("commit")), str(r["git"].get("dirty"))) for r in records})
+    gits = sorted({(str(r.git.get("commit")), str(r.git.get("dirty"))) for r in records})
     parts += ["", "Source: " + "; ".join(f"commit {c}{' (dirty)' if d == 'True' else ''}" for c, d in gits)]
     hws = sorted(
         {
-            f"{r['hardware'].get('platform')}, {r['hardware'].get('cpu_count')} CPUs, GPU: {', '.join(r['hardware'].get('gpus', [])) or 'none'}"
+            f"{r.hardware.get('platform')}, {r.hardware.get('cpu_count')} CPUs, "
+            f"GPU: {', '.join(r.hardware.get('gpus', [])) or 'none'}"
             for r in records
         }
     )
     parts += ["", "Hardware: " + "; ".join(hws)]
-    pk = records[0]["packages"]
+    pk = records[0].packages
     parts += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v)]
     lw = sorted(
         {
-            (
-                str((r.get("label_words") or {}).get("source")),
-                str((r.get("label_words") or {}).get("checksum"))[:12],
-            )
+            (str(r.label_words.get("source")), str(r.label_words.get("checksum"))[:12])
             for r in records
-            if r.get("label_words")
+            if r.label_words
         }
     )
     if lw:
         parts += ["", "Label words: " + "; ".join(f"{s} (sha256 {c}…)" for s, c in lw)]
-    total = sum(r["wall_time_s"] for r in records)
+    total = sum(r.wall_time_s for r in records)
     parts += ["", f"Runs: {len(records)}, total wall time {total / 60:.1f} min.{compute_total(records)}"]
     parts += ["", rerun_note()]
     return "\n".join(parts)
 
 
-def compute_total(records: list[dict[str, Any]]) -> str:
+def compute_total(records: list[BenchRecord]) -> str:
     """The provenance's compute sentence, summed over the runs whose record names the resources that ran
     them (its ``extra["compute"]``: executor, node, CPUs, GPUs): CPU-hours and GPU-hours (wall time x
     resources), the nodes and executors; "" when no record names them (records from before they did)."""
-    known = [(r, (r.get("extra") or {}).get("compute")) for r in records]
+    known = [(r, r.extra.get("compute")) for r in records]
     known = [(r, c) for r, c in known if isinstance(c, dict) and isinstance(c.get("resources"), dict)]
     if not known:
         return ""
     hours = {
-        k: sum(float(r["wall_time_s"]) * float(c["resources"].get(k) or 0) for r, c in known) / 3600
+        k: sum(float(r.wall_time_s) * float(c["resources"].get(k) or 0) for r, c in known) / 3600
         for k in ("CPU", "GPU")
     }
     nodes = sorted({str(c.get("node")) for _, c in known})
@@ -482,9 +477,7 @@ def compute_total(records: list[dict[str, Any]]) -> str:
 
 def rerun_note() -> str:
     """How to rerun every record of this page, and how a user with a GPU reruns it with the paper's setting."""
-    from catmner_bench.profiles import PROFILES
-
-    p = PROFILES["paper"]
+    p = paper.SETTING  # what `--profile paper` runs
     return (
         "Rerun: each command above, at the commit its records name (Source), reproduces them (finished runs are "
         "skipped, an interrupted one resumes from its last epoch); at a later commit it trains that commit's "

@@ -1,6 +1,6 @@
 """The report's aggregation and Markdown primitives: records grouped into runs that differ only by seed
 (`Group`, `groups_of`, `unique_runs`), the numbers as printed (`fmt`, `fmt_mean`, `fmt_delta`), system labels
-and order (the runner's registry); `md_table` is in `catmner_bench.markdown`."""
+and order (`catmner_bench.catalog`); `md_table` is in `catmner_bench.markdown`."""
 
 from __future__ import annotations
 
@@ -8,21 +8,12 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from catmner_bench import paper
+from catmner_bench.catalog import SYSTEM_ORDER
+from catmner_bench.records import BenchRecord
 
 TYPES = paper.ENTITY_TYPES
-DATASET_LABEL = {"twitter2015": "Twitter-2015", "twitter2017": "Twitter-2017"}
-
-
-def _system_order() -> tuple[str, ...]:
-    from catmner_bench.systems import SYSTEMS
-
-    return tuple(SYSTEMS)  # report rows follow the registry's order
-
-
-SYSTEM_ORDER = _system_order()
 
 
 def fmt(x: float | None) -> str:
@@ -47,40 +38,43 @@ def mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def encoder_of(rec: dict[str, Any]) -> str:
-    c = rec["spec"]["config"]
-    if c.get("kind") == "crf" and rec["spec"]["system"] != "lm-crf":
+def encoder_of(rec: BenchRecord) -> str:
+    c = rec.spec.config
+    if c.get("kind") == "crf" and rec.spec.system != "lm-crf":
         return c.get("word_vectors", "-")
     return str(c.get("text_encoder", "-"))
 
 
-def group_key(rec: dict[str, Any]) -> tuple:
+def group_key(rec: BenchRecord) -> tuple:
     """Records with equal keys differ only by seed: they are aggregated into one row."""
-    s = rec["spec"]
-    cfg = {k: v for k, v in s["config"].items()}
-    alpha = s["sample"]["alpha"] if s.get("sample") else None
-    return (s["system"], s["train_dataset"], s["test_dataset"], alpha, repr(sorted(cfg.items())))
+    s = rec.spec
+    return (s.system, s.train_dataset, s.test_dataset, rec.alpha, repr(sorted(s.config.items())))
 
 
 class Group:
-    """Runs that differ only by seed (or Figure-3 sampling)."""
+    """Runs that differ only by seed (or Figure-3 sampling); one config, so one recipe: ``currency`` (2 the
+    config the planner trains today, 1 current but for the caption placement, 0 older) and ``saliency`` are
+    its records' stored facts (`records.Recipe`)."""
 
-    def __init__(self, records: list[dict[str, Any]]):
+    def __init__(self, records: list[BenchRecord]):
         self.records = records
-        first = records[0]["spec"]
-        self.system = first["system"]
-        self.train_dataset = first["train_dataset"]
-        self.test_dataset = first["test_dataset"]
-        self.config = first["config"]
-        self.alpha = first["sample"]["alpha"] if first.get("sample") else None
-        self.encoder = encoder_of(records[0])
+        first = records[0]
+        self.system = first.spec.system
+        self.train_dataset = first.spec.train_dataset
+        self.test_dataset = first.spec.test_dataset
+        self.config = first.spec.config
+        self.alpha = first.alpha
+        self.encoder = encoder_of(first)
         self.profile = self.config.get("profile", "?")
+        self.currency = first.recipe.rank
+        self.saliency = first.recipe.saliency  # the scale a refined model trained with (None: no label words)
+        self.search = first.recipe.search  # the recipe-search settings its config is
 
     def values(self, key: str, mode: str = "conlleval", split: str = "test") -> list[float]:
         """Overall P/R/F1 ("precision"/"recall"/"f1") or a type's F1 ("PER" ...) over the runs."""
         out = []
         for r in self.records:
-            m = r["metrics"][split][mode]
+            m = r.metrics[split][mode]
             out.append(float(m["per_type"][key]["f1"]) if key in TYPES else float(m[key]))
         return out
 
@@ -91,31 +85,20 @@ class Group:
     @property
     def seconds_per_epoch(self) -> float | None:
         """Median seconds per training epoch (with validation) over the runs' epochs; None for CRF runs."""
-        secs = [
-            float(x)
-            for r in self.records
-            for x in (r.get("seconds_per_epoch") or (r.get("extra") or {}).get("seconds_per_epoch") or [])
-        ]
+        secs = [float(x) for r in self.records for x in r.extra.get("seconds_per_epoch") or []]
         return statistics.median(secs) if secs else None
-
-    @property
-    def saliency(self) -> str | None:
-        """The saliency scale a refined model trained with (None: no label words)."""
-        from catmner_bench.systems import saliency_of
-
-        return saliency_of(self.config)
 
     @property
     def wall_minutes(self) -> float | None:
         """Mean wall time of one run (minutes): training and scoring, or only the scoring of a reused model."""
-        secs = [float(r["wall_time_s"]) for r in self.records if r.get("wall_time_s") is not None]
+        secs = [float(r.wall_time_s) for r in self.records if r.wall_time_s is not None]
         return statistics.fmean(secs) / 60 if secs else None
 
     def valid_curves(self) -> list[list[float]]:
         """Validation F1 by epoch of each run that recorded it (records from before the field: none)."""
         out = []
         for r in self.records:
-            curve = (r.get("extra") or {}).get("valid_f1_by_epoch")
+            curve = r.extra.get("valid_f1_by_epoch")
             if curve and all(isinstance(x, (int, float)) for x in curve):
                 out.append([float(x) for x in curve])
         return out
@@ -131,27 +114,22 @@ class Group:
         return f"ours ({self.profile}{f', {epochs} ep' if epochs else ''}{enc}{vis}{sal}, n={self.n})"
 
 
-def unique_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def unique_runs(records: Iterable[BenchRecord]) -> list[BenchRecord]:
     """One record per run (system, datasets, config, seed, sample), across experiments: a Table 3 or Figure 4
     record that reuses a Table 1 run (or trained the same spec again) is not another seed of it. Table 1's
     record is kept where there is one."""
     rank = {"table1": 0}
-    out: dict[tuple, dict[str, Any]] = {}
-    for r in sorted(records, key=lambda r: rank.get(r["spec"]["experiment"], 1)):
-        s = r["spec"]
-        out.setdefault((group_key(r), s["seed"], repr(s.get("sample"))), r)
+    out: dict[tuple, BenchRecord] = {}
+    for r in sorted(records, key=lambda r: rank.get(r.spec.experiment, 1)):
+        out.setdefault((group_key(r), r.spec.seed, repr(r.spec.sample)), r)
     return list(out.values())
 
 
-def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
-    by: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+def groups_of(records: Iterable[BenchRecord]) -> list[Group]:
+    by: dict[tuple, list[BenchRecord]] = defaultdict(list)
     for r in records:
         by[group_key(r)].append(r)
-    out = [
-        Group(sorted(v, key=lambda r: (r["spec"]["seed"], str(r["spec"].get("sample"))))) for v in by.values()
-    ]
-    from catmner_bench.verdicts import currency
-
+    out = [Group(sorted(v, key=lambda r: (r.spec.seed, str(r.spec.sample)))) for v in by.values()]
     order = {s: i for i, s in enumerate(SYSTEM_ORDER)}
     # within a system, the config the current code trains first, then older ones (e.g. an earlier recipe)
     out.sort(
@@ -161,13 +139,7 @@ def groups_of(records: Iterable[dict[str, Any]]) -> list[Group]:
             g.alpha or 0,
             order.get(g.system, 99),
             g.encoder,
-            -currency(g),
+            -g.currency,
         )
     )
     return out
-
-
-def system_label(system: str) -> str:
-    from catmner_bench.systems import SYSTEMS
-
-    return SYSTEMS[system].label if system in SYSTEMS else system

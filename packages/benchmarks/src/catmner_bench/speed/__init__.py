@@ -26,15 +26,14 @@ so that load from other work on the machine falls on every system alike:
   saved model directory, as a user loads it) and the HF model's forward + argmax; and the start-up of
   `catmner predict MODEL --text ...` (a fresh process: wall time to its first line of output).
 
-The record is a benchmark run record (records.py) with the figures in ``extra["speed"]``; `speed_section`
-renders it. ``python -m catmner_bench.speed RECORDS_DIR docs/model.md`` rewrites the generated block of
+The record is a benchmark run record (records.py) with the figures in ``extra["speed"]``;
+`catmner_bench.report.speed` renders it (the report imports nothing of this package, which runs the planner). ``python -m catmner_bench.speed RECORDS_DIR docs/model.md`` rewrites the generated block of
 docs/model.md from the latest record.
 
 The package, by responsibility: `sizes.py` (sizes per profile, targets, schema), `flops.py` (the clock,
 FLOP counting, GEMM peaks), `workload.py` (the timed batches and synthetic inputs), `systems.py` (the
 catmner systems and settings), `hf_recipe.py` (the Hugging Face comparison), `measure.py` (the run and its
-training timings), `growth.py` (cost growth), `prediction.py` (prediction and start-up timings), `render.py`
-(the Markdown block). Every name is importable from ``catmner_bench.speed`` as before the split.
+training timings), `growth.py` (cost growth), `prediction.py` (prediction and start-up timings). Every name is importable from ``catmner_bench.speed`` as before the split.
 """
 
 from __future__ import annotations
@@ -58,24 +57,12 @@ from catmner_bench.speed.measure import (
     train_row,
 )
 from catmner_bench.speed.prediction import measure_prediction, measure_startup
-from catmner_bench.speed.render import (
-    DOC_BEGIN,
-    DOC_END,
-    doc_block,
-    history_table,
-    speed_section,
-    speed_tables,
-    target_rows,
-    update_doc,
-)
 from catmner_bench.speed.sizes import DATASET, SIZES, SPEED_SCHEMA, SYSTEM_LABELS, TARGETS, SpeedSize
 from catmner_bench.speed.systems import CatmnerSystem, Setting
 from catmner_bench.speed.workload import frequent_words, label_word_set, quantile_batches, synthetic_tweets
 
 __all__ = [
     "DATASET",
-    "DOC_BEGIN",
-    "DOC_END",
     "HF_LABELS",
     "SIZES",
     "SPEED_SCHEMA",
@@ -89,12 +76,10 @@ __all__ = [
     "checks",
     "conditions",
     "count_flops",
-    "doc_block",
     "epoch_sample",
     "frequent_words",
     "gemm_model_shapes",
     "gemm_peak",
-    "history_table",
     "label_word_set",
     "load_label_words",
     "measure",
@@ -106,14 +91,10 @@ __all__ = [
     "read_tweets",
     "run_speed_experiment",
     "speed_config",
-    "speed_section",
-    "speed_tables",
     "synthetic_tweets",
-    "target_rows",
     "time_prediction",
     "time_training",
     "timed_batches",
     "timed_settings",
     "train_row",
-    "update_doc",
 ]

@@ -1,11 +1,11 @@
 """``python -m catmner_bench.speed RECORDS_DIR DOC.md``: rewrite the generated speed block of DOC.md from the
-latest speed record under RECORDS_DIR (`render.update_doc`)."""
+latest speed record under RECORDS_DIR (`catmner_bench.report.speed.update_doc`)."""
 
 from __future__ import annotations
 
 import sys
 
-from catmner_bench.speed.render import update_doc
+from catmner_bench.report.speed import update_doc
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from catmner_bench.records import RunSpec, build_record, finished, write_record
+from catmner_bench.records import BenchRecord, Recipe, RunSpec, build_record, finished, write_record
 from catmner_bench.speed.flops import Clock, count_flops, gemm_model_shapes, gemm_peak, precision_dtype
 from catmner_bench.speed.growth import measure_growth
 from catmner_bench.speed.hf_recipe import HFSystem
@@ -62,8 +62,9 @@ def speed_config(ctx: Any) -> dict[str, Any]:
     return cfg
 
 
-def run_speed_experiment(ctx: Any) -> dict[str, Any]:
-    """The `catmner-bench run speed` experiment: one record (skipped when the same run finished before)."""
+def run_speed_experiment(ctx: Any, recipe_of: Any) -> dict[str, Any]:
+    """The `catmner-bench run speed` experiment: one record (skipped when the same run finished before);
+    ``recipe_of(spec)``: its recipe facts (`catmner_bench.recipes.recipe_of`, passed in by the sweep)."""
     from catmner_bench.runner import log
 
     spec = RunSpec("speed", "speed", DATASET, DATASET, ctx.profile.seeds[0], speed_config(ctx))
@@ -72,9 +73,9 @@ def run_speed_experiment(ctx: Any) -> dict[str, Any]:
         log(ctx, f"skip speed/{spec.run_id} (finished)")
         return {"experiment": "speed", "records": [done], "ran": 0, "skipped": 1, "output": str(ctx.output)}
     log(ctx, f"run  speed/{spec.run_id}")
-    record = measure(ctx, spec)
+    record = measure(ctx, spec, recipe_of(spec))
     write_record(ctx.output, record)
-    s = record["extra"]["speed"]
+    s = record.extra["speed"]
     log(ctx, "done speed: " + "; ".join(f"{k} {'met' if v else 'missed'}" for k, v in s["checks"].items()))
     return {"experiment": "speed", "records": [record], "ran": 1, "skipped": 0, "output": str(ctx.output)}
 
@@ -98,8 +99,8 @@ def preload() -> None:
         importlib.import_module(name)
 
 
-def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str, Any]:
-    """Run every measurement and return the run record (see the package docstring)."""
+def measure(ctx: Any, spec: RunSpec, recipe: Recipe, size: SpeedSize | None = None) -> BenchRecord:
+    """Run every measurement and return the run record (see the package docstring), with its ``recipe``."""
     from catmner_model.precision import native_bf16
     from catmner_model.training.distributed import seed_everything
 
@@ -174,6 +175,7 @@ def measure(ctx: Any, spec: RunSpec, size: SpeedSize | None = None) -> dict[str,
         data={"train": describe(train), "test": describe(test)},
         label_words=lw_info,
         wall_time_s=time.perf_counter() - t_start,
+        recipe=recipe,
         extra={"command": ctx.command, "profile": p.to_json(), "speed": speed},
     )
 
