@@ -1,7 +1,8 @@
 """The statistics behind the report's comparisons: A minus B over seeds (`Comparison`: Welch's test, ``|Δ| >
 t·SE`` with ``SE = sqrt(s_a²/n_a + s_b²/n_b)`` and t the two-sided 95% quantile of Student's t at the
-Welch-Satterthwaite degrees of freedom) and over paired runs (`PairedComparison`: Figure 3's samplings, a paired
-t-test at ``n - 1`` degrees of freedom)."""
+Welch-Satterthwaite degrees of freedom), with the seed SD pooled over the systems of a table where Bartlett's test
+finds their variances alike (`PooledComparison`, `bartlett`), and over paired runs (`PairedComparison`: Figure
+3's samplings, a paired t-test at ``n - 1`` degrees of freedom)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,104 @@ class PairedComparison(Comparison):
 
     def count(self) -> str:
         return f"paired over {len(self.a)} samplings"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The seed SD pooled over ``k`` groups of runs: ``sd² = Σ (n_i − 1) s_i² / Σ (n_i − 1)`` with ``df =
+    Σ (n_i − 1)``; ``p`` is Bartlett's test of equal variances over the groups."""
+
+    sd: float
+    df: int
+    k: int
+    p: float
+
+
+def pool(samples: list[list[float]]) -> Pool | None:
+    """The pooled seed SD of ``samples`` (each >= 2 values); None where fewer than two samples or a sample
+    has no spread (Bartlett's statistic is then undefined)."""
+    if len(samples) < 2 or any(len(v) < 2 for v in samples):
+        return None
+    variances = [statistics.variance(v) for v in samples]
+    if min(variances) <= 0:
+        return None
+    df = sum(len(v) - 1 for v in samples)
+    pooled = sum((len(v) - 1) * s2 for v, s2 in zip(samples, variances, strict=True)) / df
+    return Pool(math.sqrt(pooled), df, len(samples), bartlett(samples)[1])
+
+
+def bartlett(samples: list[list[float]]) -> tuple[float, float]:
+    """Bartlett's test that ``samples`` (each >= 2 values, each with spread) have one variance: (statistic,
+    p-value of the chi-square with k − 1 degrees of freedom)."""
+    k = len(samples)
+    dfs = [len(v) - 1 for v in samples]
+    variances = [statistics.variance(v) for v in samples]
+    n = sum(dfs)
+    pooled = sum(d * s2 for d, s2 in zip(dfs, variances, strict=True)) / n
+    num = n * math.log(pooled) - sum(d * math.log(s2) for d, s2 in zip(dfs, variances, strict=True))
+    den = 1 + (sum(1 / d for d in dfs) - 1 / n) / (3 * (k - 1))
+    stat = num / den
+    return stat, chi2_sf(stat, k - 1)
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for X chi-square with ``df`` degrees of freedom: the regularized upper incomplete gamma
+    Q(df/2, x/2), by its series below a + 1 and its continued fraction above (Numerical Recipes, 6.2)."""
+    if x <= 0:
+        return 1.0
+    a, z = df / 2, x / 2
+    log_front = a * math.log(z) - z - math.lgamma(a)
+    if z < a + 1:  # P by the series, Q = 1 - P
+        term = total = 1 / a
+        ap = a
+        for _ in range(1000):
+            ap += 1
+            term *= z / ap
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return max(0.0, 1 - total * math.exp(log_front))
+    tiny = 1e-300  # Q by the continued fraction (modified Lentz)
+    b = z + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 1000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        step = d * c
+        h *= step
+        if abs(step - 1) < 1e-15:
+            break
+    return math.exp(log_front) * h
+
+
+@dataclass
+class PooledComparison(Comparison):
+    """A minus B over seeds with the seed SD pooled over the groups of their table (`Pool`): ``SE = sd ·
+    sqrt(1/n_a + 1/n_b)`` at the pool's degrees of freedom. Sound where the systems' seed variances are one
+    (Bartlett's test does not reject it); the report says so beside each such cell."""
+
+    pooled: Pool | None = None
+
+    @property
+    def se(self) -> float | None:
+        if len(self.a) < 2 or len(self.b) < 2 or self.pooled is None:
+            return None
+        return self.pooled.sd * math.sqrt(1 / len(self.a) + 1 / len(self.b))
+
+    @property
+    def df(self) -> float:
+        return float(self.pooled.df) if self.pooled else math.inf
+
+    def count(self) -> str:
+        p = self.pooled
+        pooled = f", seed SD pooled over {p.k} groups (df {p.df}, Bartlett p {p.p:.2f})" if p else ""
+        return f"n={len(self.a)}/{len(self.b)}{pooled}"
 
 
 def by_sampling(group: Any, key: str = "f1") -> dict[tuple[int, Any], float]:

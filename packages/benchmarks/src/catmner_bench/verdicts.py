@@ -2,7 +2,8 @@
 alike, and their difference over seeds.
 
 Differences are tested over seeds: ``SE = sqrt(s_a²/n_a + s_b²/n_b)`` with the Welch-Satterthwaite degrees of
-freedom (Welch's test); Figure 3 pairs runs that share their training tweets and seed (a paired t, ``n - 1``
+freedom (Welch's test); the paper's claims (`compare`) pool the seed SD over the span models of a table trained
+with one budget where Bartlett's test finds their variances alike (`seed_pool`); Figure 3 pairs runs that share their training tweets and seed (a paired t, ``n - 1``
 degrees of freedom). With one run a side a difference is shown, never tested. `catmner_bench.claims` judges
 the paper's conclusions with these comparisons.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from catmner_bench.catalog import DATASET_LABEL as LABEL
 from catmner_bench.paper import DATASETS
-from catmner_bench.stats import Comparison, PairedComparison, by_sampling
+from catmner_bench.stats import Comparison, PairedComparison, PooledComparison, by_sampling, pool
 
 RARE_TYPES = {"twitter2015": ("ORG", "MISC"), "twitter2017": ("MISC",)}  # the paper's "less frequent" types
 FREQUENT_TYPES = ("PER", "LOC")
@@ -150,7 +151,42 @@ def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None =
         else:
             sal = ga.saliency or gb.saliency
             notes.append("older records" + (f": saliency {sal}" if sal else ""))
-    return between(ga, gb, key, notes)
+    c = between(ga, gb, key, notes)
+    if not c.alike or c.se is None:
+        return c
+    pooled = seed_pool(groups, ga, gb, key)
+    if pooled is None:
+        return c
+    if pooled.p < 0.05:  # the systems' seed variances differ: each side's own (Welch), and said
+        return Comparison(c.a, c.b, "; ".join([*notes, f"seed variances unlike (Bartlett p {pooled.p:.3f})"]))
+    return PooledComparison(c.a, c.b, c.note, True, pooled)
+
+
+# what a run's budget is: groups that agree on these (and on their datasets) share one seed SD in `seed_pool`
+_BUDGET = ("kind", "profile", "epochs", "n_train", "n_eval", "patience")
+
+
+def seed_pool(groups: Sequence[Any], ga: Any, gb: Any, key: str = "f1") -> Any:
+    """The seed SD of ``key`` pooled over the groups of ``ga``'s table: span models on the same datasets and
+    full training split, trained with the same budget (`_BUDGET`), >= 2 runs each, ``ga`` and ``gb`` among
+    them; None where both are not span models or the pool has fewer than 3 groups (nothing gained over
+    Welch's test)."""
+    ca, cb = _config(ga), _config(gb)
+    if ca.get("kind") != "span" or cb.get("kind") != "span" or ga.alpha is not None:
+        return None
+    budget = [ca.get(k) for k in _BUDGET]
+    members = [
+        g
+        for g in groups
+        if g.train_dataset == ga.train_dataset
+        and g.test_dataset == ga.test_dataset
+        and g.alpha is None
+        and g.n >= 2
+        and [_config(g).get(k) for k in _BUDGET] == budget
+    ]
+    if ga not in members or gb not in members or len(members) < 3:
+        return None
+    return pool([g.values(key) for g in members])
 
 
 def missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:

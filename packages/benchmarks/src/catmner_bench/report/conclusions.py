@@ -11,7 +11,9 @@ from catmner_bench.outcomes import CONSISTENT, CONTRADICTS, INCONCLUSIVE
 
 RULE = (
     "Each conclusion of Sections 4.2-4.4 against our records (test F1, conlleval), by one rule: our difference "
-    "Δ with its 95% interval (Welch's t over seeds; Figure 3: a paired t over runs trained on the same tweets "
+    "Δ with its 95% interval (over seeds: Student's t with the seed SD pooled over the span models of the "
+    "table trained with the same budget, where Bartlett's test (p ≥ 0.05) finds their seed variances alike, "
+    "each cell naming the pool; else Welch's t; Figure 3: a paired t over runs trained on the same tweets "
     "with the same seed) against the paper's effect. **consistent with the paper**: the paper's effect lies in "
     "our interval and the interval excludes 0 on its side (or lies wholly beyond it); **contradicts the "
     "paper**: the interval excludes the paper's effect; **inconclusive**: neither, shown with the smallest "
@@ -21,7 +23,7 @@ RULE = (
     "no verdict other than inconclusive. The paper's effects come from its Table 1 (BERT-base) where it has "
     "the row, else its Table 3 (RoBERTa-large). The rule was changed to this form on 2026-12-07 (issue 29), "
     "after the records existed; earlier forms said 'does not hold' where the records only failed to detect an "
-    "effect. The rules are in `catmner_bench/claims.py` and `catmner_bench/outcomes.py`."
+    "effect. The pooled seed SD was added the same day, also after the records existed. The rules are in `catmner_bench/claims.py` and `catmner_bench/outcomes.py`."
 )
 
 
