@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from catmner_bench.cli import run
-from catmner_bench.experiments import SEARCH_ROUNDS
 from catmner_bench.profiles import PROFILES
 from catmner_bench.records import RecordError, iter_records
 from catmner_bench.report import write_report
 from catmner_bench.report.document import SEARCH_BEGIN, SEARCH_END
+from catmner_bench.search_plan import SEARCH_ROUNDS
 
 
 def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, shared_data, monkeypatch) -> None:
@@ -49,7 +49,11 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     block = md[md.index("## Recipe search") :]
     block = block[: block.index("\n## ", 3)]
     rows = [line for line in block.splitlines() if line.startswith("| ") and "Setting" not in line]
-    assert len(rows) == sum(len(r.settings) for r in SEARCH_ROUNDS)  # every setting of every round
+    # every setting of every round that is a different model for TEXT (no saliency, no softmax: it has neither)
+    assert len(rows) == sum(len(r.configs("lm-span", PROFILES["smoke"])) for r in SEARCH_ROUNDS)
+    assert sum(len(r.configs("lm-span", PROFILES["smoke"])) for r in SEARCH_ROUNDS) < sum(
+        len(r.settings) for r in SEARCH_ROUNDS
+    )
     chosen = [row for row in rows if "(chosen" in row]
     assert len(chosen) == len(SEARCH_ROUNDS)  # one choice per round; the last round's decides the recipe
     assert [("(chosen)" in row) for row in chosen] == [False] * (len(SEARCH_ROUNDS) - 1) + [True]

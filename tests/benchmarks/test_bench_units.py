@@ -492,7 +492,7 @@ def test_fig4_finds_a_recorded_image_under_image_dir(tmp_path, shared_data) -> N
 
 def _chosen_label(name: str) -> str:
     """How the search table labels round 1's choice when round 2 has rows (it decides the recipe)."""
-    from catmner_bench.experiments import SEARCH_ROUNDS
+    from catmner_bench.search_plan import SEARCH_ROUNDS
 
     if len(SEARCH_ROUNDS) > 1:
         return f"{name} (chosen in round 1; round {SEARCH_ROUNDS[1].name} decides the recipe)"
@@ -501,10 +501,10 @@ def _chosen_label(name: str) -> str:
 
 def test_search_section_marks_the_best_validation_setting() -> None:
     """The chosen row is the setting with the highest mean validation F1, wherever it stands in the list."""
-    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
     from catmner_bench.report.search import search_section
+    from catmner_bench.search_plan import SEARCH_ROUNDS
 
     first = SEARCH_ROUNDS[0]
     recs = []
@@ -529,10 +529,10 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
     """A one-seed setting replaces the default only when it beats it by more than t SE of the difference (t at
     the df of the noise estimate: 3 Table 1 seeds of the default, 2 df, t 4.30); a smaller gain is marked best
     but the default stays."""
-    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
     from catmner_bench.report import groups_of
     from catmner_bench.report.search import search_section
+    from catmner_bench.search_plan import SEARCH_ROUNDS
 
     first = SEARCH_ROUNDS[0]
     base = first.base("lm-span", PROFILES["quick"])
@@ -570,8 +570,8 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
     choice does) leaves every round's run configs, hence run keys, as they were."""
     import dataclasses
 
-    from catmner_bench.experiments import SEARCH_ROUNDS
     from catmner_bench.profiles import PROFILES
+    from catmner_bench.search_plan import SEARCH_ROUNDS
 
     quick = PROFILES["quick"]
     other = {"encoder_lr": 9e-9, "model_overrides": {"dropout": 0.3}, "batch_size": 3}
@@ -582,8 +582,9 @@ def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> 
         for system in ("lm-span", "cat-textual"):
             assert rnd.configs(system, moved) == rnd.configs(system, quick)
         # rounds 1-2 ran before the caption placement was part of a config (issue 28): their configs lack it
-        # (so their records stay theirs) and retrain as "restart"
-        assert all("caption_positions" not in cfg for _, cfg in rnd.configs("cat-textual", quick))
+        # (so their records stay theirs) and retrain as "restart"; round 3 is on the mended placement
+        placed = {cfg.get("caption_positions") for _, cfg in rnd.configs("cat-textual", quick)}
+        assert placed == ({None} if rnd.name in ("1", "2") else {"pair"})
     unpinned = dataclasses.replace(quick, batch_size=3)  # a field no round pins does move the configs
     assert SEARCH_ROUNDS[0].configs("lm-span", unpinned) != SEARCH_ROUNDS[0].configs("lm-span", quick)
 
@@ -830,7 +831,10 @@ def test_patience_is_absent_from_run_keys_unless_a_profile_sets_it(tmp_path) -> 
     for p in PROFILES.values():
         assert p.patience is None
         for e in names:
-            assert all("patience" not in s.config for s in plan(e, RunContext(output=tmp_path, profile=p)))
+            specs = plan(e, RunContext(output=tmp_path, profile=p))
+            # the recipe search's round 3 tries early stopping as one of its settings (10 epochs, patience 2)
+            stopping = [s.config for s in specs if "patience" in s.config]
+            assert all(e == "search" and (c["epochs"], c["patience"]) == (10, 2) for c in stopping)
     quick = RunContext(output=tmp_path, profile=PROFILES["quick"])
     stop = RunContext(output=tmp_path, profile=resolve_profile("quick", patience=3))
     for e in ("table1", "fig3"):

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from catmner_bench.cli import app
-from catmner_bench.experiments import SEARCH_ROUNDS
 from catmner_bench.profiles import PROFILES
 from catmner_bench.recipes import recipe_of, refresh, status
 from catmner_bench.records import BenchRecord, Recipe, RecordError, SearchSetting, finished
 from catmner_bench.report import write_report
+from catmner_bench.search_plan import SEARCH_ROUNDS
 from catmner_bench.systems import system_config
 from recordkit import make_record
 from typer.testing import CliRunner

@@ -1,7 +1,7 @@
 """What the report calls the planner's things, outside the planner: each system's label, in the registry's order
 (the order of the report's rows; `catmner_bench.systems` takes its labels from here, and a system without
 records still has its label, e.g. in a "not run yet" row), the datasets' labels, and what each recipe-search
-round tried (its settings are `catmner_bench.experiments.SEARCH_ROUNDS`'). The report reads these and the run
+round tried (its settings are `catmner_bench.search_plan.SEARCH_ROUNDS`'). The report reads these and the run
 records; it imports nothing that plans or trains runs."""
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ SEARCH_ROUNDS: dict[str, str] = {
         "added to round 1 past the grid's edge afterwards, is compared with it here), within the quick "
         "profile's 3-epoch budget: the factors that gained in round 1 tried again on it (6 epochs, which "
         "doubles every run, is left to the profiles without that budget)"
+    ),
+    "3": (
+        "the refinement's options and the epochs on the mended caption path (captions as the second segment, "
+        "issue 28), around the quick recipe of then (encoder lr 1e-4, 3 epochs, joint softmax, learned "
+        "saliency): the paper's per-block softmax, four saliency scales, and 10 epochs with early stopping; "
+        "saliency settings run only for models with label words, the softmax only for models with a caption"
     ),
 }
 

@@ -90,6 +90,10 @@ def run_cli(
             "(--epochs is then the most it trains; default: the profile's, none). Part of the run key.",
         ),
     ] = None,
+    rounds: Annotated[
+        str | None,
+        typer.Option(help="search: comma-separated rounds to run (default: every round; e.g. 3)."),
+    ] = None,
     max_train: Annotated[
         int | None, typer.Option(help="Use this many training tweets (default: the profile's).")
     ] = None,
@@ -169,6 +173,7 @@ def run_cli(
         datasets=_csv(datasets),
         epochs=epochs,
         patience=patience,
+        rounds=_csv(rounds),
         max_train=max_train,
         max_eval=max_eval,
         labels_textual=labels_textual,
@@ -288,9 +293,24 @@ def run(
         captions=options.get("captions"),
         quiet=quiet,
         command=command_line(experiment, profile, output, options),
+        search_rounds=_rounds(options.get("rounds")),
     )
     names = _csv(experiment) or [experiment]
     return run_experiment(names, ctx, options.get("systems"), options.get("datasets"), executor)
+
+
+def _rounds(names: Any) -> tuple[str, ...] | None:
+    """The recipe-search rounds asked for (None: every round); BenchError naming the rounds there are."""
+    if not names:
+        return None
+    from catmner_bench.errors import BenchError
+    from catmner_bench.search_plan import SEARCH_ROUNDS
+
+    known = [r.name for r in SEARCH_ROUNDS]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise BenchError(f"unknown search round(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return tuple(names)
 
 
 @app.command("report")

@@ -21,6 +21,7 @@ from catmner_model.provenance import sha256_file_memo as sha256_file
 from catmner_bench.profiles import Profile
 from catmner_bench.records import RunSpec
 from catmner_bench.runner import BenchError, RunContext, model_config
+from catmner_bench.search_plan import SEARCH_ROUNDS
 from catmner_bench.systems import SYSTEMS, system_config
 from catmner_bench.tweets import read_split
 
@@ -172,85 +173,6 @@ class AttentionMaps(Experiment):
         return lambda model_dir, data: fig4_attention(ctx, spec, model_dir)
 
 
-# The recipe search, in rounds: each round changes one factor at a time around its base recipe (name, change of
-# the run config). "model_overrides" entries are merged into the system's own; other keys replace the value.
-SEARCH_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("profile default", {}),
-    ("encoder lr 1e-4", {"encoder_lr": 1e-4}),
-    ("encoder lr 2e-4", {"encoder_lr": 2e-4}),  # past the grid's edge, since 1e-4 led on Twitter-2017
-    ("encoder lr 3e-5", {"encoder_lr": 3e-5}),
-    ("new-layer lr 1e-3", {"lr": 1e-3}),
-    ("batch 10 (the paper's)", {"batch_size": 10}),
-    ("6 epochs (best on validation kept)", {"epochs": 6}),
-    ("no warm-up", {"warmup_ratio": 0.0}),
-    ("dropout 0.2 (new layers)", {"model_overrides": {"dropout": 0.2}}),
-    ("spans up to 6 words", {"model_overrides": {"max_span_len": 6}}),
-    ("word shapes", {"model_overrides": {"case_features": "shape"}}),
-    ("word shapes + char CNN", {"model_overrides": {"case_features": "shape+char"}}),
-)
-
-
-@dataclass(frozen=True)
-class SearchRound:
-    """One round of the recipe search: ``settings`` applied one at a time to the round's base, the profile's
-    recipe with ``pins[profile name]`` (the values that profile had when the round ran, so a round's runs
-    keep their meaning after its choice became the profile's default)."""
-
-    name: str  # what it tried: catalog.SEARCH_ROUNDS[name] (where the report reads it)
-    settings: tuple[tuple[str, dict[str, Any]], ...]
-    # (profile name, ((field, value), ...)); value None: the field was not in the configs then (e.g.
-    # caption_positions before issue 28: those runs placed captions as "restart", and retrain so)
-    pins: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
-
-    def base(self, system: str, profile: Any, visual: str | None = None) -> dict[str, Any]:
-        """The round's base config: the system's under the profile, with the pinned values in place (a pinned
-        "model_overrides" is the profile's overrides of that time; the system's own stay on top)."""
-        pinned = dict(dict(self.pins).get(profile.name, ()))
-        out = system_config(system, profile, visual=visual)
-        for name in [k for k, v in pinned.items() if v is None]:  # None: a field the configs then lacked
-            out.pop(name, None)
-            pinned.pop(name)
-        if "model_overrides" in pinned:
-            own = dict(SYSTEMS[system].overrides)
-            out["model_overrides"] = {**dict(pinned.pop("model_overrides")), **own}
-        return {**out, **pinned}
-
-    def configs(
-        self, system: str, profile: Any, visual: str | None = None
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """(setting name, run config) of each setting of this round for a system under a profile."""
-        base = self.base(system, profile, visual)
-        return [(name, search_config(base, change)) for name, change in self.settings]
-
-
-SEARCH_ROUNDS: tuple[SearchRound, ...] = (  # in catalog.SEARCH_ROUNDS' order, which describes them
-    SearchRound(
-        "1",
-        SEARCH_SETTINGS,
-        pins=(("quick", (("encoder_lr", 5e-5), ("caption_positions", None))),),
-    ),
-    SearchRound(
-        "2",
-        (
-            ("profile default", {}),
-            ("encoder lr 2e-4", {"encoder_lr": 2e-4}),
-            ("batch 10 (the paper's)", {"batch_size": 10}),
-            ("spans up to 6 words", {"model_overrides": {"max_span_len": 6}}),
-            ("word shapes + char CNN", {"model_overrides": {"case_features": "shape+char"}}),
-        ),
-        pins=(("quick", (("encoder_lr", 1e-4), ("caption_positions", None))),),
-    ),
-)
-
-
-def search_config(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    """A system's run config with one search setting applied."""
-    out = dict(base)
-    for k, v in change.items():
-        out[k] = {**(base.get(k) or {}), **v} if k == "model_overrides" else v
-    return out
-
-
 @dataclass(frozen=True)
 class RecipeSearch(Experiment):
     """The recipe search (issue: a recipe chosen on validation): every setting of every `SEARCH_ROUNDS` round
@@ -261,8 +183,9 @@ class RecipeSearch(Experiment):
     def runs(self, ctx: RunContext, systems: tuple[str, ...], datasets: tuple[str, ...]) -> list[RunSpec]:
         p = ctx.profile
         specs: dict[str, RunSpec] = {}
+        rounds = [r for r in SEARCH_ROUNDS if ctx.search_rounds is None or r.name in ctx.search_rounds]
         for d in datasets:
-            for rnd in reversed(SEARCH_ROUNDS):  # the newest round first: it decides the recipe
+            for rnd in reversed(rounds):  # the newest round first: it decides the recipe
                 for s in systems:
                     for _, cfg in rnd.configs(s, p):
                         for seed in p.seeds:

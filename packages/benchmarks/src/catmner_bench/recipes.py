@@ -15,7 +15,7 @@ from typing import Any
 
 from catmner_model.atomic import atomic_write_text
 
-from catmner_bench.experiments import EXPERIMENT_SPECS, SEARCH_ROUNDS, fig3_config
+from catmner_bench.experiments import EXPERIMENT_SPECS, fig3_config
 from catmner_bench.profiles import PROFILES
 from catmner_bench.records import (
     SCHEMA_VERSION,
@@ -27,6 +27,7 @@ from catmner_bench.records import (
     read_json,
     record_files,
 )
+from catmner_bench.search_plan import SEARCH_ROUNDS
 from catmner_bench.systems import SYSTEMS, default_caption_positions, saliency_of, system_config
 
 

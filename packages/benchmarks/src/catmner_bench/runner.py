@@ -41,6 +41,7 @@ class RunContext:
     captions: Path | None = None  # caption files (default: catmner's resolution, DATA_DIR/captions/)
     quiet: bool = False  # no progress output
     command: str = ""  # the command line, stored in records
+    search_rounds: tuple[str, ...] | None = None  # the recipe search: the rounds to run (None: every round)
 
 
 # --------------------------------------------------------------------------------------------- data selection

@@ -105,7 +105,7 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
     parts = [
         "## Recipe search (validation F1)",
         "",
-        "Rounds of one factor at a time (`catmner_bench.experiments.SEARCH_ROUNDS`), each around its base "
+        "Rounds of one factor at a time (`catmner_bench.search_plan.SEARCH_ROUNDS`), each around its base "
         "recipe, scored on the validation split only. **chosen** marks the setting a round keeps for each "
         "system and dataset: the best mean validation F1 when it beats the round's default by more than t "
         "standard errors of the difference (seed noise measured on Table 1's n seeds; t the two-sided 95% "

@@ -1,0 +1,81 @@
+"""Round 3 of the recipe search (issue 28): the refinement's options and the epochs, each setting run only for
+the models it changes, and `catmner-bench run search --rounds` to run one round."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from catmner_bench.experiments import plan
+from catmner_bench.profiles import PROFILES
+from catmner_bench.runner import RunContext, train_config
+from catmner_bench.search_plan import SEARCH_ROUNDS, applies
+from catmner_bench.systems import system_config
+
+ROUND3 = next(r for r in SEARCH_ROUNDS if r.name == "3")
+
+
+def _names(system: str) -> list[str]:
+    return [name for name, _ in ROUND3.configs(system, PROFILES["quick"])]
+
+
+def test_each_option_runs_only_for_the_models_it_changes():
+    cat, mm, text = _names("cat-textual"), _names("mm"), _names("lm-span")
+    assert len(cat) == len(ROUND3.settings) == 7  # CAT-MNER has label words and a caption: every option
+    assert mm == ["profile default", "per-block softmax", "10 epochs, patience 2 (best on validation kept)"]
+    assert text == ["profile default", "10 epochs, patience 2 (best on validation kept)"]
+    assert not applies({"labels": None, "visual": "caption"}, {"saliency_lr": 1e-2})
+    assert not applies({"labels": "textual", "visual": "none"}, {"model_overrides": {"softmax": "block"}})
+    assert applies({"labels": "textual", "visual": "caption"}, {"model_overrides": {"softmax": "block"}})
+
+
+def test_round3_is_pinned_to_the_recipe_it_was_planned_around():
+    configs = dict(ROUND3.configs("cat-textual", PROFILES["quick"]))
+    default = configs["profile default"]
+    assert default["epochs"] == 3 and default["encoder_lr"] == 1e-4 and "patience" not in default
+    assert default == system_config(
+        "cat-textual", PROFILES["quick"]
+    )  # today's recipe: it reuses Table 1's runs
+    longer = configs["10 epochs, patience 2 (best on validation kept)"]
+    assert (longer["epochs"], longer["patience"]) == (10, 2)
+    assert configs["per-block softmax"]["model_overrides"]["softmax"] == "block"
+
+
+def test_the_saliency_settings_reach_the_model_and_the_trainer(tmp_path):
+    configs = dict(ROUND3.configs("cat-textual", PROFILES["quick"]))
+    paper = configs["saliency: the paper's"]
+    assert paper["model_overrides"]["saliency_scale"] == paper["saliency_scale"] == "paper"
+    ctx = RunContext(output=tmp_path, profile=PROFILES["quick"])
+    from catmner_bench.records import RunSpec
+
+    for name, field, value in (
+        ("learned saliency at lr 1e-2", "saliency_lr", 1e-2),
+        ("learned saliency from |QK^T|", "saliency_from_qk", True),
+        ("10 epochs, patience 2 (best on validation kept)", "patience", 2),
+    ):
+        spec = RunSpec("search", "cat-textual", "twitter2017", "twitter2017", 1, configs[name])
+        assert getattr(train_config(ctx, spec, tmp_path), field) == value
+
+
+def test_rounds_option_plans_only_the_rounds_asked_for(tmp_path):
+    ctx = RunContext(output=tmp_path, profile=PROFILES["quick"], search_rounds=("3",))
+    specs = plan("search", ctx, ["cat-textual", "mm"], ["twitter2017"])
+    assert len(specs) == len(_names("cat-textual")) + len(_names("mm"))  # one seed in the quick profile
+    everything = plan(
+        "search", RunContext(output=tmp_path, profile=PROFILES["quick"]), ["mm"], ["twitter2017"]
+    )
+    assert len(everything) > len(_names("mm"))
+
+
+def test_an_unknown_round_is_one_line(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-c", "from catmner_bench.cli import main; main()", "run", "search", "--rounds", "9"]
+        + ["--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [
+        "catmner-bench: error: unknown search round(s) 9: choose from 1, 2, 3"
+    ]
