@@ -18,6 +18,7 @@ SYSTEM_LABELS: dict[str, str] = {
     "cat-visualgenome": "CAT-MNER (multimodal KB)",
     "cat-grid": "CAT-MNER (textual KB, 4x4 grid)",
     "pgim-span": "LM-SPAN + PGIM knowledge",
+    "cat-pgim": "CAT-MNER + PGIM knowledge",
     "umt": "UMT (captions)",
     "umt-grid": "UMT (4x4 grid)",
     "lm-span-shape": "LM-SPAN + word shapes",

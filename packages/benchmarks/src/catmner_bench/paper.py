@@ -362,7 +362,7 @@ def reference_row_for(system: str, text_encoder: str) -> str | None:
         return f"{fam}-span" if fam != "bert-base" else "bert-base-span"
     if system == "cat-textual":
         return f"cat-mner-{fam}"
-    if system == "pgim-span":
+    if system in ("pgim-span", "cat-pgim"):
         return "pgim"
     if system in ("umt", "umt-grid"):
         return "umt"  # the paper's UMT row (BERT-base, ResNet features)

@@ -55,6 +55,8 @@ SYSTEMS: dict[str, System] = {
         System("cat-visualgenome", "span", "cat", "multimodal"),
         System("cat-grid", "span", "cat", "textual", visual="grid"),
         System("pgim-span", "span", "text", None, knowledge="pgim"),
+        # the headline's strongest candidate: CAT-MNER over captions with PGIM's knowledge as well (issue 29)
+        System("cat-pgim", "span", "cat", "textual", knowledge="pgim"),
         # UMT on our encoder and visual inputs (catmner_model's family "umt"; variant "mm": no label words)
         System("umt", "span", "mm", None, visual="caption", model="umt"),
         System("umt-grid", "span", "mm", None, visual="grid", model="umt"),

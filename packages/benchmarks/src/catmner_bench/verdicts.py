@@ -166,7 +166,7 @@ def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None =
 _BUDGET = ("kind", "profile", "epochs", "n_train", "n_eval", "patience")
 
 
-def seed_pool(groups: Sequence[Any], ga: Any, gb: Any, key: str = "f1") -> Any:
+def seed_pool(groups: Sequence[Any], ga: Any, gb: Any, key: str = "f1", split: str = "test") -> Any:
     """The seed SD of ``key`` pooled over the groups of ``ga``'s table: span models on the same datasets and
     full training split, trained with the same budget (`_BUDGET`), >= 2 runs each, ``ga`` and ``gb`` among
     them; None where both are not span models or the pool has fewer than 3 groups (nothing gained over
@@ -186,7 +186,7 @@ def seed_pool(groups: Sequence[Any], ga: Any, gb: Any, key: str = "f1") -> Any:
     ]
     if ga not in members or gb not in members or len(members) < 3:
         return None
-    return pool([g.values(key) for g in members])
+    return pool([g.values(key, split=split) for g in members])
 
 
 def missing(groups, systems: Sequence[str], datasets=DATASETS, test_of=None) -> list[str]:

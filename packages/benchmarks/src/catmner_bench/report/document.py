@@ -11,6 +11,7 @@ from catmner_model.atomic import atomic_write_text
 
 from catmner_bench.records import BenchRecord, RecordError, iter_records
 from catmner_bench.report.figures import fig3_section, fig4_caption_section, fig4_section
+from catmner_bench.report.headline import headline_section
 from catmner_bench.report.search import search_section
 from catmner_bench.report.sections import (
     epochs_section,
@@ -120,7 +121,9 @@ def write_report(
         sections += ["", speed_section(by_exp["speed"])]
     from catmner_bench.report.conclusions import summary_section, verdicts_section
 
-    sections[3:3] = ["", summary_section(everything)]  # the page opens with what a reader takes away
+    top = ["", summary_section(everything)]  # the page opens with what a reader takes away
+    headline = headline_section(groups_of(by_exp["table1"])) if "table1" in by_exp else None
+    sections[3:3] = top + (["", headline] if headline else [])
     sections += ["", verdicts_section(everything)]
     sections += ["", provenance_section(loaded), ""]
     md = out / "results.md"
