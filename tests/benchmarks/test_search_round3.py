@@ -22,7 +22,7 @@ def _names(system: str) -> list[str]:
 def test_each_option_runs_only_for_the_models_it_changes():
     cat, mm, text = _names("cat-textual"), _names("mm"), _names("lm-span")
     assert len(cat) == len(ROUND3.settings) == 7  # CAT-MNER has label words and a caption: every option
-    assert mm == ["profile default", "per-block softmax", "10 epochs, patience 2 (best on validation kept)"]
+    assert mm == ["profile default", "10 epochs, patience 2 (best on validation kept)", "per-block softmax"]
     assert text == ["profile default", "10 epochs, patience 2 (best on validation kept)"]
     assert not applies({"labels": None, "visual": "caption"}, {"saliency_lr": 1e-2})
     assert not applies({"labels": "textual", "visual": "none"}, {"model_overrides": {"softmax": "block"}})

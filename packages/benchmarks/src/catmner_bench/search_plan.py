@@ -102,13 +102,14 @@ SEARCH_ROUNDS: tuple[SearchRound, ...] = (  # in catalog.SEARCH_ROUNDS' order, w
         "3",
         (
             ("profile default", {}),
+            # first: the epoch budget every other comparison is made at
+            ("10 epochs, patience 2 (best on validation kept)", {"epochs": 10, "patience": 2}),
             ("per-block softmax", {"model_overrides": {"softmax": "block"}}),
             ("saliency: the paper's", _saliency("paper")),
             ("saliency x #keys", _saliency("keys")),
             # the default scale is "learned" (its lr the new layers'): these two move it further
             ("learned saliency at lr 1e-2", {"saliency_lr": 1e-2}),
             ("learned saliency from |QK^T|", {"saliency_from_qk": True}),
-            ("10 epochs, patience 2 (best on validation kept)", {"epochs": 10, "patience": 2}),
         ),
         pins=(("quick", (("encoder_lr", 1e-4), ("epochs", 3), ("patience", None))),),
     ),
