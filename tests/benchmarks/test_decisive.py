@@ -226,3 +226,21 @@ def test_refinement_option_rows_reach_the_trainer(tmp_path):
     assert got["cat-sal-qk"].model_overrides["saliency_scale_init"] == 8.0
     assert got["cat-sal-lr"].saliency_lr == 1e-2 and got["cat-textual"].saliency_lr is None
     assert got["cat-sal-fromqk"].saliency_from_qk and not got["cat-textual"].saliency_from_qk
+
+
+def test_mm_minus_text_is_read_at_each_training_size():
+    """H4 asks MM − TEXT to stay above −1.0 at 100 and at 200 tweets: a loss at one size is not averaged away."""
+    base = [60.0 + 0.37 * i % 3 for i in range(16)]
+    jitter = [0.1 * ((i * 7) % 5 - 2) for i in range(16)]
+    # MM is 0.5 below TEXT at 100 tweets and about 2 below at 200: over all 16 pairs -1.26, at 100 above -1.0
+    mm = [b - (0.5 if i < 8 else 2.0) + j for i, (b, j) in enumerate(zip(base, jitter, strict=True))]
+    records = fake_records({"lm-span": base, "mm": mm, "cat-textual": base, "cat-random": base})
+    section = decisive_section(records)
+    assert "α = 100: Δ (pairs, p) | α = 200: Δ (pairs, p)" in section
+    row = next(line for line in section.splitlines() if line.startswith("| mm - lm-span |"))
+    assert "| -0.50 (8, p " in row and "| -2.03 (8, p " in row
+    assert "MM − TEXT -0.50 at 100 tweets, -2.03 at 200 tweets: at or below −1.0 at 200 tweets" in section
+    gaps = {100: -0.5, 200: -0.2}
+    assert verdict(paired_tests(records), gaps=gaps).endswith(
+        "MM − TEXT -0.50 at 100 tweets, -0.20 at 200 tweets: above −1.0 at each"
+    )
