@@ -244,3 +244,19 @@ def test_mm_minus_text_is_read_at_each_training_size():
     assert verdict(paired_tests(records), gaps=gaps).endswith(
         "MM − TEXT -0.50 at 100 tweets, -0.20 at 200 tweets: above −1.0 at each"
     )
+
+
+def test_a_refinement_that_costs_f1_is_said():
+    base = [60.0 + 0.37 * i % 3 for i in range(16)]
+    jitter = [0.1 * ((i * 7) % 5 - 2) for i in range(16)]
+    costly = fake_records(
+        {
+            "lm-span": base,
+            "mm": base,
+            "cat-random": [b - 1 + j for b, j in zip(base, jitter, strict=True)],
+            "cat-textual": [b - 1 + j for b, j in zip(base, jitter[::-1], strict=True)],
+        }
+    )
+    assert verdict(paired_tests(costly)).startswith(
+        "no difference detected between real and random words, and CAT-MNER with random words is below MM"
+    )
