@@ -106,13 +106,34 @@ def unlike_note(diff: Sequence[str]) -> str:
 
 
 def between(
-    ga: Any, gb: Any, key: str = "f1", notes: Sequence[str] = (), saliency: bool = True
+    ga: Any,
+    gb: Any,
+    key: str = "f1",
+    notes: Sequence[str] = (),
+    saliency: bool = True,
+    split: str = "test",
 ) -> Comparison:
-    """``ga`` minus ``gb`` over seeds; not ``alike`` (no verdict rests on it) where `differences` finds any,
-    which the note then names after ``notes``."""
+    """``ga`` minus ``gb`` over seeds (on ``split``); not ``alike`` (no verdict rests on it) where
+    `differences` finds any, which the note then names after ``notes``."""
     diff = differences(ga, gb, saliency)
     note = "; ".join([*notes, unlike_note(diff)] if diff else notes)
-    return Comparison(ga.values(key), gb.values(key), note, not diff)
+    return Comparison(ga.values(key, split=split), gb.values(key, split=split), note, not diff)
+
+
+def pooled(
+    groups: Sequence[Any], ga: Any, gb: Any, c: Comparison, key: str = "f1", split: str = "test"
+) -> Comparison:
+    """``c`` (`between` ``ga`` and ``gb``) with the seed SD pooled over their table (`seed_pool`) where that is
+    sound; Welch's, with a note, where Bartlett's test finds the variances unlike; ``c`` itself otherwise."""
+    if not c.alike or c.se is None:
+        return c
+    pool_ = seed_pool(groups, ga, gb, key, split)
+    if pool_ is None:
+        return c
+    if pool_.p < 0.05:  # the systems' seed variances differ: each side's own (Welch), and said
+        note = "; ".join(n for n in (c.note, f"seed variances unlike (Bartlett p {pool_.p:.3f})") if n)
+        return Comparison(c.a, c.b, note)
+    return PooledComparison(c.a, c.b, c.note, True, pool_)
 
 
 def comparable(ga: Any, gb: Any) -> bool:
@@ -151,15 +172,7 @@ def compare(groups, a: str, b: str, ds: str, key: str = "f1", test: str | None =
         else:
             sal = ga.saliency or gb.saliency
             notes.append("older records" + (f": saliency {sal}" if sal else ""))
-    c = between(ga, gb, key, notes)
-    if not c.alike or c.se is None:
-        return c
-    pooled = seed_pool(groups, ga, gb, key)
-    if pooled is None:
-        return c
-    if pooled.p < 0.05:  # the systems' seed variances differ: each side's own (Welch), and said
-        return Comparison(c.a, c.b, "; ".join([*notes, f"seed variances unlike (Bartlett p {pooled.p:.3f})"]))
-    return PooledComparison(c.a, c.b, c.note, True, pooled)
+    return pooled(groups, ga, gb, between(ga, gb, key, notes), key)
 
 
 # what a run's budget is: groups that agree on these (and on their datasets) share one seed SD in `seed_pool`

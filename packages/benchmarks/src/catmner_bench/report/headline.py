@@ -13,8 +13,7 @@ from catmner_bench.catalog import DATASET_LABEL, system_label
 from catmner_bench.markdown import md_table
 from catmner_bench.outcomes import Estimate
 from catmner_bench.report.tables import fmt, fmt_mean
-from catmner_bench.stats import Comparison, PooledComparison
-from catmner_bench.verdicts import differences, pick, seed_pool, unlike_note
+from catmner_bench.verdicts import between, pick, pooled
 
 # the candidates, each one ingredient from another (Table 1's runs: `catmner-bench run table1 --systems ...`)
 CANDIDATES = ("lm-span", "pgim-span", "mm", "cat-textual", "cat-pgim")
@@ -49,13 +48,9 @@ def _gain(groups: Sequence[Any], with_: str, without: str, ds: str) -> str:
     ga, gb = pick(groups, with_, ds), pick(groups, without, ds)
     if ga is None or gb is None:
         return "not run"
-    c: Comparison = Comparison(_valid(ga), _valid(gb))
-    unlike = differences(ga, gb)
-    if unlike:  # another recipe: no interval, the difference named (as the verdicts do)
-        return f"{c.delta:+.2f} (n={ga.n}/{gb.n}; {unlike_note(unlike)})"
-    pooled = seed_pool(groups, ga, gb, split="valid")
-    if c.se is not None and pooled is not None and pooled.p >= 0.05:
-        c = PooledComparison(c.a, c.b, pooled=pooled)
+    c = pooled(groups, ga, gb, between(ga, gb, split="valid"), split="valid")
+    if not c.alike:  # another recipe: no interval, the difference named (as the verdicts do)
+        return f"{c.delta:+.2f} (n={ga.n}/{gb.n}; {c.note})"
     if c.se is None:
         return f"{c.delta:+.2f} (n={ga.n}/{gb.n}: no interval)"
     lo, hi = Estimate(c.delta, c.se, c.df).interval

@@ -203,37 +203,18 @@ def _growth_tables(s: dict[str, Any]) -> list[str]:
         f"{ep['batch_size']} tweets (median of {s['size']['growth_reps']} alternating steps):",
         "",
     ]
-    parts.append(
-        md_table(
-            ["words per tweet", *[str(x["words"]) for x in g["tweet_words"]]],
-            [
-                ["text tokens (padded)", *[str(x["text_tokens"]) for x in g["tweet_words"]]],
-                ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["tweet_words"]]],
-                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["tweet_words"]]],
-            ],
-        )
+    tables = (
+        ("words per tweet", "words", g["tweet_words"], ("text tokens (padded)", "text_tokens")),
+        ("caption word pieces", "caption_pieces", g["caption_pieces"], None),
+        ("label words", "label_words", g["label_words"], ("their word pieces (real)", "label_pieces")),
     )
-    parts.append("")
-    parts.append(
-        md_table(
-            ["caption word pieces", *[str(x["caption_pieces"]) for x in g["caption_pieces"]]],
-            [
-                ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["caption_pieces"]]],
-                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["caption_pieces"]]],
-            ],
-        )
-    )
-    parts.append("")
-    parts.append(
-        md_table(
-            ["label words", *[str(x["label_words"]) for x in g["label_words"]]],
-            [
-                ["their word pieces (real)", *[str(x["label_pieces"]) for x in g["label_words"]]],
-                ["ms/step", *[_f(1000 * x["step_s"], 0) for x in g["label_words"]]],
-                ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in g["label_words"]]],
-            ],
-        )
-    )
+    for i, (title, field, rows, extra) in enumerate(tables):
+        body = [[extra[0], *[str(x[extra[1]]) for x in rows]]] if extra else []
+        body += [
+            ["ms/step", *[_f(1000 * x["step_s"], 0) for x in rows]],
+            ["CPU ms/step", *[_f(1000 * x["step_cpu_s"], 0) for x in rows]],
+        ]
+        parts += ([""] if i else []) + [md_table([title, *[str(x[field]) for x in rows]], body)]
     return parts
 
 
