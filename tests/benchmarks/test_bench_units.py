@@ -565,6 +565,50 @@ def test_search_keeps_the_default_when_the_best_is_within_seed_noise() -> None:
             assert "beats the default by +3.50 > 4.30 SE = 3.04" in md
 
 
+def test_search_with_seeds_per_setting_judges_on_the_rounds_pooled_noise() -> None:
+    """A round run with 3 seeds a setting takes its noise from its own settings' seeds (pooled SD, t at the pooled
+    df), not from Table 1; where one setting's seeds spread far more (Bartlett p < 0.05), only the best and the
+    default are pooled."""
+    from catmner_bench.profiles import PROFILES
+    from catmner_bench.report import groups_of
+    from catmner_bench.report.search import search_choice, search_rows
+    from catmner_bench.search_plan import SEARCH_ROUNDS
+    from catmner_bench.stats import t_critical
+
+    third = next(r for r in SEARCH_ROUNDS if r.name == "3")
+    configs = third.configs("cat-textual", PROFILES["quick"])
+    assert len(configs) == 7
+    lead = configs[2][0]  # a setting other than the default and the first
+
+    def choice(gain: float, wide: str | None = None) -> tuple[str, str]:
+        recs = []
+        for name, config in configs:
+            spread = (-5.0, 0.0, 5.0) if name == wide else (-0.5, 0.0, 0.5)
+            for seed, off in zip((1, 2, 3), spread, strict=True):
+                f1 = 80.0 + off + (gain if name == lead else 0.0)
+                recs.append(make_record("cat-textual", "twitter2017", seed, f1, config, experiment="search"))
+        ((rnd, named),) = search_rows(groups_of(recs), "cat-textual", "twitter2017")
+        assert rnd == "3" and [n for n, _ in named] == [n for n, _ in configs]
+        _, chosen, why = search_choice(named)  # no Table 1 at all: the round's own seeds measure the noise
+        return next(n for n, g in named if g is chosen), why
+
+    # pooled SD 0.5 over 7 settings (14 df); SE of two 3-seed means 0.408; bar t(14) * SE
+    bar = t_critical(14) * 0.5 * math.sqrt(2 / 3)
+    assert 0.85 < bar < 0.9
+    kept, why = choice(0.8)
+    assert kept == "profile default" and "the round's 7 settings with >= 2 seeds pooled, 14 df" in why
+    assert f"within {t_critical(14):.2f} SE = {bar:.2f}" in why and "more seeds would narrow it" in why
+    chosen, why = choice(1.0)
+    assert chosen == lead and f"beats the default by +1.00 > {t_critical(14):.2f} SE" in why
+    # a wild setting: the pool would be inflated (and Bartlett rejects one variance); best and default alone
+    kept, why = choice(1.0, wide=configs[1][0])  # t(4) 2.78: the bar is 1.13
+    assert kept == "profile default" and "the best and the default pooled" in why and "4 df)" in why
+    chosen, why = choice(1.2, wide=configs[1][0])
+    assert (
+        chosen == lead and f"> {t_critical(4):.2f} SE = {t_critical(4) * 0.5 * math.sqrt(2 / 3):.2f}" in why
+    )
+
+
 def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> None:
     """A round pins the quick recipe it ran on: changing the profile's pinned fields (as adopting a round's
     choice does) leaves every round's run configs, hence run keys, as they were."""

@@ -27,16 +27,29 @@ def search_choice(
     the default by more than t standard errors of that difference, the seed noise taken from the default's
     validation F1 over Table 1's n seeds (SE = sigma * sqrt(1/n_best + 1/n_default); t the two-sided 95%
     quantile of Student's t at n - 1 degrees of freedom, since sigma is estimated from n seeds): one seed per setting
-    cannot tell a 0.2 gain from another seed. Without a default row, or without Table 1 seeds of the default
-    to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default has no
-    Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most Table 1
-    seeds stands in, and ``why`` says so."""
-    from catmner_bench.stats import t_critical
+    cannot tell a 0.2 gain from another seed. Where the best and the default have >= 2 seeds each (a round run
+    with several seeds a setting), the noise is the round's own instead: the seed SD pooled over its settings
+    with >= 2 seeds (`stats.pool`, t at the pooled df), or over the best and the default alone where Bartlett's
+    test (p < 0.05) says the settings' variances differ. Without a default row, or without Table 1 seeds of the
+    default to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default
+    has no Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most
+    Table 1 seeds stands in, and ``why`` says so."""
+    from catmner_bench.stats import pool
 
     best_name, best = max(named, key=lambda t: mean(t[1].values("f1", split="valid")) or 0.0)
     default = next((g for name, g in named if name == "profile default"), None)
     if default is None or best is default:
         return best, best, ""
+    gain = mean(best.values("f1", split="valid")) - mean(default.values("f1", split="valid"))
+    if best.n >= 2 and default.n >= 2:
+        seeded_rows = [g.values("f1", split="valid") for _, g in named if g.n >= 2]
+        own = pool(seeded_rows)
+        where = f"the round's {own.k} settings with >= 2 seeds pooled" if own else ""
+        if own is None or own.p < 0.05:
+            own = pool([best.values("f1", split="valid"), default.values("f1", split="valid")])
+            where = "the best and the default pooled, as Bartlett's test (p < 0.05) says the settings' variances differ"
+        if own is not None:
+            return _choose(best_name, best, default, gain, own.sd, own.df, f"{where}, {own.df} df")
     seeded = [
         t
         for t in table1 or ()
@@ -49,24 +62,32 @@ def search_choice(
     earlier = twin is None and bool(seeded)
     if earlier:
         twin = max(seeded, key=lambda t: t.n)
-    gain = mean(best.values("f1", split="valid")) - mean(default.values("f1", split="valid"))
     if twin is None:
         return best, best, "seed noise unknown (no Table 1 seeds of this system): the best is chosen"
     sigma = statistics.stdev(twin.values("f1", split="valid"))
-    se = sigma * math.sqrt(1 / best.n + 1 / default.n)
     where = f"Table 1, n={twin.n}" + (", another recipe of this system" if earlier else "")
+    return _choose(best_name, best, default, gain, sigma, twin.n - 1, where)
+
+
+def _choose(
+    best_name: str, best: Group, default: Group, gain: float, sigma: float, df: int, where: str
+) -> tuple[Group, Group, str]:
+    """(best, chosen, why): the best replaces the default when ``gain`` > t SE, SE = sigma * sqrt(1/n_best +
+    1/n_default), t the two-sided 95% Student-t quantile at ``df`` (the df of sigma's estimate)."""
+    from catmner_bench.stats import t_critical
+
+    se = sigma * math.sqrt(1 / best.n + 1 / default.n)
     noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
-    t = t_critical(twin.n - 1)  # sigma is estimated from twin.n seeds: Student's t at n - 1 df, 95% two-sided
-    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {twin.n - 1} df)"
+    t = t_critical(df)
+    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {df} df)"
     if gain > t * se:
         return best, best, f"{best_name} beats the default by {gain:+.2f} > {bar} ({noise})"
+    more = f"seeds 2 and 3 of {best_name} would settle it" if best.n < 3 else "more seeds would narrow it"
     return (
         best,
         default,
-        (
-            f"the best, {best_name}, is {gain:+.2f} over the default, within {bar} ({noise}): the default is "
-            f"kept; seeds 2 and 3 of {best_name} would settle it"
-        ),
+        f"the best, {best_name}, is {gain:+.2f} over the default, within {bar} ({noise}): the default is kept; "
+        + more,
     )
 
 
@@ -108,8 +129,10 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
         "Rounds of one factor at a time (`catmner_bench.search_plan.SEARCH_ROUNDS`), each around its base "
         "recipe, scored on the validation split only. **chosen** marks the setting a round keeps for each "
         "system and dataset: the best mean validation F1 when it beats the round's default by more than t "
-        "standard errors of the difference (seed noise measured on Table 1's n seeds; t the two-sided 95% "
-        "Student-t quantile at n - 1 df: 4.30 for 3 seeds), else the default. A "
+        "standard errors of the difference, else the default. The seed noise is the round's own where the "
+        "best and the default have several seeds (the SD pooled over its settings' seeds; t the two-sided 95% "
+        "Student-t quantile at the pooled df), else that of Table 1's n seeds of the default (t at n - 1 df: "
+        "4.30 for 3 seeds). A "
         "setting two rounds share is one run, shown in both; a later round, planned around an earlier one's "
         "lead, decides the recipe. Test F1 is scored only for a chosen setting, "
         "through Table 1 once it is the default (shown where such Table 1 records exist).",
