@@ -79,3 +79,44 @@ def test_an_unknown_round_is_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "catmner-bench: error: unknown search round(s) 9: choose from 1, 2, 3"
     ]
+
+
+def test_setting_option_plans_only_the_settings_asked_for(tmp_path):
+    """--setting keeps the settings whose name starts with one of its values (case-insensitive), in the round's
+    order; the command stored in the records repeats the option, so a name with a comma survives."""
+    from catmner_bench.cli import _settings, command_line
+
+    wanted = _settings(["Profile default", "10 epochs"])
+    ctx = RunContext(output=tmp_path, profile=PROFILES["quick"], search_rounds=("3",), search_settings=wanted)
+    specs = plan("search", ctx, ["mm", "cat-textual"], ["twitter2017"])
+    named = {
+        (s.system, next(n for n, c in ROUND3.configs(s.system, PROFILES["quick"]) if c == s.config))
+        for s in specs
+    }
+    default, epochs = "profile default", "10 epochs, patience 2 (best on validation kept)"
+    assert len(specs) == 4 and named == {(m, n) for m in ("mm", "cat-textual") for n in (default, epochs)}
+    cmd = command_line("search", "quick", tmp_path, {"setting": ["profile default", "10 epochs, patience 2"]})
+    assert "--setting 'profile default' --setting '10 epochs, patience 2'" in cmd
+
+
+def test_an_unknown_setting_is_one_line(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from catmner_bench.cli import main; main()",
+            "run",
+            "search",
+            "--setting",
+            "nope",
+        ]
+        + ["--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode != 0 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "catmner-bench: error: no search setting starts with 'nope': the settings are profile default;"
+    )

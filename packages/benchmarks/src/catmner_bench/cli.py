@@ -94,6 +94,13 @@ def run_cli(
         str | None,
         typer.Option(help="search: comma-separated rounds to run (default: every round; e.g. 3)."),
     ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="search: run only the settings whose name starts with this (case-insensitive; repeat the "
+            "option for several, e.g. --setting 'profile default' --setting '10 epochs'; default: every setting)."
+        ),
+    ] = None,
     max_train: Annotated[
         int | None, typer.Option(help="Use this many training tweets (default: the profile's).")
     ] = None,
@@ -174,6 +181,7 @@ def run_cli(
         epochs=epochs,
         patience=patience,
         rounds=_csv(rounds),
+        setting=setting or None,
         max_train=max_train,
         max_eval=max_eval,
         labels_textual=labels_textual,
@@ -239,6 +247,9 @@ def command_line(experiment: str, profile: str, output: Path, options: dict) -> 
     for name, value in options.items():
         if value is None or value == () or value == []:
             continue
+        if name == "setting":  # a repeated option: its values may hold commas
+            argv += [a for v in value for a in ("--setting", str(v))]
+            continue
         if isinstance(value, list | tuple):
             value = ",".join(str(v) for v in value)
         argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -294,6 +305,7 @@ def run(
         quiet=quiet,
         command=command_line(experiment, profile, output, options),
         search_rounds=_rounds(options.get("rounds")),
+        search_settings=_settings(options.get("setting")),
     )
     names = _csv(experiment) or [experiment]
     return run_experiment(names, ctx, options.get("systems"), options.get("datasets"), executor)
@@ -311,6 +323,25 @@ def _rounds(names: Any) -> tuple[str, ...] | None:
     if unknown:
         raise BenchError(f"unknown search round(s) {', '.join(unknown)}: choose from {', '.join(known)}")
     return tuple(names)
+
+
+def _settings(prefixes: Any) -> tuple[str, ...] | None:
+    """The recipe-search setting-name prefixes asked for (None: every setting), lower-cased; BenchError when one
+    starts no setting of any round, naming the settings there are."""
+    if not prefixes:
+        return None
+    from catmner_bench.errors import BenchError
+    from catmner_bench.search_plan import SEARCH_ROUNDS
+
+    names = list(dict.fromkeys(name for r in SEARCH_ROUNDS for name, _ in r.settings))
+    wanted = tuple(p.strip().lower() for p in prefixes)
+    unknown = [p for p in wanted if not any(n.lower().startswith(p) for n in names)]
+    if unknown:
+        raise BenchError(
+            f"no search setting starts with {', '.join(map(repr, unknown))}: the settings are "
+            + "; ".join(names)
+        )
+    return wanted
 
 
 @app.command("report")

@@ -187,7 +187,11 @@ class RecipeSearch(Experiment):
         for d in datasets:
             for rnd in reversed(rounds):  # the newest round first: it decides the recipe
                 for s in systems:
-                    for _, cfg in rnd.configs(s, p):
+                    for name, cfg in rnd.configs(s, p):
+                        if ctx.search_settings is not None and not name.lower().startswith(
+                            ctx.search_settings
+                        ):
+                            continue
                         for seed in p.seeds:
                             spec = RunSpec(self.name, s, d, d, seed, cfg)
                             specs.setdefault(spec.run_id, spec)

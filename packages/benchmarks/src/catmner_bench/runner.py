@@ -42,6 +42,9 @@ class RunContext:
     quiet: bool = False  # no progress output
     command: str = ""  # the command line, stored in records
     search_rounds: tuple[str, ...] | None = None  # the recipe search: the rounds to run (None: every round)
+    search_settings: tuple[str, ...] | None = (
+        None  # the recipe search: setting-name prefixes (None: every one)
+    )
 
 
 # --------------------------------------------------------------------------------------------- data selection
