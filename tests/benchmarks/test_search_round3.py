@@ -120,3 +120,52 @@ def test_an_unknown_setting_is_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(
         "catmner-bench: error: no search setting starts with 'nope': the settings are profile default;"
     )
+
+
+def test_the_report_draws_the_early_stopping_runs_curves(tmp_path):
+    """The search's early-stopping setting gets a table of validation F1 by epoch, averaged over the runs that
+    reached each epoch (a run that stopped early counts until it stopped), with each run's kept epoch, beside
+    the round's 3-epoch default, and a PNG per dataset."""
+    from catmner_bench.report import groups_of
+    from catmner_bench.report.search import search_epochs_section
+    from recordkit import make_record
+
+    configs = dict(ROUND3.configs("mm", PROFILES["quick"]))
+    long = configs["10 epochs, patience 2 (best on validation kept)"]
+    curves = {1: [70.0, 74.0, 76.0, 75.0, 75.5], 2: [72.0, 76.0, 78.0, 79.0, 78.0, 78.5]}
+    recs = [
+        make_record(
+            "mm",
+            "twitter2017",
+            seed,
+            max(c),
+            long,
+            experiment="search",
+            extra={"valid_f1_by_epoch": c, "best_epoch": c.index(max(c)) + 1, "stopped_epoch": len(c)},
+        )
+        for seed, c in curves.items()
+    ] + [
+        make_record(
+            "mm",
+            "twitter2017",
+            seed,
+            75.0,
+            configs["profile default"],
+            experiment="search",
+            extra={"valid_f1_by_epoch": [71.0, 74.0, 75.0 + seed], "best_epoch": 3},
+        )
+        for seed in (1, 2)
+    ]
+    text, figs = search_epochs_section(groups_of(recs), tmp_path / "figures", "figures")
+    rows = [r for r in text.splitlines() if r.startswith("| Twitter-2017")]
+    assert len(rows) == 2
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[2:4] == ["10 epochs, patience 2", "2"]
+    assert cells[4:10] == ["71.00", "75.00", "77.00", "77.00", "76.75", "78.50 (1)"]  # 6 epochs: the longest
+    assert cells[-2] == "3 (stopped 5), 4 (stopped 6)"
+    default = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert default[2] == "3 epochs (the default)" and default[4:10] == ["71.00", "74.00", "76.50", "-", "-", "-"]
+    assert [p.name for p in figs] == ["search-epochs-twitter2017.png"] and figs[0].stat().st_size > 1000
+    assert "![validation F1 by epoch, Twitter-2017](figures/search-epochs-twitter2017.png)" in text
+    # no early-stopping setting among the records: no section
+    assert search_epochs_section(groups_of(recs[2:]), tmp_path / "f2", "f2") == (None, [])

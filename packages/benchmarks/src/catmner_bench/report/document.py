@@ -12,7 +12,7 @@ from catmner_model.atomic import atomic_write_text
 from catmner_bench.records import BenchRecord, RecordError, iter_records
 from catmner_bench.report.figures import fig3_section, fig4_caption_section, fig4_section
 from catmner_bench.report.headline import headline_section
-from catmner_bench.report.search import search_section
+from catmner_bench.report.search import search_epochs_section, search_section
 from catmner_bench.report.sections import (
     epochs_section,
     provenance_section,
@@ -92,6 +92,10 @@ def write_report(
     if "search" in by_exp:
         t1 = groups_of(by_exp.get("table1", []))
         search = search_section(groups_of(by_exp["search"]), t1)
+        curves, figs = search_epochs_section(groups_of(by_exp["search"]), figdir, "figures")
+        if curves:
+            search += "\n\n" + curves
+            figures += figs
         sections += ["", search]
         if search_doc is not None:
             embed_block(Path(search_doc), search)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
+from typing import Any
 
 from catmner_bench import paper
 from catmner_bench.catalog import DATASET_LABEL, SEARCH_ROUNDS, system_label
@@ -195,3 +197,128 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
                 if why:
                     parts += ["", f"Choice: {why}."]
     return "\n".join(parts)
+
+
+def _curve_rows(groups: list[Group]) -> list[tuple[str, str, str, Group]]:
+    """(dataset, system, schedule, group) of each search setting with early stopping (its config has a
+    patience) and the default of that setting's round beside it, where their runs recorded validation curves."""
+    out = []
+    for ds in paper.DATASETS:
+        for system in dict.fromkeys(g.system for g in groups if g.train_dataset == ds):
+            mine = [g for g in groups if g.system == system and g.train_dataset == ds and g.alpha is None]
+            for long in (g for g in mine if g.config.get("patience") and g.valid_curves()):
+                rounds = {s.round for s in long.search}
+                default = next(
+                    (
+                        g
+                        for g in mine
+                        if g.valid_curves()
+                        and any(s.round in rounds and s.setting == "profile default" for s in g.search)
+                    ),
+                    None,
+                )
+                schedule = f"{long.config.get('epochs')} epochs, patience {long.config.get('patience')}"
+                out.append((ds, system, schedule, long))
+                if default is not None:
+                    out.append((ds, system, f"{default.config.get('epochs')} epochs (the default)", default))
+    return out
+
+
+def _by_epoch(g: Group) -> list[tuple[float, int]]:
+    """(mean validation F1, runs) at each epoch, over the runs that validated it (early stopping ends some)."""
+    curves = g.valid_curves()
+    width = max(len(c) for c in curves)
+    at = [[c[i] for c in curves if i < len(c) and c[i] is not None] for i in range(width)]
+    return [(mean(v), len(v)) for v in at if v]
+
+
+def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str | None, list[Path]]:
+    """How many epochs the search's early-stopping setting trained: validation F1 after each epoch (mean over
+    the runs that reached it), the epoch each run kept and where it stopped, beside the round's default (its
+    schedule decays the learning rate to 0 at its last epoch), as a table and one PNG per dataset. None where
+    no search record trained with a patience."""
+    rows = _curve_rows(groups)
+    if not rows:
+        return None, []
+    width = max(len(_by_epoch(g)) for *_, g in rows)
+    table = []
+    for ds, system, schedule, g in rows:
+        cells = [fmt(m) + (f" ({n})" if n < len(g.valid_curves()) else "") for m, n in _by_epoch(g)]
+        kept = sorted(
+            (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
+            for r in g.records
+            if r.extra.get("best_epoch") is not None
+        )
+        best = ", ".join(f"{b} (stopped {s})" if s else str(b) for b, s in kept)
+        table.append(
+            [
+                DATASET_LABEL[ds],
+                system_label(system),
+                schedule,
+                str(g.n),
+                *cells,
+                *["-"] * (width - len(cells)),
+            ]
+            + [best, search_minutes(g)]
+        )
+    header = ["Dataset", "System", "Schedule", "runs", *[f"ep {i + 1}" for i in range(width)], "best epoch"]
+    figures = []
+    for ds in dict.fromkeys(ds for ds, *_ in rows):
+        png = figdir / f"search-epochs-{ds}.png"
+        _plot_epochs([(system, schedule, g) for d, system, schedule, g in rows if d == ds], ds, png)
+        figures.append(png)
+    text = [
+        "## How many epochs: validation F1 by epoch (recipe search)",
+        "",
+        "Validation F1 (conlleval) after each epoch of the search's early-stopping runs (a 10-epoch schedule, its "
+        "learning rate decaying linearly to 0 at epoch 10; a run stops after 'patience' validations in a row "
+        "without a gain and keeps its best epoch), mean over the runs that reached that epoch (their count in "
+        "parentheses where early stopping ended some), beside the round's default, whose 3-epoch schedule "
+        "decays to 0 at its last epoch. 'best epoch': the epoch each run kept ('stopped N': it ended after "
+        "epoch N).",
+        "",
+        md_table(header + ["min/run"], table),
+        "",
+        *[
+            f"![validation F1 by epoch, {DATASET_LABEL[ds]}]({rel}/{png.name})"
+            for ds, png in zip(dict.fromkeys(ds for ds, *_ in rows), figures, strict=True)
+        ],
+    ]
+    return "\n".join(text), figures
+
+
+def _plot_epochs(rows: list[tuple[str, str, Group]], ds: str, png: Path) -> None:
+    """Each system's mean validation curve (solid: early stopping; dashed: the default), its runs faint."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from catmner_bench.report.figures import save_png
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors: dict[str, Any] = {}
+    for system, schedule, g in rows:
+        color = colors.setdefault(system, f"C{len(colors)}")
+        style = "--" if "default" in schedule else "-"
+        for c in g.valid_curves():
+            xs = [i + 1 for i, v in enumerate(c) if v is not None]
+            ax.plot(xs, [v for v in c if v is not None], style, color=color, alpha=0.25, linewidth=0.8)
+        pts = _by_epoch(g)
+        ax.plot(
+            range(1, len(pts) + 1),
+            [m for m, _ in pts],
+            style,
+            color=color,
+            marker="o",
+            markersize=3,
+            label=f"{system_label(system)}, {schedule} (n={g.n})",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation F1")
+    ax.set_title(f"Validation F1 by epoch, {DATASET_LABEL[ds]} (recipe search)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_png(fig, png)
+    plt.close(fig)
