@@ -580,33 +580,51 @@ def test_search_with_seeds_per_setting_judges_on_the_rounds_pooled_noise() -> No
     assert len(configs) == 7
     lead = configs[2][0]  # a setting other than the default and the first
 
-    def choice(gain: float, wide: str | None = None) -> tuple[str, str]:
+    def choice(gain: float, spreads: dict[str, tuple[float, ...]] | None = None) -> tuple[str, str]:
         recs = []
         for name, config in configs:
-            spread = (-5.0, 0.0, 5.0) if name == wide else (-0.5, 0.0, 0.5)
+            spread = (spreads or {}).get(name, (-0.5, 0.0, 0.5))
             for seed, off in zip((1, 2, 3), spread, strict=True):
                 f1 = 80.0 + off + (gain if name == lead else 0.0)
                 recs.append(make_record("cat-textual", "twitter2017", seed, f1, config, experiment="search"))
         ((rnd, named),) = search_rows(groups_of(recs), "cat-textual", "twitter2017")
         assert rnd == "3" and [n for n, _ in named] == [n for n, _ in configs]
-        _, chosen, why = search_choice(named)  # no Table 1 at all: the round's own seeds measure the noise
+        # a Table 1 of another noise is there, but the round's own seeds measure the noise
+        table1 = groups_of(
+            [_record("cat-textual", "twitter2017", s, 80.0 + 3 * s, configs[0][1]) for s in (1, 2, 3)]
+        )
+        _, chosen, why = search_choice(named, table1)
         return next(n for n, g in named if g is chosen), why
 
     # pooled SD 0.5 over 7 settings (14 df); SE of two 3-seed means 0.408; bar t(14) * SE
     bar = t_critical(14) * 0.5 * math.sqrt(2 / 3)
     assert 0.85 < bar < 0.9
     kept, why = choice(0.8)
-    assert kept == "profile default" and "the round's 7 settings with >= 2 seeds pooled, 14 df" in why
-    assert f"within {t_critical(14):.2f} SE = {bar:.2f}" in why and "more seeds would narrow it" in why
+    assert kept == "profile default" and "the round's 7 settings with seed spread pooled (14 df)" in why
+    assert (
+        f"within {t_critical(14):.2f} SE = {bar:.2f}" in why
+        and f"more seeds of {lead} would narrow it" in why
+    )
     chosen, why = choice(1.0)
     assert chosen == lead and f"beats the default by +1.00 > {t_critical(14):.2f} SE" in why
-    # a wild setting: the pool would be inflated (and Bartlett rejects one variance); best and default alone
-    kept, why = choice(1.0, wide=configs[1][0])  # t(4) 2.78: the bar is 1.13
-    assert kept == "profile default" and "the best and the default pooled" in why and "4 df)" in why
-    chosen, why = choice(1.2, wide=configs[1][0])
+    # a setting with no spread stays out of the pool (6 settings, 12 df)
+    chosen, why = choice(1.0, {configs[1][0]: (0.0, 0.0, 0.0)})
+    assert chosen == lead and "the round's 6 settings with seed spread pooled (12 df)" in why
+    # a wild setting (Bartlett rejects one variance): Welch's test of the best against the default (4 df here)
+    wild = {configs[1][0]: (-5.0, 0.0, 5.0)}
+    kept, why = choice(1.0, wild)  # t(4) 2.78: the bar is 1.13
+    assert kept == "profile default" and "Welch's SE of the difference 0.41, as Bartlett's test" in why
+    chosen, why = choice(1.2, wild)
     assert (
         chosen == lead and f"> {t_critical(4):.2f} SE = {t_critical(4) * 0.5 * math.sqrt(2 / 3):.2f}" in why
     )
+    # the best is the wild one: Welch's SE carries its spread, and a gain of 1.2 no longer passes
+    kept, why = choice(1.2, {lead: (-5.0, 0.0, 5.0)})
+    assert kept == "profile default" and "Welch's SE of the difference" in why
+    # no spread anywhere: nothing to test against, the default stays
+    flat = {name: (0.0, 0.0, 0.0) for name, _ in configs}
+    kept, why = choice(0.3, flat)
+    assert kept == "profile default" and "no seed spread: untested" in why
 
 
 def test_search_rounds_keep_their_configs_when_the_profile_adopts_a_choice() -> None:

@@ -164,8 +164,64 @@ def test_the_report_draws_the_early_stopping_runs_curves(tmp_path):
     assert cells[4:10] == ["71.00", "75.00", "77.00", "77.00", "76.75", "78.50 (1)"]  # 6 epochs: the longest
     assert cells[-2] == "3 (stopped 5), 4 (stopped 6)"
     default = [c.strip() for c in rows[1].strip("|").split("|")]
-    assert default[2] == "3 epochs (the default)" and default[4:10] == ["71.00", "74.00", "76.50", "-", "-", "-"]
+    assert default[2] == "3 epochs (the default)" and default[4:10] == [
+        "71.00",
+        "74.00",
+        "76.50",
+        "-",
+        "-",
+        "-",
+    ]
     assert [p.name for p in figs] == ["search-epochs-twitter2017.png"] and figs[0].stat().st_size > 1000
     assert "![validation F1 by epoch, Twitter-2017](figures/search-epochs-twitter2017.png)" in text
+    # a run that went the whole budget (no stop) sorts beside one that stopped with the same best epoch; a
+    # record without a curve (from before the field) is not counted as a run of the curve
+    full = [70.0, 74.0, 78.0] + [77.0] * 7
+    more = [
+        make_record(
+            "mm",
+            "twitter2017",
+            3,
+            78.0,
+            long,
+            experiment="search",
+            extra={"valid_f1_by_epoch": full, "best_epoch": 3},
+        ),
+        make_record("mm", "twitter2017", 4, 78.0, long, experiment="search", extra={"best_epoch": 2}),
+    ]
+    text, _ = search_epochs_section(groups_of(recs + more), tmp_path / "figures", "figures")
+    first = next(r for r in text.splitlines() if r.startswith("| Twitter-2017"))
+    cells = [c.strip() for c in first.strip("|").split("|")]
+    assert cells[3] == "3" and cells[-2] == "3, 3 (stopped 5), 4 (stopped 6)" and cells[13] == "77.00 (1)"
     # no early-stopping setting among the records: no section
     assert search_epochs_section(groups_of(recs[2:]), tmp_path / "f2", "f2") == (None, [])
+
+
+def test_a_setting_the_plan_does_not_hold_is_refused(tmp_path):
+    """A prefix that names a setting of another round, or one that does not apply to the systems asked for,
+    would plan nothing for it: refused in one line, as an empty prefix (which would match every setting) is."""
+    import pytest
+    from catmner_bench.cli import _settings
+    from catmner_bench.errors import BenchError
+
+    ctx = RunContext(
+        output=tmp_path,
+        profile=PROFILES["quick"],
+        search_rounds=("3",),
+        search_settings=_settings(["per-block"]),
+    )
+    with pytest.raises(
+        BenchError, match=r"--setting 'per-block': no such setting in round\(s\) 3 for lm-span"
+    ):
+        plan("search", ctx, ["lm-span"], ["twitter2017"])
+    assert len(plan("search", ctx, ["lm-span", "mm"], ["twitter2017"])) == 1  # MM has a caption to mix
+    ctx = RunContext(
+        output=tmp_path,
+        profile=PROFILES["quick"],
+        search_rounds=("3",),
+        search_settings=_settings(["encoder lr"]),
+    )
+    with pytest.raises(BenchError, match="'encoder lr': no such setting in round"):
+        plan("search", ctx, ["mm"], ["twitter2017"])
+    with pytest.raises(BenchError, match="an empty name would match every setting"):
+        _settings(["  "])

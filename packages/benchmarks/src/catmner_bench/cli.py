@@ -335,6 +335,8 @@ def _settings(prefixes: Any) -> tuple[str, ...] | None:
 
     names = list(dict.fromkeys(name for r in SEARCH_ROUNDS for name, _ in r.settings))
     wanted = tuple(p.strip().lower() for p in prefixes)
+    if not all(wanted):
+        raise BenchError("--setting: an empty name would match every setting; leave the option out for all")
     unknown = [p for p in wanted if not any(n.lower().startswith(p) for n in names)]
     if unknown:
         raise BenchError(

@@ -184,17 +184,25 @@ class RecipeSearch(Experiment):
         p = ctx.profile
         specs: dict[str, RunSpec] = {}
         rounds = [r for r in SEARCH_ROUNDS if ctx.search_rounds is None or r.name in ctx.search_rounds]
+        wanted = ctx.search_settings
+        matched: set[str] = set()
         for d in datasets:
             for rnd in reversed(rounds):  # the newest round first: it decides the recipe
                 for s in systems:
                     for name, cfg in rnd.configs(s, p):
-                        if ctx.search_settings is not None and not name.lower().startswith(
-                            ctx.search_settings
-                        ):
-                            continue
+                        if wanted is not None:
+                            hits = {w for w in wanted if name.lower().startswith(w)}
+                            matched |= hits
+                            if not hits:
+                                continue
                         for seed in p.seeds:
                             spec = RunSpec(self.name, s, d, d, seed, cfg)
                             specs.setdefault(spec.run_id, spec)
+        if wanted is not None and (missed := [w for w in wanted if w not in matched]):
+            raise BenchError(
+                f"--setting {', '.join(map(repr, missed))}: no such setting in round(s) "
+                f"{', '.join(r.name for r in rounds)} for {', '.join(systems)}"
+            )
         return list(specs.values())
 
 

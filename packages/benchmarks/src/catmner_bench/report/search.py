@@ -30,28 +30,18 @@ def search_choice(
     validation F1 over Table 1's n seeds (SE = sigma * sqrt(1/n_best + 1/n_default); t the two-sided 95%
     quantile of Student's t at n - 1 degrees of freedom, since sigma is estimated from n seeds): one seed per setting
     cannot tell a 0.2 gain from another seed. Where the best and the default have >= 2 seeds each (a round run
-    with several seeds a setting), the noise is the round's own instead: the seed SD pooled over its settings
-    with >= 2 seeds (`stats.pool`, t at the pooled df), or over the best and the default alone where Bartlett's
-    test (p < 0.05) says the settings' variances differ. Without a default row, or without Table 1 seeds of the
+    with several seeds a setting), the noise is the round's own instead (`_choose_on_own_seeds`): the seed SD
+    pooled over its settings (t at the pooled df), or Welch's test of the best against the default. Without a default row, or without Table 1 seeds of the
     default to measure the noise, the best is chosen and ``why`` says the noise is unknown. When the default
     has no Table 1 seeds of its own (a later round's base), the noise of the system's recipe with the most
     Table 1 seeds stands in, and ``why`` says so."""
-    from catmner_bench.stats import pool
-
     best_name, best = max(named, key=lambda t: mean(t[1].values("f1", split="valid")) or 0.0)
     default = next((g for name, g in named if name == "profile default"), None)
     if default is None or best is default:
         return best, best, ""
     gain = mean(best.values("f1", split="valid")) - mean(default.values("f1", split="valid"))
     if best.n >= 2 and default.n >= 2:
-        seeded_rows = [g.values("f1", split="valid") for _, g in named if g.n >= 2]
-        own = pool(seeded_rows)
-        where = f"the round's {own.k} settings with >= 2 seeds pooled" if own else ""
-        if own is None or own.p < 0.05:
-            own = pool([best.values("f1", split="valid"), default.values("f1", split="valid")])
-            where = "the best and the default pooled, as Bartlett's test (p < 0.05) says the settings' variances differ"
-        if own is not None:
-            return _choose(best_name, best, default, gain, own.sd, own.df, f"{where}, {own.df} df")
+        return _choose_on_own_seeds(named, best_name, best, default, gain)
     seeded = [
         t
         for t in table1 or ()
@@ -67,24 +57,63 @@ def search_choice(
     if twin is None:
         return best, best, "seed noise unknown (no Table 1 seeds of this system): the best is chosen"
     sigma = statistics.stdev(twin.values("f1", split="valid"))
+    se = sigma * math.sqrt(1 / best.n + 1 / default.n)
     where = f"Table 1, n={twin.n}" + (", another recipe of this system" if earlier else "")
-    return _choose(best_name, best, default, gain, sigma, twin.n - 1, where)
+    noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
+    return _choose(best_name, best, default, gain, se, twin.n - 1, noise)
+
+
+def _choose_on_own_seeds(
+    named: list[tuple[str, Group]], best_name: str, best: Group, default: Group, gain: float
+) -> tuple[Group, Group, str]:
+    """`search_choice` where the best and the default have >= 2 seeds each: the seed SD pooled over the round's
+    settings with seed spread (t at the pooled df), or Welch's test of the best against the default where the
+    settings' variances differ (Bartlett p < 0.05) or fewer than two settings have spread to pool."""
+    from catmner_bench.stats import Comparison, pool
+
+    spread = [v for _, g in named if g.n >= 2 and statistics.variance(v := g.values("f1", split="valid")) > 0]
+    own = pool(spread)
+    if own is not None and own.p >= 0.05:
+        se = own.sd * math.sqrt(1 / best.n + 1 / default.n)
+        noise = (
+            f"seed σ {own.sd:.2f} on validation, the round's {own.k} settings with seed spread pooled "
+            f"({own.df} df), SE of the difference {se:.2f}"
+        )
+        return _choose(best_name, best, default, gain, se, own.df, noise)
+    welch = Comparison(best.values("f1", split="valid"), default.values("f1", split="valid"))
+    why_not = (
+        "Bartlett's test (p < 0.05) says the settings' variances differ"
+        if own is not None
+        else "fewer than two settings have seed spread to pool"
+    )
+    se = welch.se or 0.0
+    if se == 0:
+        return (
+            best,
+            default,
+            f"the best, {best_name}, and the default have no seed spread: untested, the default is kept",
+        )
+    return _choose(
+        best_name, best, default, gain, se, welch.df, f"Welch's SE of the difference {se:.2f}, as {why_not}"
+    )
 
 
 def _choose(
-    best_name: str, best: Group, default: Group, gain: float, sigma: float, df: int, where: str
+    best_name: str, best: Group, default: Group, gain: float, se: float, df: float, noise: str
 ) -> tuple[Group, Group, str]:
-    """(best, chosen, why): the best replaces the default when ``gain`` > t SE, SE = sigma * sqrt(1/n_best +
-    1/n_default), t the two-sided 95% Student-t quantile at ``df`` (the df of sigma's estimate)."""
+    """(best, chosen, why): the best replaces the default when ``gain`` > t SE, t the two-sided 95% Student-t
+    quantile at ``df`` (the df of the noise estimate); ``noise`` says where SE comes from."""
     from catmner_bench.stats import t_critical
 
-    se = sigma * math.sqrt(1 / best.n + 1 / default.n)
-    noise = f"seed σ {sigma:.2f} on validation ({where}), SE of the difference {se:.2f}"
     t = t_critical(df)
-    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {df} df)"
+    bar = f"{t:.2f} SE = {t * se:.2f} (Student's t, {df:.3g} df)"
     if gain > t * se:
         return best, best, f"{best_name} beats the default by {gain:+.2f} > {bar} ({noise})"
-    more = f"seeds 2 and 3 of {best_name} would settle it" if best.n < 3 else "more seeds would narrow it"
+    more = (
+        f"seeds 2 and 3 of {best_name} would settle it"
+        if best.n == 1
+        else f"more seeds of {best_name} would narrow it"
+    )
     return (
         best,
         default,
@@ -134,7 +163,9 @@ def search_section(groups: list[Group], table1: list[Group] | None = None) -> st
         "standard errors of the difference, else the default. The seed noise is the round's own where the "
         "best and the default have several seeds (the SD pooled over its settings' seeds; t the two-sided 95% "
         "Student-t quantile at the pooled df), else that of Table 1's n seeds of the default (t at n - 1 df: "
-        "4.30 for 3 seeds). A "
+        "4.30 for 3 seeds). The bar is that of one comparison, the best against the default: the best of "
+        "several settings passes it by chance more often than 5%, so a round-3 setting enters the profile "
+        "only when it is chosen on both datasets. A "
         "setting two rounds share is one run, shown in both; a later round, planned around an earlier one's "
         "lead, decides the recipe. Test F1 is scored only for a chosen setting, "
         "through Table 1 once it is the default (shown where such Table 1 records exist).",
@@ -218,18 +249,18 @@ def _curve_rows(groups: list[Group]) -> list[tuple[str, str, str, Group]]:
                     None,
                 )
                 schedule = f"{long.config.get('epochs')} epochs, patience {long.config.get('patience')}"
-                out.append((ds, system, schedule, long))
-                if default is not None:
+                if not any(g is long for *_, g in out):
+                    out.append((ds, system, schedule, long))
+                if default is not None and not any(g is default for *_, g in out):
                     out.append((ds, system, f"{default.config.get('epochs')} epochs (the default)", default))
     return out
 
 
 def _by_epoch(g: Group) -> list[tuple[float, int]]:
-    """(mean validation F1, runs) at each epoch, over the runs that validated it (early stopping ends some)."""
-    curves = g.valid_curves()
+    """(mean validation F1, runs) at each epoch, over the runs that reached it (early stopping ends some)."""
+    curves = g.valid_curves()  # complete curves only: a run validates every epoch in the search
     width = max(len(c) for c in curves)
-    at = [[c[i] for c in curves if i < len(c) and c[i] is not None] for i in range(width)]
-    return [(mean(v), len(v)) for v in at if v]
+    return [(mean(v), len(v)) for i in range(width) if (v := [c[i] for c in curves if i < len(c)])]
 
 
 def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str | None, list[Path]]:
@@ -243,11 +274,15 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
     width = max(len(_by_epoch(g)) for *_, g in rows)
     table = []
     for ds, system, schedule, g in rows:
-        cells = [fmt(m) + (f" ({n})" if n < len(g.valid_curves()) else "") for m, n in _by_epoch(g)]
+        runs = len(g.valid_curves())
+        cells = [fmt(m) + (f" ({n})" if n < runs else "") for m, n in _by_epoch(g)]
         kept = sorted(
-            (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
-            for r in g.records
-            if r.extra.get("best_epoch") is not None
+            (
+                (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
+                for r in g.records
+                if r.extra.get("best_epoch") is not None and r.extra.get("valid_f1_by_epoch")
+            ),
+            key=lambda bs: (bs[0], bs[1] or 0),
         )
         best = ", ".join(f"{b} (stopped {s})" if s else str(b) for b, s in kept)
         table.append(
@@ -255,7 +290,7 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
                 DATASET_LABEL[ds],
                 system_label(system),
                 schedule,
-                str(g.n),
+                str(runs),
                 *cells,
                 *["-"] * (width - len(cells)),
             ]
@@ -270,12 +305,12 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
     text = [
         "## How many epochs: validation F1 by epoch (recipe search)",
         "",
-        "Validation F1 (conlleval) after each epoch of the search's early-stopping runs (a 10-epoch schedule, its "
-        "learning rate decaying linearly to 0 at epoch 10; a run stops after 'patience' validations in a row "
+        "Validation F1 (conlleval) after each epoch of the search's early-stopping runs (the learning rate "
+        "decays linearly to 0 at the schedule's last epoch; a run stops after 'patience' validations in a row "
         "without a gain and keeps its best epoch), mean over the runs that reached that epoch (their count in "
-        "parentheses where early stopping ended some), beside the round's default, whose 3-epoch schedule "
-        "decays to 0 at its last epoch. 'best epoch': the epoch each run kept ('stopped N': it ended after "
-        "epoch N).",
+        "parentheses where early stopping ended some), beside the round's default, whose shorter schedule "
+        "decays to 0 at its own last epoch. 'runs': those that recorded a curve. 'best epoch': the epoch each "
+        "run kept ('stopped N': it ended after epoch N).",
         "",
         md_table(header + ["min/run"], table),
         "",
@@ -302,8 +337,7 @@ def _plot_epochs(rows: list[tuple[str, str, Group]], ds: str, png: Path) -> None
         color = colors.setdefault(system, f"C{len(colors)}")
         style = "--" if "default" in schedule else "-"
         for c in g.valid_curves():
-            xs = [i + 1 for i, v in enumerate(c) if v is not None]
-            ax.plot(xs, [v for v in c if v is not None], style, color=color, alpha=0.25, linewidth=0.8)
+            ax.plot(range(1, len(c) + 1), c, style, color=color, alpha=0.25, linewidth=0.8)
         pts = _by_epoch(g)
         ax.plot(
             range(1, len(pts) + 1),
