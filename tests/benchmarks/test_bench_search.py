@@ -88,3 +88,38 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     with pytest.raises(RecordError, match="bare.md: needs exactly one line"):
         write_report(out, search_doc=bare)
     assert bare.read_text() == "no markers\n"
+
+
+def test_table1_scores_the_search_runs_model_on_test_instead_of_training_it_again(
+    tmp_path, shared_data, monkeypatch
+) -> None:
+    """A Table 1 run whose config and seed a finished search run trained (the round's default, say) scores that
+    model on test once; its scores are those of training the same run afresh, and its minutes count the
+    training."""
+    import torch
+    from catmner_bench.report import groups_of
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("CATMNER_HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    common = dict(profile="smoke", data_dir=shared_data, quiet=True, systems=["mm"], datasets=["twitter2017"])
+    res = run("search", output=out, rounds=["3"], setting=["profile default"], **common)
+    assert res["ran"] == 1
+    (searched,) = [r for _, r in iter_records(out)]
+    assert searched.metrics["test"] is None
+    assert run("table1", output=out, **common)["ran"] == 1
+    (t1,) = [r for _, r in iter_records(out) if r.spec.experiment == "table1"]
+    assert t1.spec.config == searched.spec.config
+    assert t1.extra["reused_model"]["run_id"] == searched.run_id
+    assert t1.metrics["valid"] == searched.metrics["valid"] and t1.metrics["test"] is not None
+    assert t1.extra["best_epoch"] == searched.extra["best_epoch"]
+    (g,) = groups_of([t1])
+    assert g.wall_minutes * 60 == pytest.approx(t1.wall_time_s + searched.wall_time_s)
+    # the same run trained afresh (no search run in its folder) scores the same on test
+    fresh = tmp_path / "fresh"
+    assert run("table1", output=fresh, **common)["ran"] == 1
+    (again,) = [r for _, r in iter_records(fresh)]
+    assert "reused_model" not in again.extra
+    for mode in ("conlleval", "strict"):
+        assert again.metrics["test"][mode]["f1"] == pytest.approx(t1.metrics["test"][mode]["f1"], abs=1e-9)
+        assert again.metrics["valid"][mode]["f1"] == pytest.approx(t1.metrics["valid"][mode]["f1"], abs=1e-9)

@@ -184,6 +184,38 @@ def table1_twin(spec: RunSpec) -> RunSpec | None:
     return RunSpec("table1", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
 
 
+def searched_model(ctx: RunContext, spec: RunSpec) -> tuple[BenchRecord, Path] | None:
+    """The finished recipe-search run of a Table 1 span spec's system, config and seed (on its own dataset), as
+    (record, saved model dir), when its model is still saved: the search chose that model's epoch on
+    validation and never scored test, so Table 1 scores it on test once instead of training it again. (A
+    search run of a config Table 1 has finished reuses Table 1's instead: `reusable_model`.)"""
+    if (
+        spec.experiment != "table1"
+        or spec.sample is not None
+        or SYSTEMS[spec.system].kind != "span"
+        or spec.train_dataset != spec.test_dataset
+    ):
+        return None
+    twin = RunSpec("search", spec.system, spec.train_dataset, spec.train_dataset, spec.seed, spec.config)
+    source = finished(ctx.output, twin)
+    if source is None or source.extra.get("reused_model"):
+        return None
+    model_dir = _saved_model(ctx, source)
+    return (source, model_dir) if model_dir is not None else None
+
+
+def _saved_model(ctx: RunContext, source: BenchRecord) -> Path | None:
+    """The saved model of a finished span run: in this output folder, else where its record says it trained."""
+    run_dir = source.extra.get("trainer_run_dir")
+    candidates = [ctx.output / "runs" / source.spec.experiment / source.run_id / "model"]
+    if run_dir:
+        candidates.append(Path(run_dir) / "model")
+    for model_dir in candidates:
+        if (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file():
+            return model_dir
+    return None
+
+
 def reusable_model(
     ctx: RunContext, spec: RunSpec, need_model: bool = True
 ) -> tuple[BenchRecord, Path | None] | None:
@@ -201,13 +233,9 @@ def reusable_model(
     source = finished(ctx.output, twin)
     if source is None:
         return None
-    run_dir = source.extra.get("trainer_run_dir")
-    candidates = [ctx.output / "runs" / "table1" / source.run_id / "model"]
-    if run_dir:
-        candidates.append(Path(run_dir) / "model")
-    for model_dir in candidates:
-        if (model_dir / "config.json").is_file() and (model_dir / "model.safetensors").is_file():
-            return source, model_dir
+    model_dir = _saved_model(ctx, source)
+    if model_dir is not None:
+        return source, model_dir
     return None if need_model else (source, None)
 
 
@@ -244,6 +272,8 @@ def run_spec(
         )
     ) is not None:  # a finished table1 run of the same system, config and seed
         metrics, extra, label_words = _run_reused(ctx, spec, data, reused, after_train, score_test)
+    elif (searched := searched_model(ctx, spec)) is not None:  # the search trained it: test is scored now
+        metrics, extra, label_words = _run_reused(ctx, spec, data, searched, after_train, score_test)
     else:
         metrics, extra, label_words = _run_trained(ctx, spec, data, after_train, score_test)
     if label_words is None and system.labels is not None and system.kind == "span":
@@ -302,15 +332,17 @@ def _run_reused(
     after_train: Any,
     score_test: bool = True,
 ) -> RunResult:
-    """A span model reused from a finished table1 run of the same system, config and seed (scored on the other
-    dataset's test split for table2; ``after_train`` run on it)."""
+    """A span model reused from a finished run of the same system, config and seed: a table1 run's (scored on the
+    other dataset's test split for table2; ``after_train`` run on it), or a search run's for table1 (scored on
+    test here, the search having scored validation only)."""
     source, model_dir = reused
     extra: dict[str, Any] = {}
-    log(ctx, f"     reusing table1/{source.run_id} (trained at {_commit(source)})")
-    metrics = {"valid": source.metrics["valid"], "test": source.metrics["test"]}
+    log(ctx, f"     reusing {source.spec.experiment}/{source.run_id} (trained at {_commit(source)})")
+    metrics = {"valid": source.metrics["valid"], "test": source.metrics.get("test")}
     if not score_test:
         metrics["test"] = None
-    elif spec.train_dataset != spec.test_dataset:  # table2: that model on the other dataset's test split
+    elif spec.train_dataset != spec.test_dataset or metrics["test"] is None:
+        # table2: that model on the other dataset's test split; table1 from a search run: its test, once
         metrics["test"] = evaluate_model_dir(
             ctx, model_dir, spec.test_dataset, data["test"], spec.config["image_encoder"]
         )
@@ -323,6 +355,7 @@ def _run_reused(
             k: src_extra.get(k)
             for k in ("best_epoch", "valid_f1_by_epoch", "seconds_per_epoch", "image_stats", "model_config")
         },
+        **({"vitals": src_extra["vitals"]} if src_extra.get("vitals") else {}),
         **{k: src_extra[k] for k in ("stopped_epoch", "stop_reason") if k in src_extra},
         trainer_run_dir=src_extra.get("trainer_run_dir"),
         reused_model={

@@ -90,8 +90,13 @@ class Group:
 
     @property
     def wall_minutes(self) -> float | None:
-        """Mean wall time of one run (minutes): training and scoring, or only the scoring of a reused model."""
-        secs = [float(r.wall_time_s) for r in self.records if r.wall_time_s is not None]
+        """Mean wall time of one run (minutes): training and scoring; a run that reused a model adds the wall
+        time of the run that trained it (Table 1 scoring a search run's model on test) to its own scoring."""
+        secs = [
+            float(r.wall_time_s) + float((r.extra.get("reused_model") or {}).get("wall_time_s") or 0.0)
+            for r in self.records
+            if r.wall_time_s is not None
+        ]
         return statistics.fmean(secs) / 60 if secs else None
 
     def valid_curves(self) -> list[list[float]]:
