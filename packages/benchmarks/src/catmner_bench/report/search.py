@@ -310,7 +310,8 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
         "without a gain and keeps its best epoch), mean over the runs that reached that epoch (their count in "
         "parentheses where early stopping ended some), beside the round's default, whose shorter schedule "
         "decays to 0 at its own last epoch. 'runs': those that recorded a curve. 'best epoch': the epoch each "
-        "run kept ('stopped N': it ended after epoch N).",
+        "run kept ('stopped N': it ended after epoch N). In the figure each run is a faint line, and a hollow "
+        "point is a mean over fewer runs than its row has.",
         "",
         md_table(header + ["min/run"], table),
         "",
@@ -323,7 +324,8 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
 
 
 def _plot_epochs(rows: list[tuple[str, str, Group]], ds: str, png: Path) -> None:
-    """Each system's mean validation curve (solid: early stopping; dashed: the default), its runs faint."""
+    """Each system's mean validation curve (solid: early stopping; dashed: the default), its runs faint; a hollow
+    point is a mean over fewer runs than the row has (early stopping ended the others)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,15 +341,18 @@ def _plot_epochs(rows: list[tuple[str, str, Group]], ds: str, png: Path) -> None
         for c in g.valid_curves():
             ax.plot(range(1, len(c) + 1), c, style, color=color, alpha=0.25, linewidth=0.8)
         pts = _by_epoch(g)
+        runs = len(g.valid_curves())
         ax.plot(
             range(1, len(pts) + 1),
             [m for m, _ in pts],
             style,
             color=color,
-            marker="o",
-            markersize=3,
-            label=f"{system_label(system)}, {schedule} (n={g.n})",
+            label=f"{system_label(system)}, {schedule} (n={runs})",
         )
+        for i, (m, n) in enumerate(pts):  # hollow: a mean over fewer runs, as early stopping ended the others
+            ax.plot(
+                i + 1, m, "o", color=color, markersize=3.5, markerfacecolor=color if n == runs else "white"
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation F1")
     ax.set_title(f"Validation F1 by epoch, {DATASET_LABEL[ds]} (recipe search)")
