@@ -48,6 +48,10 @@ def test_recipe_search_scores_validation_only_and_marks_the_best(tmp_path, share
     md = Path(write_report(out)["markdown"]).read_text(encoding="utf-8")
     block = md[md.index("## Recipe search") :]
     block = block[: block.index("\n## ", 3)]
+    # the settings' tables; the early-stopping setting's epoch curves follow them in their own subsection
+    curves = block.index("\n### How many epochs")
+    assert "| Twitter-2017 | LM-SPAN (TEXT) | 10 epochs, patience 2 |" in block[curves:]
+    block = block[:curves]
     rows = [line for line in block.splitlines() if line.startswith("| ") and "Setting" not in line]
     # every setting of every round that is a different model for TEXT (no saliency, no softmax: it has neither)
     assert len(rows) == sum(len(r.configs("lm-span", PROFILES["smoke"])) for r in SEARCH_ROUNDS)

@@ -303,7 +303,7 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
         _plot_epochs([(system, schedule, g) for d, system, schedule, g in rows if d == ds], ds, png)
         figures.append(png)
     text = [
-        "## How many epochs: validation F1 by epoch (recipe search)",
+        "### How many epochs: validation F1 by epoch (recipe search)",
         "",
         "Validation F1 (conlleval) after each epoch of the search's early-stopping runs (the learning rate "
         "decays linearly to 0 at the schedule's last epoch; a run stops after 'patience' validations in a row "
