@@ -159,7 +159,8 @@ def test_one_error_handler_and_its_debug_switches(tmp_path, monkeypatch):
 
 def test_train_patience_stops_early_and_says_so(tmp_path):
     """--patience 1 at a learning rate too small to change a prediction: validation F1 stays where epoch 1 put
-    it, so the run stops after epoch 2 of 6, says so, and records it; --patience 0 is refused by the parser."""
+    it, so the run stops after epoch 2 of 6, says so, and records it. Left out, the patience is 2 (stopped after
+    epoch 3); --patience 0 trains every epoch; a negative one is refused by the parser."""
     out = tmp_path / "run"
     args = ["train", "--dataset", "twitter2015", "--variant", "text", "--text-encoder", "tiny"]
     args += ["--epochs", "6", "--max-train", "8", "--max-eval", "6", "--lr", "1e-9", "--encoder-lr", "1e-9"]
@@ -170,6 +171,14 @@ def test_train_patience_stops_early_and_says_so(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["stopped_epoch"] == 2 and record["best_epoch"] == 1 and len(record["epochs"]) == 2
     assert record["config"]["patience"] == 1
+    default = [str(tmp_path / "default") if a == str(out) else a for a in args]
+    assert runner.invoke(app, default).exit_code == 0
+    record = json.loads((tmp_path / "default" / "run.json").read_text())
+    assert record["config"]["patience"] == 2 and record["stopped_epoch"] == 3 and len(record["epochs"]) == 3
+    every = [str(tmp_path / "every") if a == str(out) else a for a in args]
+    assert runner.invoke(app, [*every, "--patience", "0"]).exit_code == 0
+    record = json.loads((tmp_path / "every" / "run.json").read_text())
+    assert record["config"]["patience"] is None and len(record["epochs"]) == 6 and not record.get("stopped_epoch")
     other = [str(tmp_path / "other") if a == str(out) else a for a in args]
-    refused = runner.invoke(app, [*other, "--patience", "0"])
+    refused = runner.invoke(app, [*other, "--patience", "-1"])
     assert refused.exit_code == 2 and "--patience" in refused.output

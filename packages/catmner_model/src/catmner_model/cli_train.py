@@ -92,15 +92,15 @@ def train_cli(
         typer.Option(min=1, help="Validate after every k-th epoch and the last (keeping the best); 1: each."),
     ] = 1,
     patience: Annotated[
-        int | None,
+        int,
         typer.Option(
-            min=1,
+            min=0,
             help="Early stopping: end the run after N validations in a row without a gain in validation F1 "
-            "(keeping the best epoch's model; the lr schedule stays over --epochs). Default: train all epochs.",
+            "(keeping the best epoch's model; the lr schedule stays over --epochs). 0: train all epochs.",
         ),
-    ] = None,
+    ] = 2,
     lr: Annotated[float, typer.Option(help="Peak learning rate of new layers.")] = 5e-4,
-    encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 5e-5,
+    encoder_lr: Annotated[float, typer.Option(help="Peak learning rate of the pretrained encoders.")] = 1e-4,
     saliency_lr: Annotated[
         float | None,
         typer.Option(help="Peak learning rate of the learned saliency scale (its own group; default: --lr)."),
@@ -173,7 +173,7 @@ def train_cli(
         knowledge=knowledge or None,
         epochs=epochs,
         valid_every=valid_every,
-        patience=patience,
+        patience=patience or None,
         lr=lr,
         encoder_lr=encoder_lr,
         saliency_lr=saliency_lr,

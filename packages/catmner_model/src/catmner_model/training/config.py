@@ -61,7 +61,9 @@ class TrainConfig:
     # The learning-rate schedule stays defined over `epochs` (a run stopped early never reaches its end)
     patience: int | None = None
     lr: float = 5e-4  # peak learning rate of the new layers (paper: 5e-4)
-    encoder_lr: float = 5e-5  # peak learning rate of the pretrained text encoder
+    # peak learning rate of the pretrained text encoder: 1e-4, chosen on validation (docs/model.md, "Recipe
+    # search"; 5e-5 until 2026-12-08: under-trains MiniLM in 3 epochs)
+    encoder_lr: float = 1e-4
     # peak learning rate of the learned saliency scale (saliency_scale="learned"), a group of its own; None: lr.
     # At lr 5e-4 its log moves by ~0.2 in a run: too little to bring g*s to the scale of QK^T
     saliency_lr: float | None = None
