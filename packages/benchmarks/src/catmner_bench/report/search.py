@@ -69,18 +69,19 @@ def _choose_on_own_seeds(
     """`search_choice` where the best and the default have >= 2 seeds each: the seed SD pooled over the round's
     settings with seed spread (t at the pooled df), or Welch's test of the best against the default where the
     settings' variances differ (Bartlett p < 0.05) or fewer than two settings have spread to pool."""
-    from catmner_bench.stats import Comparison, pool
+    from catmner_bench.stats import Comparison, PooledComparison, pool
 
+    a, b = best.values("f1", split="valid"), default.values("f1", split="valid")
     spread = [v for _, g in named if g.n >= 2 and statistics.variance(v := g.values("f1", split="valid")) > 0]
     own = pool(spread)
     if own is not None and own.p >= 0.05:
-        se = own.sd * math.sqrt(1 / best.n + 1 / default.n)
+        pooled = PooledComparison(a, b, pooled=own)
         noise = (
             f"seed σ {own.sd:.2f} on validation, the round's {own.k} settings with seed spread pooled "
-            f"({own.df} df), SE of the difference {se:.2f}"
+            f"({own.df} df), SE of the difference {pooled.se:.2f}"
         )
-        return _choose(best_name, best, default, gain, se, own.df, noise)
-    welch = Comparison(best.values("f1", split="valid"), default.values("f1", split="valid"))
+        return _choose(best_name, best, default, gain, pooled.se, pooled.df, noise)
+    welch = Comparison(a, b)
     why_not = (
         "Bartlett's test (p < 0.05) says the settings' variances differ"
         if own is not None
