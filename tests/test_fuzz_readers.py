@@ -11,9 +11,11 @@ and CATMNER_FUZZ_EXAMPLES=N sets it explicitly (tests/conftest.py registers the 
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -52,13 +54,22 @@ json_values = st.recursive(
 
 
 def _tmp_file(data: bytes, suffix: str = ".txt") -> Path:
-    fd, name = tempfile.mkstemp(suffix=suffix, dir=_TMP)
+    fd, name = tempfile.mkstemp(suffix=suffix, dir=_tmp_dir())
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return Path(name)
 
 
-_TMP = tempfile.mkdtemp(prefix="catmner-fuzz-")
+_TMP: list[str] = []
+
+
+def _tmp_dir() -> str:
+    """The session's scratch folder, made on first use (not at import: collecting this file for a run that
+    deselects it made one and left it behind) and removed when the session ends."""
+    if not _TMP:
+        _TMP.append(tempfile.mkdtemp(prefix="catmner-fuzz-"))
+        atexit.register(shutil.rmtree, _TMP[0], ignore_errors=True)
+    return _TMP[0]
 
 
 def deep(depth: int) -> str:
@@ -387,7 +398,7 @@ def _model_dir() -> Path:
 
         torch.manual_seed(0)
         _MODEL_DIR.append(
-            create_model("tiny", ["person"], variant="text").save_pretrained(Path(_TMP) / "model")
+            create_model("tiny", ["person"], variant="text").save_pretrained(Path(_tmp_dir()) / "model")
         )
     return _MODEL_DIR[0]
 
