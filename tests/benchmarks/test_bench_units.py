@@ -941,7 +941,8 @@ def test_bench_run_patience_reaches_the_trainer_and_the_record(tmp_path, shared_
 
 def test_epochs_section_marks_runs_that_stopped_early() -> None:
     """A run that early stopping ended shows 'best (stopped N)' and leaves the count of rows whose budget ended
-    training; a row without early stopping reads as before."""
+    training; each epoch's mean is over the runs that reached it (count beside it when fewer), not cut at the
+    shortest run; a row without early stopping reads as before."""
     from catmner_bench.report.sections import epochs_section
     from catmner_bench.report.tables import Group
 
@@ -965,6 +966,7 @@ def test_epochs_section_marks_runs_that_stopped_early() -> None:
     budget = Group([rec("lm-span", 1, [50, 55, 57, 58, 59, 60], 6)])
     md = epochs_section([stopping, budget])
     assert "| 2 (stopped 4), 3, 3 (stopped 5) |" in md and "| 6 |" in md
+    assert "| 50.00 | 57.33 | 58.67 | 57.00 | 56.50 (2) | 52.00 (1) |" in md
     assert "In 1 of 1 rows validation F1 is highest at the last epoch" in md
     assert "In 1 row(s) early stopping ended runs" in md
     assert "early stopping" not in epochs_section([budget])

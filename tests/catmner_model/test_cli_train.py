@@ -178,7 +178,11 @@ def test_train_patience_stops_early_and_says_so(tmp_path):
     every = [str(tmp_path / "every") if a == str(out) else a for a in args]
     assert runner.invoke(app, [*every, "--patience", "0"]).exit_code == 0
     record = json.loads((tmp_path / "every" / "run.json").read_text())
-    assert record["config"]["patience"] is None and len(record["epochs"]) == 6 and not record.get("stopped_epoch")
+    assert (
+        record["config"]["patience"] is None
+        and len(record["epochs"]) == 6
+        and not record.get("stopped_epoch")
+    )
     other = [str(tmp_path / "other") if a == str(out) else a for a in args]
     refused = runner.invoke(app, [*other, "--patience", "-1"])
     assert refused.exit_code == 2 and "--patience" in refused.output

@@ -257,13 +257,6 @@ def _curve_rows(groups: list[Group]) -> list[tuple[str, str, str, Group]]:
     return out
 
 
-def _by_epoch(g: Group) -> list[tuple[float, int]]:
-    """(mean validation F1, runs) at each epoch, over the runs that reached it (early stopping ends some)."""
-    curves = g.valid_curves()  # complete curves only: a run validates every epoch in the search
-    width = max(len(c) for c in curves)
-    return [(mean(v), len(v)) for i in range(width) if (v := [c[i] for c in curves if i < len(c)])]
-
-
 def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[str | None, list[Path]]:
     """How many epochs the search's early-stopping setting trained: validation F1 after each epoch (mean over
     the runs that reached it), the epoch each run kept and where it stopped, beside the round's default (its
@@ -272,20 +265,12 @@ def search_epochs_section(groups: list[Group], figdir: Path, rel: str) -> tuple[
     rows = _curve_rows(groups)
     if not rows:
         return None, []
-    width = max(len(_by_epoch(g)) for *_, g in rows)
+    width = max(len(g.valid_by_epoch()) for *_, g in rows)
     table = []
     for ds, system, schedule, g in rows:
         runs = len(g.valid_curves())
-        cells = [fmt(m) + (f" ({n})" if n < runs else "") for m, n in _by_epoch(g)]
-        kept = sorted(
-            (
-                (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
-                for r in g.records
-                if r.extra.get("best_epoch") is not None and r.extra.get("valid_f1_by_epoch")
-            ),
-            key=lambda bs: (bs[0], bs[1] or 0),
-        )
-        best = ", ".join(f"{b} (stopped {s})" if s else str(b) for b, s in kept)
+        cells = [fmt(m) + (f" ({n})" if n < runs else "") for m, n in g.valid_by_epoch()]
+        best = ", ".join(g.kept_epochs())
         table.append(
             [
                 DATASET_LABEL[ds],
@@ -341,7 +326,7 @@ def _plot_epochs(rows: list[tuple[str, str, Group]], ds: str, png: Path) -> None
         style = "--" if "default" in schedule else "-"
         for c in g.valid_curves():
             ax.plot(range(1, len(c) + 1), c, style, color=color, alpha=0.25, linewidth=0.8)
-        pts = _by_epoch(g)
+        pts = g.valid_by_epoch()
         runs = len(g.valid_curves())
         ax.plot(
             range(1, len(pts) + 1),

@@ -41,27 +41,16 @@ def epochs_section(groups: list[Group]) -> str | None:
     """How many epochs: validation F1 by epoch of the Table 1 runs that recorded their curve (mean over seeds),
     and the epoch whose model was kept. None when no record has a curve (records from before the field)."""
     rows = []
-    width = 0
     for g in groups:
-        curves = g.valid_curves()
-        if not curves or g.train_dataset != g.test_dataset:
+        runs = len(g.valid_curves())
+        if not runs or g.train_dataset != g.test_dataset:
             continue
-        n_ep = min(len(c) for c in curves)
-        width = max(width, n_ep)
-        by_epoch = [mean([c[i] for c in curves]) for i in range(n_ep)]
-        kept = sorted(
-            (
-                (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
-                for r in g.records
-                if r.extra.get("valid_f1_by_epoch")
-            ),
-            key=lambda bs: (bs[0], bs[1] or 0),
-        )
-        best = [f"{b} (stopped {s})" if s else str(b) for b, s in kept]
-        stopped = any(s for _, s in kept)  # early stopping ended a run: its budget did not
-        rows.append((g, by_epoch, best, len(curves), stopped))
+        best = g.kept_epochs()
+        stopped = any("stopped" in b for b in best)  # early stopping ended a run: its budget did not
+        rows.append((g, g.valid_by_epoch(), best, runs, stopped))
     if not rows:
         return None
+    width = max(len(by_epoch) for _, by_epoch, *_ in rows)
     header = ["Dataset", "System", "Source", "runs", *[f"epoch {i + 1}" for i in range(width)], "best epoch"]
     table = [
         [
@@ -69,14 +58,14 @@ def epochs_section(groups: list[Group]) -> str | None:
             system_label(g.system),
             g.source,
             str(n),
-            *[fmt(x) for x in by_epoch],
+            *[fmt(m) + (f" ({k})" if k < n else "") for m, k in by_epoch],
             *["-"] * (width - len(by_epoch)),
             ", ".join(best),
         ]
         for g, by_epoch, best, n, _ in rows
     ]
-    budget = [by_epoch for _, by_epoch, _, _, stopped in rows if not stopped]
-    rising = sum(1 for by_epoch in budget if by_epoch[-1] >= max(by_epoch))
+    budget = [[m for m, _ in by_epoch] for _, by_epoch, _, _, stopped in rows if not stopped]
+    rising = sum(1 for curve in budget if curve[-1] >= max(curve))
     early = len(rows) - len(budget)
     return "\n".join(
         [
@@ -88,7 +77,8 @@ def epochs_section(groups: list[Group]) -> str | None:
             "budget, not the curve, ends training there."
             + (
                 f" In {early} row(s) early stopping ended runs ('stopped N': after epoch N, its patience of "
-                "validations without a gain spent); the curve is shown up to the shortest run."
+                "validations without a gain spent); an epoch's mean is over the runs that reached it, their count in "
+                "parentheses where that is fewer than the row's."
                 if early
                 else ""
             ),

@@ -108,6 +108,25 @@ class Group:
                 out.append([float(x) for x in curve])
         return out
 
+    def valid_by_epoch(self) -> list[tuple[float, int]]:
+        """(mean validation F1, runs) at each epoch, over the runs that reached it (early stopping ends some)."""
+        curves = self.valid_curves()
+        width = max((len(c) for c in curves), default=0)
+        return [(mean(v), len(v)) for i in range(width) if (v := [c[i] for c in curves if i < len(c)])]
+
+    def kept_epochs(self) -> list[str]:
+        """The epoch whose model each run with a curve kept, 'N (stopped M)' where early stopping ended it
+        after epoch M, in order."""
+        kept = sorted(
+            (
+                (int(r.extra["best_epoch"]), r.extra.get("stopped_epoch"))
+                for r in self.records
+                if r.extra.get("best_epoch") is not None and r.extra.get("valid_f1_by_epoch")
+            ),
+            key=lambda bs: (bs[0], bs[1] or 0),
+        )
+        return [f"{b} (stopped {s})" if s else str(b) for b, s in kept]
+
     @property
     def source(self) -> str:
         epochs = self.config.get("epochs")
