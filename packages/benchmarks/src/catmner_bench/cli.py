@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -154,23 +155,44 @@ def run_cli(
         int | None,
         typer.Option(help="ray: reruns of a run whose worker or node died (it resumes; default 3)."),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Run nothing: list every planned run with what the command would do with it (finished, "
+            "score a saved model, resume, train) and its estimated minutes, from finished records of the "
+            "same recipe in OUTPUT and in --estimate-from.",
+        ),
+    ] = False,
+    estimate_from: Annotated[
+        list[Path] | None,
+        typer.Option(help="--dry-run: more records folders to estimate minutes from (repeatable)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Run experiments' runs (finished runs of the same command are skipped) and print a summary.
 
     EXPERIMENT may be several, comma-separated (table1,table2: Table 2's runs wait for the Table 1 models
     they reuse). A run that fails is listed in the summary with its error (details in
-    OUTPUT/failed/EXPERIMENT/RUN.json) and the others go on; the exit status is then 1."""
+    OUTPUT/failed/EXPERIMENT/RUN.json) and the others go on; the exit status is then 1. --dry-run shows
+    the plan and its estimated cost first."""
+    from catmner_bench.errors import BenchError
+
+    if estimate_from and not dry_run:
+        raise BenchError("--estimate-from: only with --dry-run")
+    made = make_executor(
+        executor,
+        ray_address=ray_address,
+        workers=workers,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+        max_retries=max_retries,
+    )
     result = run(
         experiment,
-        executor=make_executor(
-            executor,
-            ray_address=ray_address,
-            workers=workers,
-            cpus_per_run=cpus_per_run,
-            gpus_per_run=gpus_per_run,
-            max_retries=max_retries,
-        ),
+        executor=made,
+        dry_run=dry_run,
+        estimate_from=estimate_from or (),
         profile=profile,
         output=output,
         text_encoder=text_encoder,
@@ -195,6 +217,11 @@ def run_cli(
         threads=threads,
         quiet=quiet,
     )
+    if dry_run:
+        from catmner_bench.dryrun import workers_hint
+
+        typer.echo(result["render"](workers_hint(executor, workers, cpus_per_run or threads, os.cpu_count())))
+        return
     failed = result.get("failed") or []
     where = Path(result["output"]) / "records" / (experiment if "," not in experiment else "")
     typer.echo(
@@ -263,10 +290,13 @@ def run(
     output: Path,
     quiet: bool = False,
     executor: Any = None,
+    dry_run: bool = False,
+    estimate_from: Sequence[Path] = (),
     **options: object,
 ) -> dict:
     """Resolve the profile and run the experiment(s) (comma-separated) through ``executor`` (default: the
-    local loop): the plain function behind `catmner-bench run`. Returns the sweep's summary."""
+    local loop): the plain function behind `catmner-bench run`. Returns the sweep's summary; ``dry_run``:
+    runs nothing and returns {"plan": [PlannedRun], "render": workers -> Markdown} (`catmner_bench.dryrun`)."""
     from catmner_bench.profiles import resolve_profile
     from catmner_bench.runner import BenchError, RunContext
     from catmner_bench.sweep import run_experiment
@@ -308,6 +338,10 @@ def run(
         search_settings=_settings(options.get("setting")),
     )
     names = _csv(experiment) or [experiment]
+    if dry_run:
+        from catmner_bench.dryrun import dry_run as plan_only
+
+        return plan_only(names, ctx, options.get("systems"), options.get("datasets"), estimate_from)
     return run_experiment(names, ctx, options.get("systems"), options.get("datasets"), executor)
 
 
