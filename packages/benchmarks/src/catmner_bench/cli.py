@@ -49,13 +49,17 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _seeds(value: str | None) -> tuple[int, ...] | None:
+def _ints(value: str | None, option: str) -> tuple[int, ...] | None:
     from catmner_bench.errors import BenchError
 
     try:
         return tuple(int(s) for s in _csv(value) or ()) or None
     except ValueError:
-        raise BenchError(f"--seeds {value!r}: expected comma-separated integers") from None
+        raise BenchError(f"{option} {value!r}: expected comma-separated integers") from None
+
+
+def _seeds(value: str | None) -> tuple[int, ...] | None:
+    return _ints(value, "--seeds")
 
 
 @app.command("run")
@@ -89,6 +93,20 @@ def run_cli(
             min=1,
             help="Span models: stop a run after N validations in a row without a validation-F1 gain "
             "(--epochs is then the most it trains; default: the profile's, none). Part of the run key.",
+        ),
+    ] = None,
+    alphas: Annotated[
+        str | None,
+        typer.Option(
+            help="fig3, decisive: comma-separated training-set sizes (default: the profile's; quick: "
+            "50,100,200,400 for fig3, 100,200 for decisive)."
+        ),
+    ] = None,
+    samplings: Annotated[
+        int | None,
+        typer.Option(
+            help="fig3, decisive: random samplings of each size (default: the profile's; quick: 3 for fig3, "
+            "8 for decisive; the paper: 8). More samplings keep the finished ones."
         ),
     ] = None,
     rounds: Annotated[
@@ -202,6 +220,8 @@ def run_cli(
         datasets=_csv(datasets),
         epochs=epochs,
         patience=patience,
+        alphas=_ints(alphas, "--alphas"),
+        samplings=samplings,
         rounds=_csv(rounds),
         setting=setting or None,
         max_train=max_train,
@@ -315,6 +335,8 @@ def run(
             visual=options.get("visual"),
             num_threads=options.get("threads"),
             patience=options.get("patience"),
+            alphas=options.get("alphas"),
+            samplings=options.get("samplings"),
         )
     except ValueError as exc:
         raise BenchError(str(exc)) from None

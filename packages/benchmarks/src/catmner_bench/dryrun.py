@@ -5,6 +5,8 @@ Each planned run gets one action, decided as the sweep would decide it (`catmner
 `catmner_bench.runner`):
 
 - ``finished``: its record is in the output folder (the command skips it);
+- ``copy``: another experiment made this very run (`runner.same_run`: Figure 3 and the decisive experiment
+  share runs), whose record is copied;
 - ``score``: it reuses a saved model (a finished Table 1 run of the same system, config and seed, or, for a
   Table 1 run, the recipe search's), or waits for a run of this command that will save it, and only scores it;
 - ``resume``: a span run killed after epoch N resumes from its checkpoint;
@@ -32,11 +34,11 @@ from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
 from catmner_bench.markdown import md_table
 from catmner_bench.records import RecordError, RunSpec, finished, iter_records
-from catmner_bench.runner import RunContext, reusable_model, searched_model
+from catmner_bench.runner import SAME_RUNS, RunContext, reusable_model, same_run, searched_model
 from catmner_bench.sweep import checkpoint_epoch, plan_sweep, prerequisites, run_name
 from catmner_bench.tweets import check_data
 
-ACTIONS = ("finished", "score", "resume", "train")
+ACTIONS = ("finished", "copy", "score", "resume", "train")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Estimates:
                 if (rec.spec.experiment, rec.run_key) in seen or rec.wall_time_s is None:
                     continue
                 seen.add((rec.spec.experiment, rec.run_key))
+                if rec.extra.get("same_run"):
+                    continue  # a copy took no time
                 if rec.extra.get("reused_model"):
                     scored[_score_key(rec.spec)].append(float(rec.wall_time_s))
                 else:
@@ -135,6 +139,13 @@ def plan_actions(
         if finished(ctx.output, spec) is not None:
             out.append(PlannedRun(spec, "finished", "", 0.0, 0))
             continue
+        wait = waits_for.get(run_name(spec))
+        if (same := same_run(ctx, spec)) is not None:
+            out.append(PlannedRun(spec, "copy", f"same run as {same.spec.experiment}/{same.run_id}", 0.0, 0))
+            continue
+        if wait is not None and wait.split("/")[0] == SAME_RUNS.get(spec.experiment):
+            out.append(PlannedRun(spec, "copy", f"after {wait}", 0.0, 0))
+            continue
         detail, action, share = "", "train", 1.0
         # as `runner.run_spec` decides: a model scored on another dataset, or drawn, must still be saved
         need_model = (
@@ -144,7 +155,7 @@ def plan_actions(
         reused = reusable_model(ctx, spec, need_model=need_model) or searched_model(ctx, spec)
         if reused is not None:
             action, detail = "score", f"reuses {reused[0].spec.experiment}/{reused[0].run_id}"
-        elif (wait := waits_for.get(run_name(spec))) is not None:
+        elif wait is not None:
             action, detail = "score", f"after {wait}"
         elif (done := checkpoint_epoch(ctx.output / "runs" / spec.experiment / spec.run_id)) is not None:
             epochs = _epochs(spec)
@@ -189,7 +200,7 @@ def dry_run(
 def summary(rows: Sequence[PlannedRun], workers: int = 1) -> dict[str, Any]:
     """Counts by action, the estimated minutes (one after another, and spread over ``workers`` runs at a time
     by a greedy longest-first schedule), and how many runs to do have no estimate."""
-    todo = [r for r in rows if r.action != "finished"]
+    todo = [r for r in rows if r.action not in ("finished", "copy")]
     known = sorted((r.minutes for r in todo if r.minutes is not None), reverse=True)
     lanes = [0.0] * max(1, workers)
     for m in known:

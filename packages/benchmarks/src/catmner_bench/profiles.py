@@ -171,10 +171,19 @@ def resolve_profile(
     visual: str | None = None,
     num_threads: int | None = None,
     patience: int | None = None,
+    alphas: tuple[int, ...] | None = None,
+    samplings: int | None = None,
 ) -> Profile:
-    """The named profile with the given command-line overrides applied (None = keep the profile's value)."""
+    """The named profile with the given command-line overrides applied (None = keep the profile's value).
+    ``alphas`` and ``samplings`` (training-set sizes, random samplings of each) apply to Figure 3 and to the
+    decisive experiment alike; sampling i has seed ``seeds[0] + i`` whatever their number, so more samplings
+    add runs and keep the finished ones."""
     if name not in PROFILES:
         raise BenchError(f"unknown profile {name!r}: choose one of {', '.join(PROFILE_NAMES)}")
+    if samplings is not None and samplings < 1:
+        raise BenchError(f"--samplings must be at least 1, got {samplings}")
+    if alphas is not None and (not alphas or min(alphas) < 1):
+        raise BenchError(f"--alphas must be positive training-set sizes, got {','.join(map(str, alphas))}")
     changes = {
         k: v
         for k, v in dict(
@@ -189,6 +198,10 @@ def resolve_profile(
             visual=visual,
             num_threads=num_threads,
             patience=patience,
+            fig3_alphas=tuple(alphas) if alphas else None,
+            decisive_alphas=tuple(alphas) if alphas else None,
+            fig3_samplings=samplings,
+            decisive_samplings=samplings,
         ).items()
         if v is not None
     }

@@ -239,6 +239,51 @@ def reusable_model(
     return None if need_model else (source, None)
 
 
+# experiments whose runs are the same runs where their specs agree but for the experiment's name: the decisive
+# experiment trains each arm with Figure 3's recipe of its alpha and samples Figure 3's way (`experiments.Decisive`)
+SAME_RUNS = {"fig3": "decisive", "decisive": "fig3"}
+
+
+def same_run(ctx: RunContext, spec: RunSpec, data_info: dict[str, Any] | None = None) -> BenchRecord | None:
+    """The finished record, in this output folder, of the run another experiment made of this very spec
+    (`SAME_RUNS`; not itself a copy), when it read the same data (the files' checksums and tweet counts of each
+    split; ``data_info``: this run's `describe` of them, unchecked when None): its results are this run's, so
+    they are copied instead of training the model again."""
+    other = SAME_RUNS.get(spec.experiment)
+    if other is None:
+        return None
+    source = finished(ctx.output, dataclasses.replace(spec, experiment=other))
+    if source is None or source.extra.get("same_run"):
+        return None
+    if data_info is not None:
+
+        def facts(info: dict[str, Any]) -> dict[str, Any]:
+            return {
+                split: (sorted((d.get("files") or {}).values()), d.get("n_tweets"))
+                for split, d in info.items()
+                if isinstance(d, dict) and split != "data_dir"
+            }
+
+        if facts(source.data) != facts(data_info):
+            return None
+    return source
+
+
+def _run_same(ctx: RunContext, source: BenchRecord) -> RunResult:
+    """The results of the same run made by another experiment (`same_run`), named in ``extra["same_run"]``
+    with its commit and wall time."""
+    log(ctx, f"     same run as {source.spec.experiment}/{source.run_id} (trained at {_commit(source)})")
+    extra = {k: v for k, v in source.extra.items() if k not in ("command", "profile", "compute")}
+    extra["same_run"] = {
+        "experiment": source.spec.experiment,
+        "run_id": source.run_id,
+        "git": source.git,
+        "created": source.created,
+        "wall_time_s": source.wall_time_s,
+    }
+    return dict(source.metrics), extra, source.label_words
+
+
 def run_spec(
     ctx: RunContext,
     spec: RunSpec,
@@ -263,8 +308,11 @@ def run_spec(
     started = now_iso()
     t0 = time.perf_counter()
     data = load_data(ctx, spec)
+    data_info = {split: describe(tweets) for split, tweets in data.items()}
     system = SYSTEMS[spec.system]
-    if system.kind == "crf":
+    if (same := same_run(ctx, spec, data_info)) is not None:  # another experiment ran this very run
+        metrics, extra, label_words = _run_same(ctx, same)
+    elif system.kind == "crf":
         metrics, extra, label_words = _run_crf(ctx, spec, data)
     elif (
         reused := reusable_model(
@@ -278,7 +326,6 @@ def run_spec(
         metrics, extra, label_words = _run_trained(ctx, spec, data, after_train, score_test)
     if label_words is None and system.labels is not None and system.kind == "span":
         label_words = {"spec": spec.config.get("labels")}
-    data_info = {split: describe(tweets) for split, tweets in data.items()}
     data_info["data_dir"] = str(resolve_data_dir(ctx.data_dir))
     record = build_record(
         spec,

@@ -11,6 +11,7 @@ run when it is in the same sweep), skipping finished runs, running one run where
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
 from catmner_bench.recipes import recipe_of, refresh
 from catmner_bench.records import BenchRecord, RunSpec, finished
-from catmner_bench.runner import RunContext, now_iso, run_spec, table1_twin
+from catmner_bench.runner import SAME_RUNS, RunContext, now_iso, run_spec, table1_twin
 from catmner_bench.tweets import check_data
 
 
@@ -121,13 +122,20 @@ def execute_run(ctx: RunContext, spec: RunSpec, compute: dict[str, Any]) -> Outc
 def prerequisites(specs: Sequence[RunSpec]) -> dict[str, str]:
     """{run name: name of the run it waits for}: a run that reuses a Table 1 model (`runner.table1_twin`)
     waits for that Table 1 run when the sweep holds it (Table 2 on Table 1's models); then it reuses the model
-    as it would reuse one finished by an earlier command."""
-    planned = {run_name(s) for s in specs}
+    as it would reuse one finished by an earlier command. Likewise a run another experiment of the sweep also
+    plans (`runner.SAME_RUNS`), after the first of the two, whose record it copies."""
+    order = {run_name(s): i for i, s in enumerate(specs)}
     out = {}
-    for s in specs:
+    for i, s in enumerate(specs):
         twin = table1_twin(s)
-        if twin is not None and run_name(twin) in planned and run_name(twin) != run_name(s):
+        if twin is not None and run_name(twin) in order and run_name(twin) != run_name(s):
             out[run_name(s)] = run_name(twin)
+        elif (other := SAME_RUNS.get(s.experiment)) is not None:
+            # the same run planned by another experiment too (Figure 3 and the decisive experiment): the later
+            # one in plan order waits and copies it
+            same = run_name(dataclasses.replace(s, experiment=other))
+            if order.get(same, i) < i:
+                out[run_name(s)] = same
     return out
 
 

@@ -91,9 +91,13 @@ class Group:
     @property
     def wall_minutes(self) -> float | None:
         """Mean wall time of one run (minutes): training and scoring; a run that reused a model adds the wall
-        time of the run that trained it (Table 1 scoring a search run's model on test) to its own scoring."""
+        time of the run that trained it (Table 1 scoring a search run's model on test) to its own scoring, and
+        a copy of the same run made by another experiment (`runner.same_run`) that run's."""
         secs = [
-            float(r.wall_time_s) + float((r.extra.get("reused_model") or {}).get("wall_time_s") or 0.0)
+            float(r.wall_time_s)
+            + sum(
+                float((r.extra.get(k) or {}).get("wall_time_s") or 0.0) for k in ("reused_model", "same_run")
+            )
             for r in self.records
             if r.wall_time_s is not None
         ]
