@@ -140,6 +140,7 @@ def test_dry_run_of_a_new_recipe_scales_by_epochs_and_flags_unknowns(bench: dict
             and r.spec.train_dataset == "twitter2017"
             and r.spec.sample is None
             and not r.extra.get("reused_model")
+            and r.spec.experiment != "fig4"  # its wall time holds the attention maps too
             and r.extra.get("valid_f1_by_epoch")
         ]
         per = statistics.median(r.wall_time_s / len(r.extra["valid_f1_by_epoch"]) for r in recs)
@@ -176,3 +177,142 @@ def test_dry_run_refuses_what_it_cannot_show(tmp_path: Path, shared_data: Path) 
     code, text = dry(["table1", "--output", str(tmp_path / "o"), "--data-dir", str(tmp_path / "nodata")])
     assert code != 0 and len(text.strip().splitlines()) == 1  # missing data: one line, as a real run says it
     assert not (tmp_path / "o").exists()
+
+
+def test_estimates_take_medians_of_whole_trainings_scale_by_epochs_and_pack_lanes() -> None:
+    """With known wall times: the median of whole trainings of the recipe (a copy, a resumed run, a reused
+    model, a cross-dataset or Figure 4 run left out), per-epoch scaling where the recipe is new, scoring by
+    experiment, and the longest-first packing of the lanes (a lower bound)."""
+    from catmner_bench.dryrun import Estimates, PlannedRun, render, summary
+    from recordkit import make_record
+
+    cfg = {"kind": "span", "epochs": 3}
+    curve = {"valid_f1_by_epoch": [1.0, 2.0, 3.0]}
+    recs = [
+        make_record("mm", "twitter2017", 1, config=cfg, extra=curve, wall_time_s=300),
+        make_record("mm", "twitter2017", 2, config=cfg, extra=curve, wall_time_s=360),
+        make_record("mm", "twitter2017", 3, config=cfg, extra=curve, wall_time_s=420),
+        # not whole trainings of this recipe: never in the median
+        make_record(
+            "mm", "twitter2017", 4, config=cfg, extra={**curve, "same_run": {"run_id": "x"}}, wall_time_s=1
+        ),
+        make_record(
+            "mm",
+            "twitter2017",
+            5,
+            config=cfg,
+            extra={**curve, "compute": {"resumed_after_epoch": 2}},
+            wall_time_s=2,
+        ),
+        make_record("mm", "twitter2017", 6, config=cfg, experiment="fig4", extra=curve, wall_time_s=9000),
+        make_record(
+            "mm",
+            "twitter2017",
+            7,
+            config=cfg,
+            experiment="table2",
+            test="twitter2015",
+            extra=curve,
+            wall_time_s=9000,
+        ),
+        # scoring a reused model: by experiment
+        make_record(
+            "mm",
+            "twitter2017",
+            1,
+            config=cfg,
+            experiment="table2",
+            test="twitter2015",
+            extra={"reused_model": {"run_id": "y"}},
+            wall_time_s=30,
+        ),
+        make_record(
+            "mm",
+            "twitter2017",
+            1,
+            config=cfg,
+            experiment="table3",
+            extra={"reused_model": {"run_id": "z"}},
+            wall_time_s=3,
+        ),
+    ]
+    est = Estimates.from_records(recs)
+    same = make_record("mm", "twitter2017", 9, config=cfg).spec
+    assert est.minutes(same, "train") == (6.0, 3, False)  # median 360 s
+    assert est.minutes(same, "resume", share=1 / 3) == (2.0, 3, False)
+    longer = make_record("mm", "twitter2017", 9, config={"kind": "span", "epochs": 10, "patience": 2}).spec
+    assert est.minutes(longer, "train") == (20.0, 3, True)  # 120 s an epoch x 10 epochs
+    t2 = make_record("mm", "twitter2017", 9, config=cfg, experiment="table2", test="twitter2015").spec
+    assert est.minutes(t2, "score") == (0.5, 1, False)
+    other = make_record("lm-span", "twitter2017", 9, config=cfg).spec
+    assert est.minutes(other, "train") == (None, 0, False)
+
+    rows = [
+        PlannedRun(same, "train", "", 10.0, 3),
+        PlannedRun(same, "train", "", 6.0, 3),
+        PlannedRun(same, "train", "", 5.0, 3),
+        PlannedRun(same, "train", "", 3.0, 3),
+        PlannedRun(longer, "train", "", 20.0, 3, scaled=True),
+        PlannedRun(same, "copy", "same run as decisive/x", 0.0, 0),
+        PlannedRun(other, "train", "", None, 0),
+    ]
+    s = summary(rows, 2)
+    assert (s["minutes_sequential"], s["minutes_wall"], s["unknown"], s["copy"]) == (44.0, 23.0, 1, 1)
+    assert summary(rows, None)["minutes_wall"] is None
+    text = render(rows, 2)
+    assert "| ≤ 20.0 | 3 |" in text and "at least 23 min with 2 at a time" in text
+    assert "runs at a time unknown" in render(rows, None)
+
+
+def test_a_damaged_record_is_passed_over_alone(tmp_path: Path) -> None:
+    from catmner_bench.dryrun import Estimates
+    from catmner_bench.records import write_record
+    from recordkit import make_record
+
+    cfg = {"kind": "span", "epochs": 3}
+    for seed, secs in ((1, 60.0), (2, 180.0)):
+        write_record(tmp_path, make_record("mm", "twitter2017", seed, config=cfg, wall_time_s=secs))
+    (tmp_path / "records" / "table1" / "broken.json").write_text("{not json")
+    est = Estimates.from_folders([tmp_path])
+    assert est.minutes(make_record("mm", "twitter2017", 3, config=cfg).spec, "train") == (2.0, 2, False)
+
+
+def test_dry_run_matches_the_run_when_a_waited_for_model_is_gone(tmp_path: Path, shared_data: Path) -> None:
+    """Table 1 finished but its saved model deleted: Table 2's run cannot reuse it and trains; the dry run says
+    so, and the real run does it."""
+    out = tmp_path / "out"
+    args = ["--profile", "smoke", "--systems", "lm-span", "--datasets", "twitter2017", "--seeds", "1"]
+    args += ["-o", str(out), "--data-dir", str(shared_data), "-q"]
+    assert CliRunner().invoke(app, ["run", "table1", *args]).exit_code == 0
+    shutil.rmtree(out / "runs")
+    res = CliRunner().invoke(app, ["run", "table1,table2", *args, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    rows = plan_rows(res.output)
+    (t2,) = [r for name, r in rows.items() if name.startswith("table2/lm-span__twitter2017-to-")]
+    assert t2[0] == "train"  # not "score after table1/...": that run is finished, its model gone
+    assert CliRunner().invoke(app, ["run", "table1,table2", *args]).exit_code == 0
+    (rec,) = [
+        r
+        for _, r in iter_records(out)
+        if r.spec.experiment == "table2" and r.spec.train_dataset == "twitter2017"
+    ]
+    assert rec.extra.get("reused_model") is None  # it trained, as the dry run said
+
+
+def test_dry_run_does_not_call_a_run_on_changed_data_a_copy(tmp_path: Path, shared_data: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(shared_data / "twitter2017", data / "twitter2017")
+    shutil.copytree(shared_data / "captions", data / "captions")
+    out = tmp_path / "out"
+    args = ["--profile", "smoke", "--systems", "lm-span", "--datasets", "twitter2017", "--seeds", "1"]
+    args += ["--alphas", "4", "--samplings", "1", "-o", str(out), "--data-dir", str(data), "-q"]
+    assert CliRunner().invoke(app, ["run", "decisive", *args]).exit_code == 0
+    res = CliRunner().invoke(app, ["run", "fig3", *args, "--dry-run"])
+    assert "1 planned runs: 1 copy" in res.output, res.output
+    test = data / "twitter2017" / "test.txt"
+    test.write_text(test.read_text(encoding="utf-8").replace("\tO\n", "\tB-PER\n", 1), encoding="utf-8")
+    res = CliRunner().invoke(app, ["run", "fig3", *args, "--dry-run"])
+    assert "1 planned runs: 1 train" in res.output, res.output
+    assert CliRunner().invoke(app, ["run", "fig3", *args]).exit_code == 0
+    (rec,) = [r for _, r in iter_records(out) if r.spec.experiment == "fig3"]
+    assert rec.extra.get("same_run") is None  # trained, as the dry run said

@@ -178,13 +178,15 @@ def run_cli(
         typer.Option(
             "--dry-run",
             help="Run nothing: list every planned run with what the command would do with it (finished, "
-            "score a saved model, resume, train) and its estimated minutes, from finished records of the "
-            "same recipe in OUTPUT and in --estimate-from.",
+            "copy the same run of another experiment, score a saved model, resume, train) and its estimated "
+            "minutes, from finished records of the same recipe in OUTPUT and in --estimate-from.",
         ),
     ] = False,
     estimate_from: Annotated[
         list[Path] | None,
-        typer.Option(help="--dry-run: more records folders to estimate minutes from (repeatable)."),
+        typer.Option(
+            metavar="DIR", help="--dry-run: more records folders to estimate minutes from (repeatable)."
+        ),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -240,7 +242,10 @@ def run_cli(
     if dry_run:
         from catmner_bench.dryrun import workers_hint
 
-        typer.echo(result["render"](workers_hint(executor, workers, cpus_per_run or threads, os.cpu_count())))
+        at_a_time = workers_hint(
+            executor, workers, cpus_per_run or threads, gpus_per_run, ray_address, profile == "paper"
+        )
+        typer.echo(result["render"](at_a_time))
         return
     failed = result.get("failed") or []
     where = Path(result["output"]) / "records" / (experiment if "," not in experiment else "")

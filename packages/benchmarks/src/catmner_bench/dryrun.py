@@ -13,16 +13,19 @@ Each planned run gets one action, decided as the sweep would decide it (`catmner
 - ``train``: it trains from the start.
 
 Minutes are estimated from finished records, in the output folder and in any ``estimate_from`` folders: the
-median wall time of the records of the same system, training data, config and training-set size (a score
-action: of the records that scored a reused model of that system on that dataset); a resumed run, the share
-of its epochs still to train. Those records ran where and beside what they ran (their ``extra["compute"]``
-says), so the estimate is as good as that likeness; a run with no such record is counted as unknown.
+median wall time of the records that trained the same system, config and training-set size on the same data
+(whole runs only: not a copy, a resumed run or a reused model; a score action: the records of the same
+experiment that scored a reused model of that system on that test set); a resumed run, the share of its
+epochs still to train. Those records ran where and beside what they ran (their ``extra["compute"]`` says), so
+the estimate is as good as that likeness; a run with no such record is counted as unknown. The total for
+several runs at a time packs the runs longest first and ignores waits: it is a lower bound.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -33,10 +36,19 @@ from typing import Any
 from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
 from catmner_bench.markdown import md_table
-from catmner_bench.records import RecordError, RunSpec, finished, iter_records
-from catmner_bench.runner import SAME_RUNS, RunContext, reusable_model, same_run, searched_model
+from catmner_bench.recipes import refreshed
+from catmner_bench.records import BenchRecord, RecordError, RunSpec, read_record, record_files, record_path
+from catmner_bench.runner import (
+    SAME_RUNS,
+    RunContext,
+    load_data,
+    reusable_model,
+    same_run,
+    searched_model,
+    table1_twin,
+)
 from catmner_bench.sweep import checkpoint_epoch, plan_sweep, prerequisites, run_name
-from catmner_bench.tweets import check_data
+from catmner_bench.tweets import check_data, describe
 
 ACTIONS = ("finished", "copy", "score", "resume", "train")
 
@@ -45,65 +57,85 @@ ACTIONS = ("finished", "copy", "score", "resume", "train")
 class PlannedRun:
     spec: RunSpec
     action: str  # one of ACTIONS
-    detail: str  # what it reuses, waits for or resumes after ("" for a plain train / finished run)
-    minutes: float | None  # estimated wall minutes (0 for a finished run; None: no record to go by)
+    detail: str  # what it reuses, copies, waits for or resumes after ("" for a plain train / finished run)
+    minutes: float | None  # estimated wall minutes (0 for a finished run or a copy; None: no record to go by)
     basis: int  # how many records the estimate is the median of
     scaled: bool = False  # from other recipes' minutes per epoch, times this run's epochs
 
 
+def _alpha(spec: RunSpec) -> int | None:
+    return spec.sample.get("alpha") if spec.sample else None
+
+
 def _train_key(spec: RunSpec) -> str:
-    alpha = spec.sample.get("alpha") if spec.sample else None
-    return json.dumps([spec.system, spec.train_dataset, spec.config, alpha], sort_keys=True)
+    return json.dumps([spec.system, spec.train_dataset, spec.config, _alpha(spec)], sort_keys=True)
 
 
-def _score_key(spec: RunSpec) -> tuple[str, str]:
-    return spec.system, spec.test_dataset
+def _score_key(spec: RunSpec) -> str:
+    return json.dumps([spec.experiment, spec.system, spec.train_dataset, spec.test_dataset])
 
 
 def _epoch_key(spec: RunSpec) -> str:
-    alpha = spec.sample.get("alpha") if spec.sample else None
-    return json.dumps([spec.system, spec.train_dataset, alpha], sort_keys=True)
+    return json.dumps([spec.system, spec.train_dataset, _alpha(spec)])
+
+
+def _whole_training(rec: BenchRecord) -> bool:
+    """A record whose wall time is one whole training on its own data (and scoring): not a copy, not a reused
+    model, not resumed partway, not scored on another dataset, not followed by an attention-map pass."""
+    compute = rec.extra.get("compute") or {}
+    return (
+        not rec.extra.get("same_run")
+        and not rec.extra.get("reused_model")
+        and compute.get("resumed_after_epoch") is None
+        and rec.spec.train_dataset == rec.spec.test_dataset
+        and rec.spec.experiment != "fig4"
+    )
 
 
 @dataclass
 class Estimates:
-    """Wall seconds of finished records: runs that trained, by `_train_key`; runs that scored a reused model,
-    by (system, test dataset); and, for a recipe no record has, seconds per trained epoch of any recipe of the
-    same system, training data and size (`_epoch_key`)."""
+    """Wall seconds of finished records: whole trainings (`_whole_training`), by `_train_key`; runs that
+    scored a reused model, by `_score_key`; and, for a recipe no record has, seconds per trained epoch of any
+    recipe of the same system, training data and size (`_epoch_key`)."""
 
     trained: dict[str, list[float]]
-    scored: dict[tuple[str, str], list[float]]
+    scored: dict[str, list[float]]
     per_epoch: dict[str, list[float]]
 
     @classmethod
-    def from_folders(cls, folders: Sequence[Path]) -> Estimates:
+    def from_records(cls, records: Sequence[BenchRecord]) -> Estimates:
         trained: dict[str, list[float]] = defaultdict(list)
-        scored: dict[tuple[str, str], list[float]] = defaultdict(list)
+        scored: dict[str, list[float]] = defaultdict(list)
         per_epoch: dict[str, list[float]] = defaultdict(list)
-        seen: set[tuple[str, str]] = (
-            set()
-        )  # (experiment, run key): a record copied to two folders counts once
+        seen: set[tuple[str, str]] = set()  # (experiment, run key): a record in two folders counts once
+        for rec in records:
+            if (rec.spec.experiment, rec.run_key) in seen or rec.wall_time_s is None:
+                continue
+            seen.add((rec.spec.experiment, rec.run_key))
+            secs = float(rec.wall_time_s)
+            if rec.extra.get("reused_model"):
+                scored[_score_key(rec.spec)].append(secs)
+            elif _whole_training(rec):
+                trained[_train_key(rec.spec)].append(secs)
+                curve = rec.extra.get("valid_f1_by_epoch")
+                if isinstance(curve, list) and curve:  # the epochs it trained (early stopping ends some)
+                    per_epoch[_epoch_key(rec.spec)].append(secs / len(curve))
+        return cls(dict(trained), dict(scored), dict(per_epoch))
+
+    @classmethod
+    def from_folders(cls, folders: Sequence[Path]) -> Estimates:
+        """From every readable record under the folders (a damaged file is passed over alone; `records
+        refresh` names it)."""
+        records = []
         for folder in folders:
             if not Path(folder).is_dir():
                 continue
-            try:
-                records = list(iter_records(folder))
-            except RecordError:
-                continue  # a damaged record elsewhere does not stop an estimate; `records check` names it
-            for _, rec in records:
-                if (rec.spec.experiment, rec.run_key) in seen or rec.wall_time_s is None:
+            for path in record_files(folder):
+                try:
+                    records.append(read_record(path))
+                except RecordError:
                     continue
-                seen.add((rec.spec.experiment, rec.run_key))
-                if rec.extra.get("same_run"):
-                    continue  # a copy took no time
-                if rec.extra.get("reused_model"):
-                    scored[_score_key(rec.spec)].append(float(rec.wall_time_s))
-                else:
-                    trained[_train_key(rec.spec)].append(float(rec.wall_time_s))
-                    curve = rec.extra.get("valid_f1_by_epoch")
-                    if isinstance(curve, list) and curve:  # epochs it trained (early stopping ends some)
-                        per_epoch[_epoch_key(rec.spec)].append(float(rec.wall_time_s) / len(curve))
-        return cls(dict(trained), dict(scored), dict(per_epoch))
+        return cls.from_records(records)
 
     def minutes(self, spec: RunSpec, action: str, share: float = 1.0) -> tuple[float | None, int, bool]:
         """(minutes, records it is the median of, scaled: from another recipe's time per epoch times this
@@ -123,6 +155,19 @@ def _epochs(spec: RunSpec) -> int | None:
     return int(epochs) if isinstance(epochs, int) and epochs > 0 else None
 
 
+def _finished(ctx: RunContext, spec: RunSpec) -> BenchRecord | None:
+    """`records.finished`, reading a record of schema 1 as `catmner-bench run` will after refreshing it (in
+    memory: nothing is written)."""
+    path = record_path(ctx.output, spec)
+    if not path.exists():
+        return None
+    try:
+        rec = refreshed(path)
+    except RecordError:
+        return None  # a damaged record is redone
+    return rec if rec.run_key == spec.key else None
+
+
 def plan_actions(
     names: Sequence[str],
     ctx: RunContext,
@@ -130,22 +175,32 @@ def plan_actions(
     datasets: Sequence[str] | None = None,
     estimate_from: Sequence[Path] = (),
 ) -> list[PlannedRun]:
-    """Every run the command plans, in plan order, with its action and estimated minutes."""
+    """Every run the command plans, in plan order, with its action and estimated minutes, decided as
+    `runner.run_spec` and `sweep.Sweep` will decide them."""
     specs = plan_sweep(names, ctx, systems, datasets)
     waits_for = prerequisites(specs)
+    planned = {run_name(s): s for s in specs}
     est = Estimates.from_folders([ctx.output, *estimate_from])
     out = []
     for spec in specs:
-        if finished(ctx.output, spec) is not None:
+        if _finished(ctx, spec) is not None:
             out.append(PlannedRun(spec, "finished", "", 0.0, 0))
             continue
         wait = waits_for.get(run_name(spec))
-        if (same := same_run(ctx, spec)) is not None:
-            out.append(PlannedRun(spec, "copy", f"same run as {same.spec.experiment}/{same.run_id}", 0.0, 0))
-            continue
-        if wait is not None and wait.split("/")[0] == SAME_RUNS.get(spec.experiment):
-            out.append(PlannedRun(spec, "copy", f"after {wait}", 0.0, 0))
-            continue
+        # a wait only matters while the run waited for has not finished: once it has, the run decides as one
+        # whose twin finished before the command (and trains where its model or data does not serve)
+        if wait is not None and _finished(ctx, planned[wait]) is not None:
+            wait = None
+        if SAME_RUNS.get(spec.experiment) is not None:
+            if same_run(ctx, spec) is not None:  # found: is it the same data? (load_data reads, memoised)
+                data_info = {split: describe(t) for split, t in load_data(ctx, spec).items()}
+                if (same := same_run(ctx, spec, data_info)) is not None:
+                    detail = f"same run as {same.spec.experiment}/{same.run_id}"
+                    out.append(PlannedRun(spec, "copy", detail, 0.0, 0))
+                    continue
+            elif wait is not None:
+                out.append(PlannedRun(spec, "copy", f"after {wait}", 0.0, 0))
+                continue
         detail, action, share = "", "train", 1.0
         # as `runner.run_spec` decides: a model scored on another dataset, or drawn, must still be saved
         need_model = (
@@ -155,7 +210,7 @@ def plan_actions(
         reused = reusable_model(ctx, spec, need_model=need_model) or searched_model(ctx, spec)
         if reused is not None:
             action, detail = "score", f"reuses {reused[0].spec.experiment}/{reused[0].run_id}"
-        elif wait is not None:
+        elif wait is not None and table1_twin(spec) is not None:
             action, detail = "score", f"after {wait}"
         elif (done := checkpoint_epoch(ctx.output / "runs" / spec.experiment / spec.run_id)) is not None:
             epochs = _epochs(spec)
@@ -187,9 +242,9 @@ def dry_run(
     missing = [str(p) for p in estimate_from if not Path(p).is_dir()]
     if missing:
         raise BenchError(f"--estimate-from {missing[0]}: no such folder")
-    specs_names = list(names)
-    rows = plan_actions(specs_names, ctx, systems, datasets, estimate_from)
-    check_data(ctx.data_dir, [d for r in rows for d in (r.spec.train_dataset, r.spec.test_dataset)])
+    specs = plan_sweep(list(names), ctx, systems, datasets)
+    check_data(ctx.data_dir, [d for s in specs for d in (s.train_dataset, s.test_dataset)])
+    rows = plan_actions(list(names), ctx, systems, datasets, estimate_from)
     return {
         "plan": rows,
         "summary": lambda workers=1: summary(rows, workers),
@@ -197,20 +252,23 @@ def dry_run(
     }
 
 
-def summary(rows: Sequence[PlannedRun], workers: int = 1) -> dict[str, Any]:
-    """Counts by action, the estimated minutes (one after another, and spread over ``workers`` runs at a time
-    by a greedy longest-first schedule), and how many runs to do have no estimate."""
+def summary(rows: Sequence[PlannedRun], workers: int | None = 1) -> dict[str, Any]:
+    """Counts by action, the estimated minutes one after another and, with ``workers`` runs at a time (None:
+    unknown), packed longest first ignoring waits (a lower bound), and how many runs to do have no estimate."""
     todo = [r for r in rows if r.action not in ("finished", "copy")]
     known = sorted((r.minutes for r in todo if r.minutes is not None), reverse=True)
-    lanes = [0.0] * max(1, workers)
-    for m in known:
-        lanes[lanes.index(min(lanes))] += m
+    wall = None
+    if workers:
+        lanes = [0.0] * workers
+        for m in known:
+            lanes[lanes.index(min(lanes))] += m
+        wall = round(max(lanes), 1)
     return {
         "runs": len(rows),
         **{a: sum(r.action == a for r in rows) for a in ACTIONS},
         "minutes_sequential": round(sum(known), 1),
-        "minutes_wall": round(max(lanes), 1),
-        "workers": max(1, workers),
+        "minutes_wall": wall,
+        "workers": workers,
         "unknown": sum(r.minutes is None for r in todo),
     }
 
@@ -221,23 +279,30 @@ def _mark(r: PlannedRun) -> str:
     return "≤ " if r.spec.config.get("patience") else "~ "
 
 
-def render(rows: Sequence[PlannedRun], workers: int = 1) -> str:
+def render(rows: Sequence[PlannedRun], workers: int | None = 1) -> str:
     """The plan as a Markdown table (one row per run) and a closing line with the totals."""
     table = [
         [
             run_name(r.spec),
             r.action,
             r.detail,
-            "-" if r.action == "finished" else ("?" if r.minutes is None else _mark(r) + f"{r.minutes:.1f}"),
+            "-"
+            if r.action in ("finished", "copy")
+            else ("?" if r.minutes is None else _mark(r) + f"{r.minutes:.1f}"),
             str(r.basis) if r.basis else "",
         ]
         for r in rows
     ]
     s = summary(rows, workers)
     counts = ", ".join(f"{s[a]} {a}" for a in ACTIONS if s[a])
+    at_a_time = (
+        f"at least {s['minutes_wall']:.0f} min with {s['workers']} at a time"
+        if s["minutes_wall"] is not None
+        else "runs at a time unknown (a Ray cluster: give --workers)"
+    )
     total = (
         f"{s['runs']} planned runs: {counts or 'none'}. Estimated {s['minutes_sequential']:.0f} min one after "
-        f"another, about {s['minutes_wall']:.0f} min with {s['workers']} at a time"
+        f"another, {at_a_time}"
         + (f"; {s['unknown']} run(s) without a record to estimate from (not counted)" if s["unknown"] else "")
         + ". '~': no record of this recipe; its epochs times the minutes per epoch of the same system's other "
         "recipes on the same data ('≤': the most, as early stopping may end it sooner). Nothing was run."
@@ -246,11 +311,27 @@ def render(rows: Sequence[PlannedRun], workers: int = 1) -> str:
     return md_table(header, table) + "\n\n" + total if rows else total
 
 
-def workers_hint(executor: str, workers: int | None, cpus_per_run: int | None, cpus: int | None) -> int:
-    """Runs at a time the command would have: 1 for the local loop; for Ray, ``--workers`` or as many as the
-    machine's CPUs hold at ``--cpus-per-run``."""
+def workers_hint(
+    executor: str,
+    workers: int | None,
+    cpus_per_run: int | None,
+    gpus_per_run: float | None,
+    ray_address: str | None,
+    paper_profile: bool,
+) -> int | None:
+    """Runs at a time the command would have: 1 for the local loop; for Ray, ``--workers``, else as many as
+    this machine's CPUs (and GPUs: a run takes 1 under the paper profile unless ``--gpus-per-run``) hold at
+    ``--cpus-per-run``; None for a cluster elsewhere (``--ray-address``: its size is not known here)."""
     if executor != "ray":
         return 1
     if workers:
         return workers
-    return max(1, math.floor((cpus or 1) / max(1, cpus_per_run or 1)))
+    if ray_address not in (None, "", "local"):
+        return None
+    fits = max(1, math.floor((os.cpu_count() or 1) / max(1, cpus_per_run or 1)))
+    gpus = gpus_per_run if gpus_per_run is not None else (1.0 if paper_profile else 0.0)
+    if gpus:
+        import torch
+
+        fits = min(fits, int(torch.cuda.device_count() // gpus))
+    return max(1, fits)
