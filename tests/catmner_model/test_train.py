@@ -288,6 +288,16 @@ def test_text_variant_needs_no_label_words_or_images(tmp_path, tweets):
     assert rec["model_config"]["variant"] == "text"
 
 
+def test_an_empty_test_split_is_not_scored(tmp_path, tweets, capsys):
+    """The benchmark's recipe search never scores test: given an empty test split, the record has no test
+    metrics and the closing line says so (it printed the F1 of a stand-in tweet before)."""
+    data = {"train": tweets[:3], "valid": tweets[:3], "test": []}
+    rec = train(tiny_config(tmp_path / "t", None, variant="text", epochs=1, quiet=False), data=data)
+    assert set(rec["metrics"]) == {"valid"}
+    shown = "".join(capsys.readouterr())  # tqdm.write: stdout
+    assert "valid F1" in shown and "test not scored" in shown and "test F1" not in shown
+
+
 def test_finetuning_the_image_encoder(tmp_path, tweets, labels_file):
     """--finetune-image-encoder: the encoder runs inside the model on real pixels, gets gradients at the
     encoder learning rate, is saved with the model, and a corrupt image falls back to the no-image token."""

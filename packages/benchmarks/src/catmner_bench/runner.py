@@ -426,10 +426,11 @@ def _run_trained(
     cross = spec.train_dataset != spec.test_dataset
     valid_only = not score_test
     # the trainer scores its own dataset's test split; a cross-dataset test is scored below from the model, and
-    # a recipe-search run is never scored on test (test is for the chosen setting only)
+    # a recipe-search run is never scored on test (test is for the chosen setting only): an empty test split
+    # the trainer does not score
     train_data = dict(data)
     if cross or valid_only:
-        train_data["test"] = data["valid"][:1]
+        train_data["test"] = []
     rec = RunRecord.from_json(train_model(train_config(ctx, spec, run_dir), data=train_data))
     model_dir = Path(rec.model_dir)
     metrics = {"valid": rec.scores("valid")}

@@ -202,8 +202,12 @@ def train_cli(
         typer.echo(
             f"model: {record['model_dir']}\n"
             f"best epoch {record['best_epoch']}: valid F1 {m['valid']['lenient']['f1']:.2f} "
-            f"(strict {m['valid']['strict']['f1']:.2f}), test F1 {m['test']['lenient']['f1']:.2f} "
-            f"(strict {m['test']['strict']['f1']:.2f})"
+            f"(strict {m['valid']['strict']['f1']:.2f}), "
+            + (
+                f"test F1 {m['test']['lenient']['f1']:.2f} (strict {m['test']['strict']['f1']:.2f})"
+                if m.get("test")
+                else "test not scored"
+            )
             + (
                 f"\n{record['stop_reason']} (after epoch {record['stopped_epoch']})"
                 if record.get("stop_reason")

@@ -426,7 +426,9 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
     best = load_pretrained(run.output / "model", map_location=run.device)
     final_collate = best.collator()
     metrics = {}
-    for split in ("valid", "test"):
+    # a test split given empty is not scored (the benchmark's recipe search and cross-dataset runs score the
+    # model themselves, or never on test): the record then has no "test" metrics
+    for split in ("valid", "test") if run.splits["test"] else ("valid",):
         m, _ = evaluate_split(
             best,
             run.splits[split],
@@ -461,9 +463,13 @@ def _finish(run: _Run, data: dict[str, list[Tweet]] | None) -> dict[str, Any]:
     if info.is_main:
         write_json(run.output / "run.json", record)
         if run.show:
-            tqdm.write(
-                f"best epoch {run.best_epoch}: valid F1 {metrics['valid']['lenient']['f1']:.2f}, "
+            test = (
                 f"test F1 {metrics['test']['lenient']['f1']:.2f} (strict {metrics['test']['strict']['f1']:.2f})"
+                if "test" in metrics
+                else "test not scored"
+            )
+            tqdm.write(
+                f"best epoch {run.best_epoch}: valid F1 {metrics['valid']['lenient']['f1']:.2f}, {test}"
             )
     barrier(info)
     return record
