@@ -26,6 +26,13 @@ def test_fig3_copies_the_decisive_runs_it_shares_and_a_joint_sweep_trains_each_o
     res = CliRunner().invoke(app, ["run", "fig3", *base, "--dry-run"])
     assert res.exit_code == 0 and "4 planned runs: 4 copy. Estimated 0 min" in res.output, res.output
 
+    # a leftover checkpoint of one of them (a fig3 run killed before): nothing trains, so nothing resumes
+    name = next(line.split(" | ")[0].strip("| ") for line in res.output.splitlines() if "| fig3/" in line)
+    stale = out / "runs" / name
+    (stale / "ckpt-epoch-0001").mkdir(parents=True)
+    (stale / "ckpt-epoch-0001" / "state.json").write_text(json.dumps({"epoch": 1}))
+    (stale / "checkpoint.json").write_text(json.dumps({"dir": "ckpt-epoch-0001"}))
+
     res = CliRunner().invoke(app, ["run", "fig3", *base])
     assert res.exit_code == 0 and "fig3: 4 run(s) done" in res.output, res.output
     fig3 = [r for _, r in iter_records(out) if r.spec.experiment == "fig3"]
@@ -36,7 +43,8 @@ def test_fig3_copies_the_decisive_runs_it_shares_and_a_joint_sweep_trains_each_o
         assert r.extra["same_run"]["wall_time_s"] == src.wall_time_s and r.metrics == src.metrics
         assert r.extra["valid_f1_by_epoch"] == src.extra["valid_f1_by_epoch"]
         assert r.spec.config == src.spec.config and r.spec.seed == src.spec.seed
-    assert not (out / "runs" / "fig3").exists()  # nothing trained
+        assert r.extra["compute"]["resumed_after_epoch"] is None
+    assert not list((out / "runs").glob("fig3/*/model"))  # nothing trained
     # more samplings add runs (sampling i: seed 1 + i) and keep the finished ones; --alphas picks sizes
     res = CliRunner().invoke(app, ["run", "fig3", *base, "--samplings", "3", "--alphas", "8,16", "--dry-run"])
     assert res.exit_code == 0 and "6 planned runs: 2 finished, 4 train" in res.output, res.output

@@ -324,6 +324,8 @@ def run_spec(
         metrics, extra, label_words = _run_reused(ctx, spec, data, searched, after_train, score_test)
     else:
         metrics, extra, label_words = _run_trained(ctx, spec, data, after_train, score_test)
+    if compute and (same is not None or "reused_model" in extra):  # nothing trained: nothing resumed either
+        compute = {**compute, "resumed_after_epoch": None}
     if label_words is None and system.labels is not None and system.kind == "span":
         label_words = {"spec": spec.config.get("labels")}
     data_info["data_dir"] = str(resolve_data_dir(ctx.data_dir))
