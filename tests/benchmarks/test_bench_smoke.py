@@ -480,3 +480,18 @@ def test_plan_sizes_follow_the_profile(experiment: str, tmp_path: Path) -> None:
         assert len(specs) == 4 * 2 * 4 * 8  # the paper's 8 samplings of alpha in {50,100,200,400}
         assert {s.sample["alpha"] for s in specs} == {50, 100, 200, 400}
     assert len({s.key for s in specs}) == len(specs)
+
+
+def test_finished_span_runs_keep_their_model_and_drop_their_resume_state(bench: dict) -> None:
+    """A recorded run is skipped from then on: its checkpoints (about 260 MB for CAT-MNER) are removed, its
+    best model, log and run record stay (Table 2, Figure 4 and Table 1 from a search run reuse the model)."""
+    trained = [
+        r
+        for r in records(bench, "table1")
+        if r.spec.config.get("kind") == "span" and not r.extra.get("reused_model")
+    ]
+    assert trained
+    for r in trained:
+        run_dir = bench["output"] / "runs" / "table1" / r.run_id
+        assert (run_dir / "model" / "model.safetensors").is_file() and (run_dir / "log.json").is_file()
+        assert not (run_dir / "checkpoint.json").exists() and not list(run_dir.glob("ckpt-epoch-*"))

@@ -310,6 +310,7 @@ def run_spec(
     data = load_data(ctx, spec)
     data_info = {split: describe(tweets) for split, tweets in data.items()}
     system = SYSTEMS[spec.system]
+    trained_span = False
     if (same := same_run(ctx, spec, data_info)) is not None:  # another experiment ran this very run
         metrics, extra, label_words = _run_same(ctx, same)
     elif system.kind == "crf":
@@ -324,6 +325,7 @@ def run_spec(
         metrics, extra, label_words = _run_reused(ctx, spec, data, searched, after_train, score_test)
     else:
         metrics, extra, label_words = _run_trained(ctx, spec, data, after_train, score_test)
+        trained_span = True
     if compute and (same is not None or "reused_model" in extra):  # nothing trained: nothing resumed either
         compute = {**compute, "resumed_after_epoch": None}
     if label_words is None and system.labels is not None and system.kind == "span":
@@ -344,6 +346,12 @@ def run_spec(
         },
     )
     write_record(ctx.output, record)
+    if (
+        trained_span
+    ):  # finished and recorded: the run is skipped from now on, its resume state only takes space
+        from catmner_model import drop_checkpoints
+
+        drop_checkpoints(ctx.output / "runs" / spec.experiment / spec.run_id)
     split = "test" if metrics.get("test") else "valid"  # a recipe-search run is scored on validation only
     f1 = metrics[split]["conlleval"]["f1"]
     log(ctx, f"done {spec.experiment}/{spec.run_id}: {split} F1 {f1:.2f} ({record.wall_time_s:.1f}s)")

@@ -50,6 +50,7 @@ _API = {
     "TrainConfig": ("catmner_model.training.config", "TrainConfig"),
     "train_model": ("catmner_model.training.loop", "train"),
     "RunRecord": ("catmner_model.training.record", "RunRecord"),
+    "drop_checkpoints": ("catmner_model.training.checkpoint", "drop_checkpoints"),
     "Predictor": ("catmner_model.predict", "Predictor"),
     "load_model": ("catmner_model.predict", "load_model"),
     "evaluate_model": ("catmner_model.evaluate", "evaluate_model"),

@@ -168,6 +168,21 @@ def save_checkpoint(
     return final
 
 
+def drop_checkpoints(output: str | Path) -> int:
+    """Remove a finished run's resume state (``checkpoint.json``, then every ``ckpt-epoch-*/``), keeping its
+    best model, log and run record: for callers that keep their own record of finished runs and never resume
+    one (the benchmark harness; a CAT-MNER checkpoint is about 260 MB). The pointer goes first, so a removal
+    cut short leaves no pointer to a half-removed folder. Returns the folders removed."""
+    output = Path(output)
+    _checkpoint_pointer(output).unlink(missing_ok=True)
+    dropped = 0
+    for old in output.glob("ckpt-epoch-*"):
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+            dropped += 1
+    return dropped
+
+
 def load_checkpoint(
     folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
 ) -> list[dict[str, Any]]:
