@@ -37,7 +37,7 @@ from catmner_bench.errors import BenchError
 from catmner_bench.experiments import Experiment, experiment
 from catmner_bench.markdown import md_table
 from catmner_bench.recipes import refreshed
-from catmner_bench.records import BenchRecord, RecordError, RunSpec, read_record, record_files, record_path
+from catmner_bench.records import BenchRecord, RecordError, RunSpec, finished, read_record, record_files
 from catmner_bench.runner import (
     SAME_RUNS,
     RunContext,
@@ -156,16 +156,8 @@ def _epochs(spec: RunSpec) -> int | None:
 
 
 def _finished(ctx: RunContext, spec: RunSpec) -> BenchRecord | None:
-    """`records.finished`, reading a record of schema 1 as `catmner-bench run` will after refreshing it (in
-    memory: nothing is written)."""
-    path = record_path(ctx.output, spec)
-    if not path.exists():
-        return None
-    try:
-        rec = refreshed(path)
-    except RecordError:
-        return None  # a damaged record is redone
-    return rec if rec.run_key == spec.key else None
+    """A finished record as `catmner-bench run` will see it after refreshing schema-1 records (in memory)."""
+    return finished(ctx.output, spec, read=refreshed)
 
 
 def plan_actions(
@@ -174,10 +166,11 @@ def plan_actions(
     systems: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     estimate_from: Sequence[Path] = (),
+    specs: Sequence[RunSpec] | None = None,
 ) -> list[PlannedRun]:
-    """Every run the command plans, in plan order, with its action and estimated minutes, decided as
-    `runner.run_spec` and `sweep.Sweep` will decide them."""
-    specs = plan_sweep(names, ctx, systems, datasets)
+    """Every run the command plans (``specs``, when already planned), in plan order, with its action and
+    estimated minutes, decided as `runner.run_spec` and `sweep.Sweep` will decide them."""
+    specs = list(specs) if specs is not None else plan_sweep(names, ctx, systems, datasets)
     waits_for = prerequisites(specs)
     planned = {run_name(s): s for s in specs}
     est = Estimates.from_folders([ctx.output, *estimate_from])
@@ -244,7 +237,7 @@ def dry_run(
         raise BenchError(f"--estimate-from {missing[0]}: no such folder")
     specs = plan_sweep(list(names), ctx, systems, datasets)
     check_data(ctx.data_dir, [d for s in specs for d in (s.train_dataset, s.test_dataset)])
-    rows = plan_actions(list(names), ctx, systems, datasets, estimate_from)
+    rows = plan_actions(list(names), ctx, systems, datasets, estimate_from, specs)
     return {
         "plan": rows,
         "summary": lambda workers=1: summary(rows, workers),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -280,13 +280,16 @@ def read_record(path: str | Path) -> BenchRecord:
     return BenchRecord.read(path)
 
 
-def finished(output: str | Path, spec: RunSpec) -> BenchRecord | None:
-    """The record of this run if it already finished (same run key), else None."""
+def finished(
+    output: str | Path, spec: RunSpec, read: Callable[[Path], BenchRecord] | None = None
+) -> BenchRecord | None:
+    """The record of this run if it already finished (same run key), else None. ``read``: how to read it
+    (default `read_record`; the dry run reads a schema-1 record as `catmner-bench run` will refresh it)."""
     path = record_path(output, spec)
     if not path.exists():
         return None
     try:
-        rec = read_record(path)
+        rec = (read or read_record)(path)
     except RecordError:
         return None  # a damaged record is redone
     return rec if rec.run_key == spec.key else None
